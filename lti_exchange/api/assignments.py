@@ -1,0 +1,51 @@
+"""Assignments: list, release (a new version), unrelease, download the released files."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from lti_exchange.api import bp
+from lti_exchange.api.common import (
+    ANY_ROLE,
+    STAFF,
+    archive_body,
+    blob_response,
+    caller_for,
+    context,
+)
+from lti_exchange.api.serializers import assignment_json, release_json
+from lti_exchange.services.assignments import AssignmentService
+
+
+@bp.get("/courses/<course_id>/assignments")
+def list_assignments(course_id: str):
+    caller = caller_for(course_id, ANY_ROLE)
+    views = AssignmentService(context()).list_for(caller)
+    return jsonify(
+        course_id=caller.course.code,
+        role=caller.role,
+        assignments=[assignment_json(v) for v in views],
+    )
+
+
+@bp.post("/courses/<course_id>/assignments/<assignment_id>/releases")
+def release_assignment(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, STAFF)
+    release = AssignmentService(context()).release(caller, assignment_id, archive_body())
+    return jsonify(assignment_id=assignment_id, released=True, **release_json(release)), 201
+
+
+@bp.delete("/courses/<course_id>/assignments/<assignment_id>/release")
+def unrelease_assignment(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, STAFF)
+    assignment = AssignmentService(context()).unrelease(caller, assignment_id)
+    return jsonify(assignment_id=assignment.name, released=False)
+
+
+@bp.get("/courses/<course_id>/assignments/<assignment_id>/archive")
+def download_assignment(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, ANY_ROLE)
+    release, handle = AssignmentService(context()).open_current_release(caller, assignment_id)
+    return blob_response(
+        handle, release.size, release.sha256, X_Release_Version=str(release.version)
+    )

@@ -1,0 +1,32 @@
+"""Feedback: release for many students at once; fetch one's own."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from lti_exchange.api import bp
+from lti_exchange.api.common import (
+    ANY_ROLE,
+    STAFF,
+    archive_body,
+    caller_for,
+    context,
+    tar_stream_response,
+)
+from lti_exchange.services.feedback import FeedbackService
+
+
+@bp.post("/courses/<course_id>/assignments/<assignment_id>/feedback")
+def release_feedback(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, STAFF)
+    released = FeedbackService(context()).release(caller, assignment_id, archive_body())
+    return jsonify(assignment_id=assignment_id, released=released), 201
+
+
+@bp.get("/courses/<course_id>/assignments/<assignment_id>/feedback")
+def fetch_feedback(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, ANY_ROLE)
+    chunks = FeedbackService(context()).fetch(
+        caller, assignment_id, student=request.args.get("student_id")
+    )
+    return tar_stream_response(chunks)

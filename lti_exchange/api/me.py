@@ -1,0 +1,54 @@
+"""Who am I, and the course roster (for instructors)."""
+
+from __future__ import annotations
+
+from flask import jsonify
+from sqlalchemy import select
+
+from lti_exchange.api import bp
+from lti_exchange.api.common import ANY_ROLE, STAFF, caller_for
+from lti_exchange.auth import current_claims
+from lti_exchange.db import get_session
+from lti_exchange.models import Enrolment, User
+
+
+@bp.get("/me")
+def whoami():
+    claims = current_claims()
+    caller = caller_for(claims.course_id, ANY_ROLE)
+    return jsonify(
+        username=caller.user.username,
+        org_id=caller.course.org_id,
+        course_id=caller.course.code,
+        course_title=caller.course.title,
+        role=caller.role,
+        name=caller.user.name,
+        email=caller.user.email,
+        lms_user_id=caller.user.lms_user_id,
+        expires_at=claims.exp,
+    )
+
+
+@bp.get("/courses/<course_id>/members")
+def list_members(course_id: str):
+    caller = caller_for(course_id, STAFF)
+    rows = get_session().execute(
+        select(Enrolment, User)
+        .join(User, User.id == Enrolment.user_id)
+        .where(Enrolment.course_id == caller.course.id)
+        .order_by(User.username)
+    )
+    return jsonify(
+        course_id=caller.course.code,
+        members=[
+            {
+                "username": user.username,
+                "role": enrolment.role,
+                "active": enrolment.active,
+                "name": user.name,
+                "email": user.email,
+                "lms_user_id": user.lms_user_id,
+            }
+            for enrolment, user in rows
+        ],
+    )

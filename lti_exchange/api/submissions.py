@@ -1,0 +1,94 @@
+"""Submissions: submit, list, download one, remove, collect many in one streamed archive."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from lti_exchange.api import bp
+from lti_exchange.api.common import (
+    ANY_ROLE,
+    STAFF,
+    archive_body,
+    blob_response,
+    bool_arg,
+    caller_for,
+    context,
+    json_body,
+    tar_stream_response,
+)
+from lti_exchange.errors import InvalidRequest
+from lti_exchange.services.submissions import SubmissionService, submission_json
+from lti_exchange.timestamps import parse_timestamp
+
+
+@bp.post("/courses/<course_id>/assignments/<assignment_id>/submissions")
+def submit(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, ANY_ROLE)
+    service = SubmissionService(context())
+    submission = service.submit(caller, assignment_id, archive_body())
+    assignment = service.assignments.find(caller, assignment_id)
+    return jsonify(submission_json(submission, assignment, caller.user, with_feedback=False)), 201
+
+
+@bp.get("/courses/<course_id>/submissions")
+def list_submissions(course_id: str):
+    caller = caller_for(course_id, ANY_ROLE)
+    rows = SubmissionService(context()).list(
+        caller,
+        assignment=request.args.get("assignment_id"),
+        student=request.args.get("student_id"),
+        include_removed=bool_arg("include_removed"),
+    )
+    return jsonify(
+        course_id=caller.course.code,
+        submissions=[submission_json(s, a, u) for s, a, u in rows],
+    )
+
+
+@bp.get("/courses/<course_id>/submissions/<int:submission_id>")
+def get_submission(course_id: str, submission_id: int):
+    caller = caller_for(course_id, ANY_ROLE)
+    submission, assignment, user = SubmissionService(context()).get(caller, submission_id)
+    return jsonify(submission_json(submission, assignment, user))
+
+
+@bp.get("/courses/<course_id>/submissions/<int:submission_id>/archive")
+def download_submission(course_id: str, submission_id: int):
+    caller = caller_for(course_id, ANY_ROLE)
+    submission, handle = SubmissionService(context()).open_archive(caller, submission_id)
+    return blob_response(handle, submission.size, submission.sha256)
+
+
+@bp.delete("/courses/<course_id>/submissions/<int:submission_id>")
+def remove_submission(course_id: str, submission_id: int):
+    caller = caller_for(course_id, STAFF)
+    submission = SubmissionService(context()).remove(caller, submission_id)
+    return jsonify(id=submission.id, removed=True)
+
+
+@bp.post("/courses/<course_id>/assignments/<assignment_id>/collection")
+def collect(course_id: str, assignment_id: str):
+    caller = caller_for(course_id, STAFF)
+    body = json_body()
+    ids = body.get("submission_ids")
+    students = body.get("student_ids")
+    since = body.get("since")
+    if ids is not None and (
+        not isinstance(ids, list) or not all(isinstance(i, int) and i > 0 for i in ids)
+    ):
+        raise InvalidRequest("'submission_ids' must be a list of positive integers.")
+    if students is not None and (
+        not isinstance(students, list) or not all(isinstance(s, str) for s in students)
+    ):
+        raise InvalidRequest("'student_ids' must be a list of student ids.")
+    if since is not None and not isinstance(since, str):
+        raise InvalidRequest("'since' must be a timestamp string.")
+    service = SubmissionService(context())
+    chosen = service.select_for_collection(
+        caller,
+        assignment_id,
+        submission_ids=ids,
+        students=students,
+        since=parse_timestamp(since) if since else None,
+    )
+    return tar_stream_response(service.collect(caller, assignment_id, chosen))

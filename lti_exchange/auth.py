@@ -1,0 +1,106 @@
+"""Who is calling: the bearer token's claims checked against the live enrolment row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
+from lti_exchange.identifiers import validate_identifier
+from lti_exchange.models import STAFF_ROLES, Course, Enrolment, User
+from lti_exchange.tokens import RELAUNCH_HINT, TokenClaims
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated user acting in one course, with the role their enrolment has now."""
+
+    user: User
+    course: Course
+    role: str
+    claims: TokenClaims
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "This request needs an access token (Authorization: Bearer ...). "
+            "Launch the assignment from your LMS, or run `lti-exchange login`."
+        )
+    return token.strip()
+
+
+def current_claims() -> TokenClaims:
+    if "token_claims" not in g:
+        g.token_claims = current_app.extensions["lti_exchange"].tokens.verify(bearer_token())
+    return g.token_claims
+
+
+def authorise_course(session: Session, course_code: str, roles: Iterable[str]) -> Caller:
+    """Return the caller when their token and live enrolment allow ``roles`` in ``course_code``.
+
+    One query: the enrolment joined with its user and course, scoped to the token's organisation.
+    """
+    validate_identifier(course_code, "course")
+    claims = current_claims()
+    if claims.course_id != course_code:
+        exists = session.execute(
+            select(Course.id).where(Course.org_id == claims.org_id, Course.code == course_code)
+        ).first()
+        if exists is None:
+            raise not_found("course", course_code, course_code)
+        raise Forbidden(
+            f"Your access token is for course '{claims.course_id}', not '{course_code}'. "
+            f"Launch '{course_code}' from your LMS to get a token for it.",
+            code="wrong_course",
+        )
+    enrolment = session.execute(
+        select(Enrolment)
+        .join(Enrolment.course)
+        .join(Enrolment.user)
+        .where(
+            Enrolment.user_id == claims.user_id,
+            Course.code == course_code,
+            Course.org_id == claims.org_id,
+            User.org_id == claims.org_id,
+        )
+    ).scalar_one_or_none()
+    if enrolment is None:
+        raise Forbidden(
+            f"You are not enrolled in course '{course_code}'. {RELAUNCH_HINT}", code="not_enrolled"
+        )
+    if not enrolment.active:
+        raise Forbidden(
+            f"Your enrolment in course '{course_code}' has ended. Ask your instructor if this is "
+            "a mistake.",
+            code="enrolment_inactive",
+        )
+    not_before = enrolment.tokens_not_before
+    if not_before is not None and claims.iat < int(not_before.timestamp()):
+        raise Unauthenticated(
+            f"This access token has been revoked. {RELAUNCH_HINT}", code="revoked"
+        )
+    allowed = tuple(roles)
+    if enrolment.role not in allowed:
+        raise Forbidden(
+            f"This action needs the role {' or '.join(allowed)} in course '{course_code}'; "
+            f"you are {enrolment.role}.",
+            code="role_forbidden",
+        )
+    return Caller(user=enrolment.user, course=enrolment.course, role=enrolment.role, claims=claims)
+
+
+def not_found(kind: str, name: str, course: str) -> NotFound:
+    if kind == "course":
+        return NotFound(f"No course '{name}' exists.", code="course_not_found")
+    return NotFound(f"No {kind} '{name}' in course '{course}'.", code=f"{kind}_not_found")

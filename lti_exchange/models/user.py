@@ -1,0 +1,24 @@
+"""Users, unique per organisation by their nbgrader student id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lti_exchange.db import Base
+from lti_exchange.models.types import UtcDateTime, utcnow
+
+
+class User(Base):
+    __tablename__ = "user_account"
+    __table_args__ = (UniqueConstraint("org_id", "username"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(String(100))
+    lms_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    name: Mapped[str | None] = mapped_column(String(255), default=None)
+    email: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

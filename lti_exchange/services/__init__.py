@@ -1,0 +1,1 @@
+"""The rules of the exchange. Nothing here imports Flask."""

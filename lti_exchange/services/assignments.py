@@ -1,0 +1,169 @@
+"""Release, unrelease, list and fetch assignments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from lti_exchange.archives import store_archive
+from lti_exchange.auth import Caller, not_found
+from lti_exchange.errors import Conflict, InvalidArchive
+from lti_exchange.identifiers import validate_identifier
+from lti_exchange.models import Assignment, Event, Release, Submission
+from lti_exchange.services.context import ServiceContext
+
+
+@dataclass
+class AssignmentView:
+    assignment: Assignment
+    release: Release | None
+    fetched_at: datetime | None
+    submission_count: int
+
+
+class AssignmentService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.session = ctx.session
+
+    def find(self, caller: Caller, name: str) -> Assignment:
+        validate_identifier(name, "assignment")
+        assignment = self.session.execute(
+            select(Assignment).where(
+                Assignment.course_id == caller.course.id, Assignment.name == name
+            )
+        ).scalar_one_or_none()
+        if assignment is None or (not caller.is_staff and not assignment.released):
+            raise not_found("assignment", name, caller.course.code)
+        return assignment
+
+    def release(self, caller: Caller, name: str, body: BinaryIO) -> Release:
+        """Store a new version of ``name`` and make it the released one (again = next version)."""
+        validate_identifier(name, "assignment")
+        blob, manifest = store_archive(body, self.ctx.storage, "releases", self.ctx.limits)
+        if not any(not m.is_dir for m in manifest.members):
+            self.ctx.delete_blobs_quietly([blob.key])
+            raise InvalidArchive("The release archive holds no files.")
+        try:
+            assignment = self._get_or_create_locked(caller, name)
+            latest = self.session.execute(
+                select(func.max(Release.version)).where(Release.assignment_id == assignment.id)
+            ).scalar_one()
+            release = Release(
+                assignment_id=assignment.id,
+                version=(latest or 0) + 1,
+                blob_key=blob.key,
+                sha256=blob.sha256,
+                size=blob.size,
+                notebooks=manifest.notebooks,
+                released_by_id=caller.user.id,
+                created_at=self.ctx.clock(),
+            )
+            self.session.add(release)
+            self.session.flush()
+            assignment.current_release_id = release.id
+            assignment.released = True
+            self.ctx.record(
+                caller,
+                "released",
+                assignment_id=assignment.id,
+                subject_id=release.id,
+                details={"version": release.version},
+            )
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            self.ctx.delete_blobs_quietly([blob.key])
+            raise
+        return release
+
+    def _get_or_create_locked(self, caller: Caller, name: str) -> Assignment:
+        query = (
+            select(Assignment)
+            .where(Assignment.course_id == caller.course.id, Assignment.name == name)
+            .with_for_update()
+        )
+        assignment = self.session.execute(query).scalar_one_or_none()
+        if assignment is not None:
+            return assignment
+        try:
+            with self.session.begin_nested():
+                assignment = Assignment(course_id=caller.course.id, name=name)
+                self.session.add(assignment)
+        except IntegrityError:
+            assignment = self.session.execute(query).scalar_one()
+        return assignment
+
+    def unrelease(self, caller: Caller, name: str) -> Assignment:
+        """Hide the assignment from students; releases, submissions and feedback are all kept."""
+        assignment = self.find(caller, name)
+        if not assignment.released:
+            raise Conflict(
+                f"Assignment '{name}' is not released in course '{caller.course.code}'.",
+                code="not_released",
+            )
+        assignment.released = False
+        self.ctx.record(caller, "unreleased", assignment_id=assignment.id)
+        self.session.commit()
+        return assignment
+
+    def list_for(self, caller: Caller) -> list[AssignmentView]:
+        """Assignments the caller may see, each with its current release and the caller's history.
+
+        Three queries whatever the size of the course.
+        """
+        query = (
+            select(Assignment, Release)
+            .outerjoin(Release, Release.id == Assignment.current_release_id)
+            .where(Assignment.course_id == caller.course.id)
+            .order_by(Assignment.name)
+        )
+        if not caller.is_staff:
+            query = query.where(Assignment.released.is_(True))
+        rows = self.session.execute(query).all()
+        fetched = dict(
+            self.session.execute(
+                select(Event.assignment_id, func.max(Event.created_at))
+                .where(
+                    Event.course_id == caller.course.id,
+                    Event.user_id == caller.user.id,
+                    Event.kind == "fetched",
+                )
+                .group_by(Event.assignment_id)
+            ).all()
+        )
+        submitted = dict(
+            self.session.execute(
+                select(Submission.assignment_id, func.count(Submission.id))
+                .join(Assignment, Assignment.id == Submission.assignment_id)
+                .where(
+                    Assignment.course_id == caller.course.id,
+                    Submission.user_id == caller.user.id,
+                    Submission.removed_at.is_(None),
+                )
+                .group_by(Submission.assignment_id)
+            ).all()
+        )
+        return [AssignmentView(a, r, fetched.get(a.id), submitted.get(a.id, 0)) for a, r in rows]
+
+    def open_current_release(self, caller: Caller, name: str) -> tuple[Release, BinaryIO]:
+        """The released archive to download; records that the caller fetched it."""
+        assignment = self.find(caller, name)
+        if assignment.current_release_id is None:
+            raise not_found("assignment", name, caller.course.code)
+        release = self.session.get(Release, assignment.current_release_id)
+        assert release is not None
+        handle = self.ctx.storage.open(release.blob_key)
+        self.ctx.record(
+            caller,
+            "fetched",
+            assignment_id=assignment.id,
+            subject_id=release.id,
+            details={"version": release.version},
+        )
+        self.session.commit()
+        return release, handle

@@ -1,0 +1,218 @@
+"""Submit, list, remove and collect submissions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from lti_exchange.archives import store_archive
+from lti_exchange.auth import Caller
+from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from lti_exchange.identifiers import validate_identifier
+from lti_exchange.models import Assignment, Submission, User
+from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.services.context import ServiceContext
+from lti_exchange.tararchive import stream_tar
+
+MAX_COLLECT_IDS = 10_000
+
+
+class SubmissionService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.session = ctx.session
+        self.assignments = AssignmentService(ctx)
+
+    def submit(self, caller: Caller, name: str, body: BinaryIO) -> Submission:
+        """Store a submission; its timestamp is the server's clock when the upload completed."""
+        assignment = self.assignments.find(caller, name)
+        if not assignment.released:
+            raise Conflict(
+                f"Assignment '{name}' is not released; it cannot be submitted. "
+                "Ask your instructor to release it again.",
+                code="not_released",
+            )
+        blob, manifest = store_archive(body, self.ctx.storage, "submissions", self.ctx.limits)
+        try:
+            submission = Submission(
+                assignment_id=assignment.id,
+                user_id=caller.user.id,
+                timestamp=self.ctx.clock(),
+                blob_key=blob.key,
+                sha256=blob.sha256,
+                size=blob.size,
+                notebooks=manifest.notebooks,
+            )
+            self.session.add(submission)
+            self.session.flush()
+            self.ctx.record(
+                caller,
+                "submitted",
+                assignment_id=assignment.id,
+                subject_id=submission.id,
+                at=submission.timestamp,
+            )
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            self.ctx.delete_blobs_quietly([blob.key])
+            raise
+        return submission
+
+    def list(
+        self,
+        caller: Caller,
+        *,
+        assignment: str | None = None,
+        student: str | None = None,
+        include_removed: bool = False,
+    ) -> list[tuple[Submission, Assignment, User]]:
+        """Submissions visible to the caller (staff: all; learners: their own), with feedback.
+
+        Two queries whatever the size of the course.
+        """
+        if not caller.is_staff:
+            if student is not None and student != caller.user.username:
+                raise Forbidden("Students can only list their own submissions.")
+            student = caller.user.username
+        query = (
+            select(Submission, Assignment, User)
+            .join(Assignment, Assignment.id == Submission.assignment_id)
+            .join(User, User.id == Submission.user_id)
+            .where(Assignment.course_id == caller.course.id)
+            .options(selectinload(Submission.feedback))
+            .order_by(Assignment.name, User.username, Submission.timestamp)
+        )
+        if assignment is not None:
+            query = query.where(Assignment.name == validate_identifier(assignment, "assignment"))
+        if student is not None:
+            query = query.where(User.username == validate_identifier(student, "student"))
+        if not include_removed:
+            query = query.where(Submission.removed_at.is_(None))
+        return [tuple(row) for row in self.session.execute(query).all()]  # type: ignore[misc]
+
+    def get(self, caller: Caller, submission_id: int) -> tuple[Submission, Assignment, User]:
+        row = self.session.execute(
+            select(Submission, Assignment, User)
+            .join(Assignment, Assignment.id == Submission.assignment_id)
+            .join(User, User.id == Submission.user_id)
+            .where(Submission.id == submission_id, Assignment.course_id == caller.course.id)
+            .options(selectinload(Submission.feedback))
+        ).first()
+        if row is None or (not caller.is_staff and row[2].id != caller.user.id):
+            raise NotFound(
+                f"No submission {submission_id} in course '{caller.course.code}'.",
+                code="submission_not_found",
+            )
+        return row[0], row[1], row[2]
+
+    def remove(self, caller: Caller, submission_id: int) -> Submission:
+        """Hide a submission from lists and collection (kept for the record)."""
+        submission, assignment, _user = self.get(caller, submission_id)
+        if submission.removed_at is None:
+            submission.removed_at = self.ctx.clock()
+            self.ctx.record(
+                caller, "submission_removed", assignment_id=assignment.id, subject_id=submission.id
+            )
+            self.session.commit()
+        return submission
+
+    def select_for_collection(
+        self,
+        caller: Caller,
+        name: str,
+        *,
+        submission_ids: Iterable[int] | None = None,
+        students: Iterable[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[tuple[Submission, User]]:
+        """Explicit submissions, or the newest submission per student (optionally newer than
+        ``since`` and limited to ``students``)."""
+        assignment = self.assignments.find(caller, name)
+        query = (
+            select(Submission, User)
+            .join(User, User.id == Submission.user_id)
+            .where(Submission.assignment_id == assignment.id, Submission.removed_at.is_(None))
+            .order_by(User.username, Submission.timestamp.desc())
+        )
+        if submission_ids is not None:
+            ids = sorted(set(submission_ids))
+            if len(ids) > MAX_COLLECT_IDS:
+                raise InvalidRequest(f"Collect at most {MAX_COLLECT_IDS} submissions at once.")
+            rows = self.session.execute(query.where(Submission.id.in_(ids))).all() if ids else []
+            missing = set(ids) - {s.id for s, _ in rows}
+            if missing:
+                raise NotFound(
+                    f"Submissions {sorted(missing)[:10]} are not submissions of '{name}'.",
+                    code="submission_not_found",
+                    details={"missing": sorted(missing)},
+                )
+            return [(s, u) for s, u in rows]
+        if students is not None:
+            names = [validate_identifier(s, "student") for s in students]
+            query = query.where(User.username.in_(names))
+        if since is not None:
+            query = query.where(Submission.timestamp > since)
+        newest: dict[int, tuple[Submission, User]] = {}
+        for submission, user in self.session.execute(query).all():
+            newest.setdefault(user.id, (submission, user))
+        return list(newest.values())
+
+    def collect(
+        self, caller: Caller, name: str, chosen: list[tuple[Submission, User]]
+    ) -> Iterator[bytes]:
+        """Mark ``chosen`` collected and return a tar stream: ``manifest.json`` then one member
+        ``submissions/<id>.tar`` per submission holding its stored archive unchanged."""
+        assignment = self.assignments.find(caller, name)
+        now = self.ctx.clock()
+        manifest = []
+        for submission, user in chosen:
+            submission.collected_at = now
+            self.ctx.record(
+                caller, "collected", assignment_id=assignment.id, subject_id=submission.id, at=now
+            )
+            manifest.append(submission_json(submission, assignment, user, with_feedback=False))
+        self.session.commit()
+        storage = self.ctx.storage
+        members = [(f"submissions/{s.id}.tar", s.size, s.blob_key) for s, _user in chosen]
+        return stream_tar(manifest, members, storage)
+
+    def open_archive(self, caller: Caller, submission_id: int) -> tuple[Submission, BinaryIO]:
+        submission, _assignment, _user = self.get(caller, submission_id)
+        return submission, self.ctx.storage.open(submission.blob_key)
+
+
+def submission_json(
+    submission: Submission, assignment: Assignment, user: User, *, with_feedback: bool = True
+) -> dict:
+    from lti_exchange.timestamps import format_timestamp
+
+    body = {
+        "id": submission.id,
+        "assignment_id": assignment.name,
+        "student_id": user.username,
+        "timestamp": format_timestamp(submission.timestamp),
+        "sha256": submission.sha256,
+        "size": submission.size,
+        "notebooks": submission.notebooks,
+        "collected_at": format_timestamp(submission.collected_at)
+        if submission.collected_at
+        else None,
+        "removed": submission.removed_at is not None,
+        "student": {"name": user.name, "email": user.email, "lms_user_id": user.lms_user_id},
+    }
+    if with_feedback:
+        body["feedback"] = [
+            {
+                "notebook_id": fb.notebook_id,
+                "sha256": fb.sha256,
+                "size": fb.size,
+                "released_at": format_timestamp(fb.updated_at),
+            }
+            for fb in submission.feedback
+        ]
+    return body

@@ -1,0 +1,47 @@
+"""The per-process objects the app shares between requests (engine, storage, key rings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from lti_exchange.archives import ArchiveLimits
+from lti_exchange.config import Settings
+from lti_exchange.db import make_engine, make_session_factory
+from lti_exchange.keyring import KeyRing
+from lti_exchange.storage import BlobStorage, make_storage
+from lti_exchange.tokens import TOKEN_KEY_PREFIX, TokenService
+
+
+@dataclass
+class ExchangeState:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    storage: BlobStorage
+    token_keys: KeyRing
+    tokens: TokenService
+
+    @property
+    def limits(self) -> ArchiveLimits:
+        return ArchiveLimits(
+            max_upload_bytes=self.settings.max_upload_bytes,
+            max_unpacked_bytes=self.settings.max_unpacked_bytes,
+            max_members=self.settings.max_archive_members,
+        )
+
+
+def build_state(settings: Settings) -> ExchangeState:
+    """Open the database and storage and load the key ring described by ``settings``."""
+    engine = make_engine(settings)
+    token_keys = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX)
+    return ExchangeState(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        storage=make_storage(settings),
+        token_keys=token_keys,
+        tokens=TokenService(settings, token_keys),
+    )

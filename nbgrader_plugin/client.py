@@ -1,0 +1,173 @@
+"""A small HTTP client for the exchange API: bearer tokens, streamed transfers, clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import requests
+
+from nbgrader_plugin.tokens import TokenEntry, TokenStore
+
+RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
+UPLOAD_CHUNK = 1024 * 1024
+
+
+class ExchangeClientError(Exception):
+    """A request failed; ``str(error)`` is a message for the user."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class _UploadBody:
+    """A sized, chunked view of a file for requests, reporting progress as it is read."""
+
+    def __init__(self, handle: BinaryIO, size: int, progress: Callable[[int], object] | None):
+        self._handle = handle
+        self._size = size
+        self._progress = progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(max(size, UPLOAD_CHUNK))
+        if data and self._progress:
+            self._progress(len(data))
+        return data
+
+
+def path(*segments: str) -> str:
+    return "/".join(quote(str(s), safe="") for s in segments)
+
+
+class ExchangeClient:
+    """Talks to one course on one service with that course's token entry."""
+
+    def __init__(
+        self,
+        service_url: str,
+        entry: TokenEntry,
+        store: TokenStore | None = None,
+        timeout: float = 300.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base = service_url.rstrip("/") + "/api/v1/"
+        self.service_url = service_url.rstrip("/")
+        self.entry = entry
+        self.store = store
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    # -- tokens -------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        if self.entry.expired and self.entry.refresh_token:
+            self.refresh()
+        return {"Authorization": f"Bearer {self.entry.access_token}"}
+
+    def refresh(self) -> None:
+        """Trade the refresh token for a new access token and store both."""
+        try:
+            response = self.session.post(
+                self.base + "token/refresh",
+                json={"refresh_token": self.entry.refresh_token},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code != 200:
+            raise ExchangeClientError(
+                f"Your session for course '{self.entry.course_id}' has ended. {RELAUNCH}",
+                status=response.status_code,
+                code="refresh_failed",
+            )
+        body = response.json()
+        new = TokenEntry.from_access_token(
+            body["access_token"], self.entry.service_url, body.get("refresh_token")
+        )
+        self.entry = new
+        if self.store is not None:
+            self.store.save(new)
+
+    # -- requests -----------------------------------------------------------------------------
+    def _unreachable(self, exc: Exception) -> ExchangeClientError:
+        return ExchangeClientError(
+            f"Cannot reach the exchange at {self.service_url} ({exc.__class__.__name__}). "
+            "Check your network and c.Exchange.service_url, then try again."
+        )
+
+    def request(
+        self, method: str, url_path: str, *, stream: bool = False, retry: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        headers = {**kwargs.pop("headers", {}), **self._headers()}
+        try:
+            response = self.session.request(
+                method,
+                self.base + url_path,
+                headers=headers,
+                stream=stream,
+                timeout=kwargs.pop("timeout", self.timeout),
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code < 400:
+            return response
+        error = self._error(response)
+        if retry and error.code == "token_expired" and self.entry.refresh_token:
+            self.refresh()
+            return self.request(method, url_path, stream=stream, retry=False, **kwargs)
+        raise error
+
+    @staticmethod
+    def _error(response: requests.Response) -> ExchangeClientError:
+        try:
+            body = response.json()["error"]
+            message, code = body["message"], body.get("code")
+        except (ValueError, KeyError, TypeError):
+            message = (
+                f"The exchange answered HTTP {response.status_code} without an explanation. "
+                "Try again later; if it persists, tell your instructor."
+            )
+            code = None
+        if response.status_code == 401 and "LMS" not in message:
+            message = f"{message} {RELAUNCH}"
+        return ExchangeClientError(message, status=response.status_code, code=code)
+
+    def get_json(self, url_path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", url_path, params=clean).json()
+
+    def upload(
+        self,
+        method: str,
+        url_path: str,
+        handle: BinaryIO,
+        size: int,
+        progress: Callable[[int], object] | None = None,
+    ) -> Any:
+        """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer."""
+        start = handle.tell()
+        body = _UploadBody(handle, size, progress)
+        headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        try:
+            return self.request(method, url_path, data=body, headers=headers, retry=False).json()
+        except ExchangeClientError as exc:
+            if exc.code == "token_expired" and self.entry.refresh_token:
+                self.refresh()
+                handle.seek(start)
+                body = _UploadBody(handle, size, progress)
+                return self.request(
+                    method, url_path, data=body, headers=headers, retry=False
+                ).json()
+            raise
+
+    def download(self, url_path: str, **kwargs: Any) -> requests.Response:
+        """A streamed response; read ``response.raw`` and close it when done."""
+        response = self.request("GET", url_path, stream=True, **kwargs)
+        response.raw.decode_content = True
+        return response

@@ -1,0 +1,174 @@
+"""``nbgrader collect``: download the newest submission per student in one streamed request."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.exchange.abc import ExchangeCollect as ABCExchangeCollect
+from nbgrader.utils import parse_utc
+
+from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream, iter_safe_members
+from nbgrader_plugin.client import path
+from nbgrader_plugin.exchange import Exchange
+
+
+class ExchangeCollect(Exchange, ABCExchangeCollect):
+    def init_src(self) -> None:
+        course_id = self.require_course()
+        assignment_id = self.coursedir.assignment_id
+        student = self.coursedir.student_id if self.coursedir.student_id not in ("", "*") else None
+        with self.failures("Collecting"):
+            self.api = self.client(course_id)
+            listing = self.api.get_json(
+                path("courses", course_id, "submissions"),
+                assignment_id=assignment_id,
+                student_id=student,
+            )
+        by_student: dict[str, list[dict]] = defaultdict(list)
+        for submission in listing["submissions"]:
+            by_student[submission["student_id"]].append(submission)
+        duedate = self._duedate()
+        self.src_records = []
+        for records in by_student.values():
+            records.sort(key=lambda r: parse_utc(r["timestamp"]), reverse=True)
+            chosen = records[0]
+            if duedate is not None and self.before_duedate:
+                on_time = [r for r in records if parse_utc(r["timestamp"]) <= duedate]
+                chosen = on_time[0] if on_time else records[0]
+            self.src_records.append(chosen)
+        self.src_records.sort(key=lambda r: r["student_id"])
+
+    def _duedate(self):
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                return gb.find_assignment(self.coursedir.assignment_id).duedate
+            except MissingEntry:
+                return None
+
+    def _dest(self, student_id: str) -> Path:
+        return Path(
+            self.coursedir.format_path(
+                self.coursedir.submitted_directory, student_id, self.coursedir.assignment_id
+            )
+        )
+
+    def _wanted(self, record: dict) -> str | None:
+        """'collect', 'update' or None (with the log line nbgrader's default exchange prints)."""
+        student_id, assignment_id = record["student_id"], self.coursedir.assignment_id
+        dest = self._dest(student_id)
+        if not dest.is_dir():
+            return "collect"
+        existing = self.coursedir.get_existing_timestamp(str(dest))
+        new = parse_utc(record["timestamp"])
+        if self.update and (existing is None or new > existing):
+            return "update"
+        if self.before_duedate and existing != new:
+            return "update"
+        if self.update:
+            self.log.info("No newer submission to collect: %s %s", student_id, assignment_id)
+        else:
+            self.log.info(
+                "Submission already exists, use --update to update: %s %s",
+                student_id,
+                assignment_id,
+            )
+        return None
+
+    def copy_files(self) -> None:
+        course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
+        if not self.src_records:
+            self.log.warning(
+                "No submissions of '%s' for course '%s' to collect", assignment_id, course_id
+            )
+            return
+        self.log.info(
+            "Processing %d submissions of '%s' for course '%s'",
+            len(self.src_records),
+            assignment_id,
+            course_id,
+        )
+        actions = {r["id"]: (r, a) for r in self.src_records if (a := self._wanted(r))}
+        if not actions:
+            return
+        total = sum(r["size"] for r, _ in actions.values())
+        with self.failures("Collecting"):
+            response = self.api.request(
+                "POST",
+                path("courses", course_id, "assignments", assignment_id, "collection"),
+                json={"submission_ids": sorted(actions)},
+                stream=True,
+            )
+            response.raw.decode_content = True
+            with response, self.progress(total, f"collect {assignment_id}") as progress:
+                self._unpack(response.raw, actions, progress)
+        self._update_gradebook([r for r, _ in actions.values()])
+        self.log.info(
+            "Collected %d submission(s) of '%s' for course '%s'",
+            len(actions),
+            assignment_id,
+            course_id,
+        )
+
+    def _unpack(self, stream, actions: dict, progress) -> None:
+        staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
+        staging_root.mkdir(parents=True, exist_ok=True)
+        manifest: dict[int, dict] = {}
+        with tarfile.open(fileobj=stream, mode="r|") as outer:
+            for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
+                member = outer.extractfile(info)
+                if member is None:
+                    continue
+                if str(name) == "manifest.json":
+                    manifest = {m["id"]: m for m in json.loads(member.read())}
+                    continue
+                submission_id = int(name.stem)
+                record, action = actions[submission_id]
+                reader = HashingReader(member, progress)
+                staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=staging_root))
+                try:
+                    extract_stream(reader, staging)
+                    reader.drain()
+                    if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
+                        self.fail(f"Submission {submission_id} arrived corrupted; collect again.")
+                    self._place(record, action, staging)
+                except UnsafeArchive as exc:
+                    self.log.error(
+                        "Skipped the submission of %s: its archive is unsafe (%s)",
+                        record["student_id"],
+                        exc,
+                    )
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+
+    def _place(self, record: dict, action: str, staging: Path) -> None:
+        student_id, assignment_id = record["student_id"], self.coursedir.assignment_id
+        dest = self._dest(student_id)
+        Path(staging, "timestamp.txt").write_text(record["timestamp"])
+        if action == "update":
+            self.log.info("Updating submission: %s %s", student_id, assignment_id)
+            shutil.rmtree(dest)
+        else:
+            self.log.info("Collecting submission: %s %s", student_id, assignment_id)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(dest)
+
+    def _update_gradebook(self, records: list[dict]) -> None:
+        """Record each student's name, email and LMS id in the gradebook (for grade sync)."""
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            for record in records:
+                info = record.get("student") or {}
+                first, _, last = (info.get("name") or "").partition(" ")
+                fields = {
+                    "first_name": first or None,
+                    "last_name": last or None,
+                    "email": info.get("email"),
+                    "lms_user_id": info.get("lms_user_id"),
+                }
+                fields = {k: v for k, v in fields.items() if v}
+                gb.update_or_create_student(record["student_id"], **fields)

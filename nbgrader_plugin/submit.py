@@ -1,0 +1,102 @@
+"""``nbgrader submit``: upload the student's folder; the service stamps the time."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from nbgrader.exchange.abc import ExchangeSubmit as ABCExchangeSubmit
+
+from nbgrader_plugin.archive import pack_directory
+from nbgrader_plugin.client import path
+from nbgrader_plugin.exchange import Exchange
+
+
+class ExchangeSubmit(Exchange, ABCExchangeSubmit):
+    def init_src(self) -> None:
+        course_id = self.require_course()
+        self.src_path = self.local_assignment_path(
+            course_id, self.coursedir.assignment_id
+        ).resolve()
+        self.coursedir.assignment_id = self.src_path.name
+        if not self.src_path.is_dir():
+            self.fail(
+                f"Assignment not found at: {self.src_path}. Fetch it first with "
+                f"`nbgrader fetch_assignment {self.coursedir.assignment_id}`."
+            )
+
+    def init_dest(self) -> None:
+        course_id = self.coursedir.course_id
+        entry = self.token_entries().get(course_id)
+        if entry is None:
+            self.client(course_id)  # fails with the "no token" message
+        self.student_id = entry.username or ""
+        configured = self.coursedir.student_id
+        if configured not in ("", "*") and configured != self.student_id:
+            self.fail(
+                f"CourseDirectory.student_id is '{configured}' but your exchange identity is "
+                f"'{self.student_id}'. Remove the student_id setting and try again."
+            )
+
+    def check_filename_diff(self, released: list[str]) -> None:
+        submitted = sorted(p.stem for p in self.src_path.glob("*.ipynb"))
+        missing = [nb for nb in released if nb not in submitted]
+        extra = [nb for nb in submitted if nb not in released]
+        if not missing and not extra:
+            return
+        expected = "\n\t".join(
+            f"{nb}.ipynb: {'MISSING' if nb in missing else 'FOUND'}" for nb in released
+        )
+        got = "\n\t".join(f"{nb}.ipynb: {'EXTRA' if nb in extra else 'OK'}" for nb in submitted)
+        message = f"Expected:\n\t{expected}\nSubmitted:\n\t{got}"
+        if missing and self.strict:
+            self.fail(
+                f"Assignment {self.coursedir.assignment_id} not submitted. There are missing "
+                f"notebooks for the submission:\n{message}"
+            )
+        self.log.warning(
+            "Possible missing notebooks and/or extra notebooks submitted for assignment %s:\n%s",
+            self.coursedir.assignment_id,
+            message,
+        )
+
+    def copy_files(self) -> None:
+        course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
+        self.check_size(self.src_path)
+        self.log.info("Source: %s", self.src_path)
+        with self.failures("Submitting the assignment"):
+            client = self.client(course_id)
+            listing = client.get_json(path("courses", course_id, "assignments"))
+            released = next(
+                (a for a in listing["assignments"] if a["assignment_id"] == assignment_id), None
+            )
+            if released is None or not released["released"] or released["release"] is None:
+                self.fail(
+                    f"Assignment {assignment_id} is not released in course {course_id}; it "
+                    "cannot be submitted. Ask your instructor."
+                )
+            self.check_filename_diff(released["release"]["notebooks"])
+            handle, size = pack_directory(self.src_path, ignore=self.ignore())
+            with handle, self.progress(size, f"submit {assignment_id}") as progress:
+                answer = client.upload(
+                    "POST",
+                    path("courses", course_id, "assignments", assignment_id, "submissions"),
+                    handle,
+                    size,
+                    progress,
+                )
+        timestamp = answer["timestamp"]
+        self._cache_copy(course_id, answer["student_id"], assignment_id, timestamp)
+        self.log.info("Submitted as: %s %s %s", course_id, assignment_id, timestamp)
+
+    def _cache_copy(
+        self, course_id: str, student_id: str, assignment_id: str, timestamp: str
+    ) -> None:
+        """Keep the student's own copy, as nbgrader's default exchange does."""
+        target = self.cache_path(course_id, student_id, assignment_id, timestamp)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(self.src_path, target, ignore=self.ignore())
+            Path(target, "timestamp.txt").write_text(timestamp)
+        except OSError as exc:
+            self.log.warning("Submitted, but could not keep a local copy in %s: %s", target, exc)
