@@ -1,4 +1,4 @@
-"""Build tar archives as a stream of bytes straight from stored blobs (no temp files, no buffers)."""
+"""Build tar archives as a byte stream straight from stored blobs (no temp files or buffers)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from lti_exchange.api.serializers import assignment_json, release_json
 from lti_exchange.services.assignments import AssignmentService
 
 
-@bp.get("/courses/<course_id>/assignments")
+@bp.get("/courses/<path:course_id>/assignments")
 def list_assignments(course_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     views = AssignmentService(context()).list_for(caller)
@@ -28,21 +28,21 @@ def list_assignments(course_id: str):
     )
 
 
-@bp.post("/courses/<course_id>/assignments/<assignment_id>/releases")
+@bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/releases")
 def release_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     release = AssignmentService(context()).release(caller, assignment_id, archive_body())
     return jsonify(assignment_id=assignment_id, released=True, **release_json(release)), 201
 
 
-@bp.delete("/courses/<course_id>/assignments/<assignment_id>/release")
+@bp.delete("/courses/<path:course_id>/assignments/<path:assignment_id>/release")
 def unrelease_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     assignment = AssignmentService(context()).unrelease(caller, assignment_id)
     return jsonify(assignment_id=assignment.name, released=False)
 
 
-@bp.get("/courses/<course_id>/assignments/<assignment_id>/archive")
+@bp.get("/courses/<path:course_id>/assignments/<path:assignment_id>/archive")
 def download_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     release, handle = AssignmentService(context()).open_current_release(caller, assignment_id)

@@ -16,14 +16,14 @@ from lti_exchange.api.common import (
 from lti_exchange.services.feedback import FeedbackService
 
 
-@bp.post("/courses/<course_id>/assignments/<assignment_id>/feedback")
+@bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/feedback")
 def release_feedback(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     released = FeedbackService(context()).release(caller, assignment_id, archive_body())
     return jsonify(assignment_id=assignment_id, released=released), 201
 
 
-@bp.get("/courses/<course_id>/assignments/<assignment_id>/feedback")
+@bp.get("/courses/<path:course_id>/assignments/<path:assignment_id>/feedback")
 def fetch_feedback(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     chunks = FeedbackService(context()).fetch(

@@ -29,7 +29,7 @@ def whoami():
     )
 
 
-@bp.get("/courses/<course_id>/members")
+@bp.get("/courses/<path:course_id>/members")
 def list_members(course_id: str):
     caller = caller_for(course_id, STAFF)
     rows = get_session().execute(

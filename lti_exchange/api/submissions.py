@@ -21,7 +21,7 @@ from lti_exchange.services.submissions import SubmissionService, submission_json
 from lti_exchange.timestamps import parse_timestamp
 
 
-@bp.post("/courses/<course_id>/assignments/<assignment_id>/submissions")
+@bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     service = SubmissionService(context())
@@ -30,7 +30,7 @@ def submit(course_id: str, assignment_id: str):
     return jsonify(submission_json(submission, assignment, caller.user, with_feedback=False)), 201
 
 
-@bp.get("/courses/<course_id>/submissions")
+@bp.get("/courses/<path:course_id>/submissions")
 def list_submissions(course_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     rows = SubmissionService(context()).list(
@@ -45,28 +45,28 @@ def list_submissions(course_id: str):
     )
 
 
-@bp.get("/courses/<course_id>/submissions/<int:submission_id>")
+@bp.get("/courses/<path:course_id>/submissions/<int:submission_id>")
 def get_submission(course_id: str, submission_id: int):
     caller = caller_for(course_id, ANY_ROLE)
     submission, assignment, user = SubmissionService(context()).get(caller, submission_id)
     return jsonify(submission_json(submission, assignment, user))
 
 
-@bp.get("/courses/<course_id>/submissions/<int:submission_id>/archive")
+@bp.get("/courses/<path:course_id>/submissions/<int:submission_id>/archive")
 def download_submission(course_id: str, submission_id: int):
     caller = caller_for(course_id, ANY_ROLE)
     submission, handle = SubmissionService(context()).open_archive(caller, submission_id)
     return blob_response(handle, submission.size, submission.sha256)
 
 
-@bp.delete("/courses/<course_id>/submissions/<int:submission_id>")
+@bp.delete("/courses/<path:course_id>/submissions/<int:submission_id>")
 def remove_submission(course_id: str, submission_id: int):
     caller = caller_for(course_id, STAFF)
     submission = SubmissionService(context()).remove(caller, submission_id)
     return jsonify(id=submission.id, removed=True)
 
 
-@bp.post("/courses/<course_id>/assignments/<assignment_id>/collection")
+@bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/collection")
 def collect(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     body = json_body()

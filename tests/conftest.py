@@ -1,0 +1,240 @@
+"""Shared fixtures.
+
+- ``backend``: each database backend named in ``LTI_EXCHANGE_TEST_BACKENDS`` (comma-separated:
+  ``sqlite``, ``postgresql``, ``mariadb``; default ``sqlite``). Tests that use the fixtures below
+  run once per backend.
+- ``database_url``: a fresh, empty database on that backend (dropped after the session).
+- ``live_server``: the real service under gunicorn (2 workers, ``config/gunicorn.conf.py``) on a
+  loopback port, migrated with ``lti-exchange db upgrade``; ``.issue_token(...)`` mints tokens with
+  the service's own key ring and provisioning code.
+- ``course``: a fresh course id per test (tests share one server and never collide).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BACKENDS = [b.strip() for b in os.environ.get("LTI_EXCHANGE_TEST_BACKENDS", "sqlite").split(",")]
+PG_ADMIN = os.environ.get("LTI_EXCHANGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+MARIADB_ADMIN = os.environ.get("LTI_EXCHANGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
+
+TEST_LIMITS = {
+    "LTI_EXCHANGE_MAX_UPLOAD_BYTES": str(48 * 1024 * 1024),
+    "LTI_EXCHANGE_MAX_UNPACKED_BYTES": str(64 * 1024 * 1024),
+    "LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS": "500",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _create_database(backend: str, tmp: Path) -> tuple[str, callable]:
+    from sqlalchemy import create_engine, text
+
+    name = f"lte_test_{uuid.uuid4().hex[:10]}"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'test.sqlite3'}", lambda: None
+    if backend == "postgresql":
+        admin = create_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+        def drop() -> None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+        return f"{PG_ADMIN}/{name}", drop
+    if backend == "mariadb":
+        admin = create_engine(f"{MARIADB_ADMIN}/", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+
+        def drop() -> None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+
+        return f"{MARIADB_ADMIN}/{name}?charset=utf8mb4", drop
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory):
+    url, drop = _create_database(backend, tmp_path_factory.mktemp(f"db-{backend}"))
+    yield url
+    drop()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    _state: object = field(default=None, repr=False)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    def state(self):
+        if self._state is None:
+            from lti_exchange.config import load_settings
+            from lti_exchange.state import build_state
+
+            self._state = build_state(load_settings(self.env))
+        return self._state
+
+    def settings_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.env.items() if k.startswith("LTI_EXCHANGE_")}
+
+    def issue_token(
+        self,
+        username: str,
+        course: str,
+        role: str = "Learner",
+        org: str = "test-org",
+        ttl: int | None = None,
+        **profile,
+    ) -> str:
+        from lti_exchange.services.provisioning import find_or_create_org, provision
+
+        state = self.state()
+        with state.session_factory() as session:
+            organisation = find_or_create_org(session, org)
+            enrolment = provision(
+                session,
+                org=organisation,
+                username=username,
+                course_code=course,
+                role=role,
+                **profile,
+            )
+            session.commit()
+            return state.tokens.mint(
+                user_id=enrolment.user.id,
+                org_id=organisation.id,
+                username=username,
+                course_id=course,
+                course_title=enrolment.course.title,
+                role=role,
+                lms_user_id=enrolment.user.lms_user_id,
+                name=enrolment.user.name,
+                email=enrolment.user.email,
+                ttl=ttl,
+            )
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(
+            method, f"{self.url}/api/v1/{path.lstrip('/')}", headers=headers, timeout=60, **kwargs
+        )
+
+    def blob_count(self) -> int:
+        blobs = self.storage_dir / "blobs"
+        return sum(1 for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else 0
+
+    def partial_count(self) -> int:
+        tmp = self.storage_dir / "tmp"
+        return sum(1 for p in tmp.iterdir()) if tmp.exists() else 0
+
+
+def start_server(
+    database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, workers: int = 2
+) -> LiveServer:
+    port = free_port()
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(data_dir),
+        "LANG": "C.UTF-8",
+        "LTI_EXCHANGE_DATA_DIR": str(data_dir),
+        "LTI_EXCHANGE_DATABASE_URL": database_url,
+        "LTI_EXCHANGE_EXPOSE_QUERY_COUNT": "true",
+        "LTI_EXCHANGE_BIND": f"127.0.0.1:{port}",
+        "LTI_EXCHANGE_WORKERS": str(workers),
+        "LTI_EXCHANGE_LOG_LEVEL": "WARNING",
+        **TEST_LIMITS,
+        **(extra_env or {}),
+    }
+    subprocess.run(
+        [str(BIN / "lti-exchange"), "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    log_path = data_dir / "gunicorn.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "config" / "gunicorn.conf.py"),
+            "lti_exchange:create_app()",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError(f"gunicorn did not start: {log_path.read_text()[-3000:]}")
+    return LiveServer(url=url, env=env, data_dir=data_dir, process=process, log_path=log_path)
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+    if server._state is not None:
+        server._state.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url, tmp_path_factory):
+    server = start_server(database_url, tmp_path_factory.mktemp("server"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def course() -> str:
+    return f"c{uuid.uuid4().hex[:8]}"
