@@ -1,0 +1,24 @@
+# nbgrader configuration for lti-exchange.
+#
+# Put these lines where every nbgrader process reads them: /etc/jupyter/nbgrader_config.py
+# (or {sys.prefix}/etc/jupyter/nbgrader_config.py in the single-user image), so that the
+# `nbgrader` command line, formgrader and the Assignments UI all use the exchange.
+c = get_config()  # noqa: F821
+
+c.ExchangeFactory.exchange = "nbgrader_plugin.Exchange"
+c.ExchangeFactory.fetch_assignment = "nbgrader_plugin.ExchangeFetchAssignment"
+c.ExchangeFactory.fetch_feedback = "nbgrader_plugin.ExchangeFetchFeedback"
+c.ExchangeFactory.release_assignment = "nbgrader_plugin.ExchangeReleaseAssignment"
+c.ExchangeFactory.release_feedback = "nbgrader_plugin.ExchangeReleaseFeedback"
+c.ExchangeFactory.list = "nbgrader_plugin.ExchangeList"
+c.ExchangeFactory.submit = "nbgrader_plugin.ExchangeSubmit"
+c.ExchangeFactory.collect = "nbgrader_plugin.ExchangeCollect"
+
+# The exchange service (or set LTI_EXCHANGE_URL in the notebook server's environment).
+c.Exchange.service_url = "https://exchange.example.edu"
+
+# Optional:
+# c.Exchange.path_includes_course = True     # ./course101/ps1 instead of ./ps1
+# c.Exchange.token_file = "~/.lti-exchange/tokens.json"
+# c.Exchange.timeout = 300                    # seconds to wait for the service
+# c.Exchange.progress_threshold = 16777216    # progress bar for transfers >= 16 MiB
