@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -23,13 +25,21 @@ def pack_directory(
     source: Path,
     ignore: Callable[[str, list[str]], set[str]] | None = None,
     include: Callable[[Path], bool] | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> tuple[BinaryIO, int]:
     """Write ``source`` as an uncompressed tar into a temp file; return it (at 0) and its size.
 
-    ``ignore`` has the signature of ``shutil.copytree``'s ignore callable.
+    ``ignore`` has the signature of ``shutil.copytree``'s ignore callable; ``extra`` adds small
+    top-level files (name → contents) that are not in the folder.
     """
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
     with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(time.time())
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
         for dirpath, dirnames, filenames in os.walk(source):
             ignored = ignore(dirpath, dirnames + filenames) if ignore else set()
             dirnames[:] = sorted(d for d in dirnames if d not in ignored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 
@@ -76,7 +77,12 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                     "cannot be submitted. Ask your instructor."
                 )
             self.check_filename_diff(released["release"]["notebooks"])
-            handle, size = pack_directory(self.src_path, ignore=self.ignore())
+            secret = secrets.token_hex(64)
+            handle, size = pack_directory(
+                self.src_path,
+                ignore=self.ignore(),
+                extra={"submission_secret.txt": secret.encode()},
+            )
             with handle, self.progress(size, f"submit {assignment_id}") as progress:
                 answer = client.upload(
                     "POST",
@@ -86,11 +92,11 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                     progress,
                 )
         timestamp = answer["timestamp"]
-        self._cache_copy(course_id, answer["student_id"], assignment_id, timestamp)
+        self._cache_copy(course_id, answer["student_id"], assignment_id, timestamp, secret)
         self.log.info("Submitted as: %s %s %s", course_id, assignment_id, timestamp)
 
     def _cache_copy(
-        self, course_id: str, student_id: str, assignment_id: str, timestamp: str
+        self, course_id: str, student_id: str, assignment_id: str, timestamp: str, secret: str
     ) -> None:
         """Keep the student's own copy, as nbgrader's default exchange does."""
         target = self.cache_path(course_id, student_id, assignment_id, timestamp)
@@ -98,5 +104,6 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(self.src_path, target, ignore=self.ignore())
             Path(target, "timestamp.txt").write_text(timestamp)
+            Path(target, "submission_secret.txt").write_text(secret)
         except OSError as exc:
             self.log.warning("Submitted, but could not keep a local copy in %s: %s", target, exc)

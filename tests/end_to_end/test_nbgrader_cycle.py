@@ -73,6 +73,15 @@ def test_full_cycle(live_server, tmp_path):
     assert "already have a copy" in twice.output
     no_traceback(twice)
     assert alice.nbgrader("list", "--course", course).lines(f"{course} ps1 (already downloaded)")
+    (alice.work / "ps1" / "problem2.ipynb").unlink()
+    (alice.work / "ps1" / "problem1.ipynb").write_text("{}")  # her own work: must be kept
+    replaced = alice.nbgrader("fetch_assignment", "ps1", "--course", course, "--replace")
+    assert replaced.lines("Replacing missing file")
+    assert (alice.work / "ps1" / "problem2.ipynb").is_file()
+    assert (alice.work / "ps1" / "problem1.ipynb").read_text() == "{}"
+    alice.nbgrader("fetch_assignment", "ps1", "--course", "nonexistent", expect=1)
+    (alice.work / "ps1" / "problem1.ipynb").unlink()
+    alice.nbgrader("fetch_assignment", "ps1", "--course", course, "--replace")
     fetched = [i for i in alice.ui_listing(course)["value"] if i["status"] == "fetched"]
     assert [nb["path"] for nb in fetched[0]["notebooks"]] == [
         "ps1/problem1.ipynb",
@@ -117,6 +126,9 @@ def test_full_cycle(live_server, tmp_path):
         for student in ("alice", "bob", "carol"):
             assert (root / "submitted" / student / "ps1" / "timestamp.txt").is_file()
         assert (root / "submitted" / "alice" / "ps1" / "problem1.ipynb").is_file()
+        assert (
+            len((root / "submitted" / "alice" / "ps1" / "submission_secret.txt").read_text()) == 128
+        )
         alice_latest = latest(alice.ui_listing(course), "alice")
         stamp = (root / "submitted" / "alice" / "ps1" / "timestamp.txt").read_text()
         assert parse_utc(stamp) == parse_utc(alice_latest["timestamp"])
