@@ -97,9 +97,12 @@ def register_error_handlers(app: Flask) -> None:
             404: "No such endpoint. See docs/openapi.yaml for the API.",
             405: f"Method {request.method} is not allowed on {request.path}.",
         }.get(status, error.description or error.name)
-        return error_response(
+        response = error_response(
             ApiError(message, status=status, code=codes.get(status, "http_error"))
         )
+        if getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: 405 must
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

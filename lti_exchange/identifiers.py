@@ -19,7 +19,7 @@ def is_valid_identifier(value: object) -> bool:
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_IDENTIFIER_LENGTH
-        and IDENTIFIER_PATTERN.match(value) is not None
+        and IDENTIFIER_PATTERN.fullmatch(value) is not None  # not match: "$" accepts a final "\n"
     )
 
 

@@ -102,6 +102,7 @@ class KeyRing:
         return self._keys[max(self._keys)]
 
     def get(self, kid: str) -> SigningKey | None:
+        self.reload()  # a stat: notices keys pruned by another process, not only added ones
         key = self._keys.get(kid)
         if key is None:
             self.reload(force=True)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from flask import Response, current_app, request, stream_with_context
+from werkzeug.wsgi import LimitedStream
 
 from lti_exchange.auth import Caller, authorise_course
 from lti_exchange.db import get_session
@@ -52,7 +53,24 @@ def archive_body() -> BinaryIO:
             "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
             details={"limit": limit},
         )
+    if request.content_length is not None:
+        return _DeclaredLengthStream(request.stream, request.content_length)
     return request.stream  # type: ignore[return-value]
+
+
+class _DeclaredLengthStream(LimitedStream):
+    """The body cut to its ``Content-Length``; a body that ends early is an error.
+
+    The server hands over a short body silently when the client hangs up, and a tar cut at a
+    member boundary still parses, so without this a cut-off upload would be stored as complete.
+    """
+
+    def on_disconnect(self, error: Exception | None = None) -> None:
+        raise InvalidRequest(
+            f"The upload ended after {self._pos} of its {self.limit} bytes (connection lost?). "
+            "Nothing was stored; send it again.",
+            code="upload_incomplete",
+        )
 
 
 def json_body() -> dict[str, Any]:

@@ -74,7 +74,7 @@ def collect(course_id: str, assignment_id: str):
     students = body.get("student_ids")
     since = body.get("since")
     if ids is not None and (
-        not isinstance(ids, list) or not all(isinstance(i, int) and i > 0 for i in ids)
+        not isinstance(ids, list) or not all(type(i) is int and i > 0 for i in ids)
     ):
         raise InvalidRequest("'submission_ids' must be a list of positive integers.")
     if students is not None and (

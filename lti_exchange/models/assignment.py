@@ -8,7 +8,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, U
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lti_exchange.db import Base
-from lti_exchange.models.types import UtcDateTime, utcnow
+from lti_exchange.models.types import Identifier, UtcDateTime, utcnow
 
 
 class Assignment(Base):
@@ -17,7 +17,7 @@ class Assignment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(Identifier(100))
     released: Mapped[bool] = mapped_column(Boolean, default=False)
     # The released version; no foreign key, to keep assignment <-> release free of a cycle.
     current_release_id: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lti_exchange.db import Base
-from lti_exchange.models.types import UtcDateTime, utcnow
+from lti_exchange.models.types import Identifier, UtcDateTime, utcnow
 from lti_exchange.models.user import User
 
 INSTRUCTOR = "Instructor"
@@ -24,7 +24,7 @@ class Course(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
-    code: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(Identifier(100))
     title: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

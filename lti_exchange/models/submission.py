@@ -8,7 +8,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lti_exchange.db import Base
-from lti_exchange.models.types import UtcDateTime, utcnow
+from lti_exchange.models.types import Identifier, UtcDateTime, utcnow
 from lti_exchange.models.user import User
 
 
@@ -41,7 +41,7 @@ class Feedback(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"))
-    notebook_id: Mapped[str] = mapped_column(String(100))
+    notebook_id: Mapped[str] = mapped_column(Identifier(100))
     blob_key: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
@@ -31,6 +31,24 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+class Identifier(TypeDecorator[str]):
+    """A course, assignment, notebook or student id, compared case-sensitively on every backend.
+
+    MySQL/MariaDB collations are case-insensitive by default, which would make 'Bob' and 'bob'
+    one user (and one unique key); a binary collation keeps them apart as nbgrader does.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(
+                mysql.VARCHAR(self.impl.length, charset="utf8mb4", collation="utf8mb4_bin")
+            )
+        return dialect.type_descriptor(String(self.impl.length))
 
 
 def utcnow() -> datetime:

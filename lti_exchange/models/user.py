@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lti_exchange.db import Base
-from lti_exchange.models.types import UtcDateTime, utcnow
+from lti_exchange.models.types import Identifier, UtcDateTime, utcnow
 
 
 class User(Base):
@@ -17,7 +17,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
-    username: Mapped[str] = mapped_column(String(100))
+    username: Mapped[str] = mapped_column(Identifier(100))
     lms_user_id: Mapped[str | None] = mapped_column(String(255), default=None)
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     email: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -1,0 +1,601 @@
+"""Hostile and malformed input against the live service: identifiers, archives, bodies, routes.
+
+Every refused upload must leave nothing behind: no blob, no partial file, no row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import io
+import json
+import socket
+import tarfile
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+MiB = 1024 * 1024
+MAX_UPLOAD = 48 * MiB
+TAR = {"Content-Type": "application/x-tar"}
+NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def assert_error(answer, status: int, code: str | None = None, *words: str) -> dict:
+    """Check the JSON error shape: ``status``, ``code``, a message naming ``words``."""
+    assert answer.status_code == status, answer.text[:2000]
+    assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert {"status", "code", "message"} <= set(error), error
+    assert set(error) <= {"status", "code", "message", "details"}, error
+    assert error["status"] == status
+    assert isinstance(error["code"], str) and error["code"], error
+    if code is not None:
+        assert error["code"] == code, error
+    message = error["message"]
+    assert isinstance(message, str) and len(message) >= 20, error
+    for word in words:
+        assert word.lower() in message.lower(), (word, message)
+    return error
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def tar_with(*special: tarfile.TarInfo) -> bytes:
+    """A tar holding a normal notebook followed by the ``special`` members (no data)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        ok = tarfile.TarInfo("p1.ipynb")
+        ok.size = len(NOTEBOOK)
+        archive.addfile(ok, io.BytesIO(NOTEBOOK))
+        for info in special:
+            if info.isreg():
+                archive.addfile(info, io.BytesIO(b"x" * info.size))
+            else:
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, **attrs) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = attrs.pop("size", 1 if kind == tarfile.REGTYPE else 0)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info
+
+
+def many_members(count: int) -> bytes:
+    return make_tar({f"f{i:04d}.txt": b"x" for i in range(count - 1)} | {"p1.ipynb": NOTEBOOK})
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+_GZIPPED: dict[int, bytes] = {}
+
+
+def gzipped_zeros(size: int) -> bytes:
+    """A gzip tar holding a notebook and ``size`` bytes of zeros: tiny on the wire."""
+    if size not in _GZIPPED:
+        raw = io.BytesIO()
+        with (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9) as packed,
+            tarfile.open(fileobj=packed, mode="w|") as archive,
+        ):
+            notebook = tarfile.TarInfo("p1.ipynb")
+            notebook.size = len(NOTEBOOK)
+            archive.addfile(notebook, io.BytesIO(NOTEBOOK))
+            info = tarfile.TarInfo("zeros.bin")
+            info.size = size
+            archive.addfile(info, io.BufferedReader(_Zeros(info.size)))
+        _GZIPPED[size] = raw.getvalue()
+    assert len(_GZIPPED[size]) < MiB
+    return _GZIPPED[size]
+
+
+# name -> (body, extra headers, status, code, words in the message)
+BAD_UPLOADS = {
+    "absolute": (tar_with(member("/etc/evil.txt")), {}, 400, "invalid_archive", ["absolute"]),
+    "dotdot": (tar_with(member("../escape.txt")), {}, 400, "invalid_archive", [".."]),
+    "nested-dotdot": (
+        tar_with(member("sub/../../escape.txt")),
+        {},
+        400,
+        "invalid_archive",
+        [".."],
+    ),
+    "symlink": (
+        tar_with(member("link", tarfile.SYMTYPE, linkname="/etc/passwd")),
+        {},
+        400,
+        "invalid_archive",
+        ["link"],
+    ),
+    "hardlink": (
+        tar_with(member("hard", tarfile.LNKTYPE, linkname="p1.ipynb")),
+        {},
+        400,
+        "invalid_archive",
+        ["link"],
+    ),
+    "chardev": (
+        tar_with(member("null", tarfile.CHRTYPE, devmajor=1, devminor=3)),
+        {},
+        400,
+        "invalid_archive",
+        ["regular file"],
+    ),
+    "fifo": (tar_with(member("pipe", tarfile.FIFOTYPE)), {}, 400, "invalid_archive", ["regular"]),
+    "501-members": (many_members(501), {}, 413, "archive_too_many_members", ["500"]),
+    "gzip-bomb": (
+        None,
+        {"Content-Type": "application/gzip"},
+        413,
+        "archive_too_large",
+        [str(64 * MiB)],
+    ),
+    "not-a-tar": (
+        b"This is a plain text file, not a tar archive.\n" * 50,
+        {},
+        400,
+        "invalid_archive",
+        ["tar"],
+    ),
+    "truncated-header": (make_tar({"p1.ipynb": NOTEBOOK})[:300], {}, 400, "invalid_archive", []),
+    "empty": (b"", {}, 400, None, ["empty"]),
+    "json-content-type": (
+        make_tar({"p1.ipynb": NOTEBOOK}),
+        {"Content-Type": "application/json"},
+        415,
+        "unsupported_media_type",
+        ["application/x-tar", "application/json"],
+    ),
+    "no-content-type": (
+        make_tar({"p1.ipynb": NOTEBOOK}),
+        {"Content-Type": ""},
+        415,
+        "unsupported_media_type",
+        ["application/x-tar"],
+    ),
+    "49-MiB": (b"\0" * (49 * MiB), {}, 413, "payload_too_large", [str(MAX_UPLOAD)]),
+}
+
+
+class Course:
+    """A course with ps1 released; uploads are checked to leave nothing behind."""
+
+    def __init__(self, live_server, course: str) -> None:
+        self.server = live_server
+        self.code = course
+        self.teacher = live_server.issue_token("teacher", course, "Instructor")
+        self.student = live_server.issue_token("alice", course, "Learner")
+        answer = self.post_archive("release", make_tar({"p1.ipynb": NOTEBOOK}), name="ps1")
+        assert answer.status_code == 201, answer.text
+
+    def post_archive(self, target: str, body, name: str | None = None, headers=None):
+        headers = {**TAR, **(headers or {})}
+        if headers.get("Content-Type") == "":
+            del headers["Content-Type"]
+        if target == "release":
+            path = f"courses/{self.code}/assignments/{name or 'ps2'}/releases"
+            token = self.teacher
+        else:
+            path = f"courses/{self.code}/assignments/{name or 'ps1'}/submissions"
+            token = self.student
+        return self.server.api("POST", path, token, data=body, headers=headers)
+
+    def assignments(self) -> list[tuple[str, bool, int | None]]:
+        answer = self.server.api("GET", f"courses/{self.code}/assignments", self.teacher)
+        assert answer.status_code == 200, answer.text
+        return [
+            (a["assignment_id"], a["released"], a["release"] and a["release"]["version"])
+            for a in answer.json()["assignments"]
+        ]
+
+    def submissions(self) -> list[dict]:
+        answer = self.server.api(
+            "GET", f"courses/{self.code}/submissions?include_removed=true", self.teacher
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["submissions"]
+
+    def snapshot(self) -> tuple:
+        return (
+            self.server.blob_count(),
+            self.server.partial_count(),
+            self.assignments(),
+            [s["id"] for s in self.submissions()],
+        )
+
+
+@pytest.fixture
+def setup(live_server, course) -> Course:
+    return Course(live_server, course)
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def server_address(live_server) -> tuple[str, int]:
+    parts = urlsplit(live_server.url)
+    return parts.hostname, parts.port
+
+
+def request_head(live_server, method: str, path: str, headers: dict[str, str]) -> bytes:
+    host, port = server_address(live_server)
+    lines = [f"{method} /api/v1/{path} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# --- identifiers -----------------------------------------------------------------------------
+
+BAD_IDS = {
+    "dotdot-slash": "..%2Fx",
+    "slash": "a%2Fb",
+    "dotdot": "%2E%2E",
+    "dot": ".hidden",
+    "101-chars": "a" * 101,
+    "newline": "a%0Ab",
+    "trailing-newline": "ps1%0A",
+    "nul": "a%00b",
+    "space": "a%20b",
+    "tab": "a%09b",
+    "unicode": "%C3%A9t%C3%A9",
+    "backslash": "a%5Cb",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_IDS.values(), ids=BAD_IDS.keys())
+@pytest.mark.parametrize("operation", ["release", "submit", "fetch"])
+def test_invalid_assignment_id(live_server, setup, operation, bad):
+    before = setup.snapshot()
+    if operation == "fetch":
+        answer = live_server.api(
+            "GET", f"courses/{setup.code}/assignments/{bad}/archive", setup.student
+        )
+    else:
+        answer = setup.post_archive(operation, make_tar({"p1.ipynb": NOTEBOOK}), name=bad)
+    error = assert_error(answer, 400, "invalid_identifier", "letters, digits")
+    assert setup.snapshot() == before, error
+
+
+@pytest.mark.parametrize("operation", ["release", "submit", "fetch"])
+def test_empty_assignment_id(live_server, setup, operation):
+    before = setup.snapshot()
+    if operation == "fetch":
+        answer = live_server.api("GET", f"courses/{setup.code}/assignments//archive", setup.student)
+    else:
+        path = "releases" if operation == "release" else "submissions"
+        token = setup.teacher if operation == "release" else setup.student
+        answer = live_server.api(
+            "POST",
+            f"courses/{setup.code}/assignments//{path}",
+            token,
+            data=make_tar({"p1.ipynb": NOTEBOOK}),
+            headers=TAR,
+        )
+    assert_error(answer, 400, "invalid_identifier", "empty")
+    assert setup.snapshot() == before
+
+
+def test_longest_valid_assignment_id_is_accepted(live_server, setup):
+    name = "a" * 100
+    answer = setup.post_archive("release", make_tar({"p1.ipynb": NOTEBOOK}), name=name)
+    assert answer.status_code == 201, answer.text
+    assert (name, True, 1) in setup.assignments()
+
+
+@pytest.mark.parametrize(
+    "bad", ["bad id", "../bob", "bob/x", "alice\n", "al\x00ice", "", "x" * 101, ".alice"]
+)
+def test_invalid_student_id_query(live_server, setup, bad):
+    answer = live_server.api(
+        "GET", f"courses/{setup.code}/submissions", setup.teacher, params={"student_id": bad}
+    )
+    assert_error(answer, 400, "invalid_identifier", "student")
+    answer = live_server.api(
+        "GET",
+        f"courses/{setup.code}/assignments/ps1/feedback",
+        setup.teacher,
+        params={"student_id": bad},
+    )
+    assert_error(answer, 400, "invalid_identifier", "student")
+
+
+def test_invalid_assignment_id_query(live_server, setup):
+    answer = live_server.api(
+        "GET",
+        f"courses/{setup.code}/submissions",
+        setup.teacher,
+        params={"assignment_id": "ps1\n"},
+    )
+    assert_error(answer, 400, "invalid_identifier", "assignment")
+
+
+def test_invalid_boolean_query(live_server, setup):
+    answer = live_server.api(
+        "GET", f"courses/{setup.code}/submissions?include_removed=maybe", setup.teacher
+    )
+    assert_error(answer, 400, "invalid_request", "include_removed")
+
+
+# --- archives --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS.keys())
+@pytest.mark.parametrize("target", ["release", "submit"])
+def test_refused_upload_leaves_nothing(live_server, setup, target, case):
+    body, headers, status, code, words = BAD_UPLOADS[case]
+    if body is None:
+        body = gzipped_zeros(70 * MiB)
+    before = setup.snapshot()
+    answer = setup.post_archive(target, body, headers=headers)
+    assert_error(answer, status, code, *words)
+    assert setup.snapshot() == before
+    assert setup.assignments() == [("ps1", True, 1)]
+    assert setup.submissions() == []
+
+
+@pytest.mark.parametrize("target", ["release", "submit"])
+def test_largest_allowed_archive_is_accepted(live_server, setup, target):
+    """The controls for the refusals: 500 members, and 60 MiB of zeros unpacked, pass."""
+    blobs = live_server.blob_count()
+    answer = setup.post_archive(target, many_members(500))
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["notebooks"] == ["p1"]
+    answer = setup.post_archive(
+        target,
+        gzipped_zeros(60 * MiB),
+        name="ps3" if target == "release" else None,
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["notebooks"] == ["p1"]
+    assert live_server.blob_count() == blobs + 2
+
+
+class RawAnswer:
+    """The parts of a ``requests.Response`` that ``assert_error`` reads, from a raw socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        self.status_code = response.status
+        self.headers = dict(response.getheaders())
+        self.content = response.read()
+        self.text = self.content.decode()
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def submission_head(live_server, setup, length: int) -> bytes:
+    return request_head(
+        live_server,
+        "POST",
+        f"courses/{setup.code}/assignments/ps1/submissions",
+        {
+            "Authorization": f"Bearer {setup.student}",
+            "Content-Type": "application/x-tar",
+            "Content-Length": str(length),
+        },
+    )
+
+
+def test_declared_content_length_over_the_limit_is_refused_before_reading(live_server, setup):
+    """Only the headers are sent: the server must answer 413 without waiting for the body."""
+    before = setup.snapshot()
+    with socket.create_connection(server_address(live_server), timeout=30) as sock:
+        sock.sendall(submission_head(live_server, setup, MAX_UPLOAD + 1))
+        answer = RawAnswer(sock)
+    assert_error(answer, 413, "payload_too_large", str(MAX_UPLOAD))
+    assert setup.snapshot() == before
+
+
+def cut_off_tar(shape: str) -> bytes:
+    if shape == "mid-member":
+        # One big notebook: the cut lands inside its data.
+        tar = make_tar({"p1.ipynb": b"x" * (900 * 1024)})
+    else:
+        # 1 536-byte members (2 KiB with their headers): 200 KiB ends exactly between two, so
+        # what arrives is itself a readable tar of 100 members.
+        tar = make_tar({f"f{i:03d}.ipynb": b"y" * 1536 for i in range(400)})
+    assert len(tar) > CUT_AT
+    return tar
+
+
+CUT_AT = 200 * 1024
+SHAPES = ["mid-member", "member-boundary"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cut_off_upload_leaves_nothing(live_server, setup, shape):
+    """Declare 1 MiB, send 200 KiB, wait until the server is writing, hang up."""
+    tar = cut_off_tar(shape)
+    before = setup.snapshot()
+    partial = live_server.partial_count()
+    sock = socket.create_connection(server_address(live_server), timeout=30)
+    try:
+        sock.sendall(submission_head(live_server, setup, MiB) + tar[:CUT_AT])
+        wait_for(lambda: live_server.partial_count() > partial, what="the upload to start")
+    finally:
+        sock.close()
+    wait_for(lambda: live_server.partial_count() == partial, what="the partial file to go")
+    assert setup.snapshot() == before
+    assert setup.submissions() == []
+    assert setup.assignments() == [("ps1", True, 1)]
+    # The same upload, complete, is accepted.
+    answer = setup.post_archive("submit", tar)
+    assert answer.status_code == 201, answer.text
+    assert len(setup.submissions()) == 1
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_body_shorter_than_its_content_length_is_refused(live_server, setup, shape):
+    """The client stops sending (half-close) but still listens: it is told what happened."""
+    tar = cut_off_tar(shape)
+    before = setup.snapshot()
+    with socket.create_connection(server_address(live_server), timeout=30) as sock:
+        sock.sendall(submission_head(live_server, setup, MiB) + tar[:CUT_AT])
+        sock.shutdown(socket.SHUT_WR)
+        answer = RawAnswer(sock)
+    assert_error(answer, 400, "upload_incomplete", str(CUT_AT), str(MiB))
+    wait_for(lambda: live_server.partial_count() == before[1], what="the partial file to go")
+    assert setup.snapshot() == before
+
+
+# --- unknown things and conflicts ------------------------------------------------------------
+
+
+def test_unknown_assignment(live_server, setup):
+    answer = setup.post_archive("submit", make_tar({"p1.ipynb": NOTEBOOK}), name="nope")
+    assert_error(answer, 404, "assignment_not_found", "nope", setup.code)
+    for token in (setup.student, setup.teacher):
+        answer = live_server.api("GET", f"courses/{setup.code}/assignments/nope/archive", token)
+        assert_error(answer, 404, "assignment_not_found", "nope")
+    answer = live_server.api(
+        "DELETE", f"courses/{setup.code}/assignments/nope/release", setup.teacher
+    )
+    assert_error(answer, 404, "assignment_not_found", "nope")
+    answer = live_server.api(
+        "POST", f"courses/{setup.code}/assignments/nope/collection", setup.teacher, json={}
+    )
+    assert_error(answer, 404, "assignment_not_found", "nope")
+
+
+def test_unknown_submission(live_server, setup):
+    for method, suffix in (("GET", ""), ("GET", "/archive"), ("DELETE", "")):
+        answer = live_server.api(
+            method, f"courses/{setup.code}/submissions/999999999{suffix}", setup.teacher
+        )
+        assert_error(answer, 404, "submission_not_found", "999999999")
+    answer = live_server.api(
+        "POST",
+        f"courses/{setup.code}/assignments/ps1/collection",
+        setup.teacher,
+        json={"submission_ids": [999999999]},
+    )
+    assert_error(answer, 404, "submission_not_found", "999999999")
+
+
+def test_submit_to_an_unreleased_assignment(live_server, setup):
+    """Staff get 409 not_released; to a learner an unreleased assignment does not exist (404,
+    as docs/openapi.yaml says). Either way nothing is stored."""
+    answer = live_server.api(
+        "DELETE", f"courses/{setup.code}/assignments/ps1/release", setup.teacher
+    )
+    assert answer.status_code == 200, answer.text
+    assert setup.assignments() == [("ps1", False, 1)]
+    before = setup.snapshot()
+    answer = live_server.api(
+        "POST",
+        f"courses/{setup.code}/assignments/ps1/submissions",
+        setup.teacher,
+        data=make_tar({"p1.ipynb": NOTEBOOK}),
+        headers=TAR,
+    )
+    assert_error(answer, 409, "not_released", "ps1", "not released")
+    answer = live_server.api(
+        "POST",
+        f"courses/{setup.code}/assignments/ps1/submissions",
+        setup.student,
+        data=make_tar({"p1.ipynb": NOTEBOOK}),
+        headers=TAR,
+    )
+    assert_error(answer, 404, "assignment_not_found", "ps1")
+    assert setup.snapshot() == before
+    answer = live_server.api(
+        "DELETE", f"courses/{setup.code}/assignments/ps1/release", setup.teacher
+    )
+    assert_error(answer, 409, "not_released", "ps1")
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("not json at all", ["JSON"]),
+        ('{"submission_ids": ', ["JSON"]),
+        ("[1, 2]", ["JSON object"]),
+        ('"text"', ["JSON object"]),
+        ('{"submission_ids": ["x"]}', ["submission_ids"]),
+        ('{"submission_ids": "1"}', ["submission_ids"]),
+        ('{"submission_ids": [0]}', ["submission_ids"]),
+        ('{"submission_ids": [-3]}', ["submission_ids"]),
+        ('{"submission_ids": [1.5]}', ["submission_ids"]),
+        ('{"submission_ids": [true]}', ["submission_ids"]),
+        ('{"student_ids": "alice"}', ["student_ids"]),
+        ('{"student_ids": [1]}', ["student_ids"]),
+        ('{"student_ids": ["../x"]}', ["student"]),
+        ('{"since": 5}', ["since"]),
+        ('{"since": "yesterday"}', ["timestamp"]),
+    ],
+)
+def test_bad_collection_body(live_server, setup, body, words):
+    answer = setup.post_archive("submit", make_tar({"p1.ipynb": NOTEBOOK}))
+    assert answer.status_code == 201, answer.text
+    answer = live_server.api(
+        "POST",
+        f"courses/{setup.code}/assignments/ps1/collection",
+        setup.teacher,
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    error = assert_error(answer, 400, None, *words)
+    assert error["code"] in ("invalid_request", "invalid_identifier"), error
+    assert [s["collected_at"] for s in setup.submissions()] == [None]
+
+
+def test_unknown_route_is_a_json_404(live_server, setup):
+    for path in ("nope", "courses", f"courses/{setup.code}/nothing-here", "courses/x/y/z/w"):
+        answer = live_server.api("GET", path, setup.teacher)
+        assert_error(answer, 404, "not_found", "endpoint")
+    answer = live_server.api("GET", "nope")
+    assert_error(answer, 404, "not_found", "endpoint")
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("PUT", "courses/{c}/assignments"),
+        ("DELETE", "courses/{c}/assignments"),
+        ("GET", "courses/{c}/assignments/ps1/releases"),
+        ("PATCH", "courses/{c}/submissions/1"),
+        ("POST", "me"),
+    ],
+)
+def test_wrong_method_is_a_json_405(live_server, setup, method, path):
+    answer = live_server.api(method, path.format(c=setup.code), setup.teacher)
+    assert_error(answer, 405, "method_not_allowed", method)
+    allowed = {m.strip() for m in answer.headers.get("Allow", "").split(",")}
+    assert method not in allowed and len(allowed - {""}) >= 1, answer.headers
