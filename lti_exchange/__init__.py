@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from lti_exchange.config import Settings, load_settings
 from lti_exchange.db import close_request_session, install_query_counter
-from lti_exchange.errors import register_error_handlers
+from lti_exchange.errors import ApiError, register_error_handlers
 from lti_exchange.migrate import ensure_schema
 from lti_exchange.state import build_state
 
@@ -43,10 +43,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        with state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        state.storage.check()
-        return jsonify(status="ok", version=__version__, database="ok", storage="ok")
+        checks = {
+            "database": _check(lambda: _ping(state.engine)),
+            "storage": _check(state.storage.check),
+        }
+        if any(value != "ok" for value in checks.values()):
+            failing = ", ".join(name for name, value in checks.items() if value != "ok")
+            raise ApiError(
+                f"The {failing} does not answer; the cause is in the service log.",
+                status=503,
+                code="unavailable",
+                details=checks,
+            )
+        return jsonify(status="ok", version=__version__, **checks)
 
     @app.get("/")
     def index():
@@ -58,3 +67,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     return app
+
+
+def _ping(engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        logging.getLogger(__name__).warning("health check failed: %s", exc)
+        return f"error: {exc.__class__.__name__}"
+    return "ok"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -88,9 +90,10 @@ def blob_response(handle: BinaryIO, size: int, sha256: str, **headers: str) -> R
     """Stream a stored blob with its length and checksum (sendfile where the server can)."""
     from werkzeug.wsgi import wrap_file
 
+    magic = _peek(handle, 2)
     response = Response(
         wrap_file(request.environ, handle, buffer_size=1024 * 1024),
-        mimetype="application/x-tar",
+        mimetype="application/gzip" if magic == b"\x1f\x8b" else "application/x-tar",
         direct_passthrough=True,
     )
     response.headers["Content-Length"] = str(size)
@@ -100,6 +103,16 @@ def blob_response(handle: BinaryIO, size: int, sha256: str, **headers: str) -> R
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
     return response
+
+
+def _peek(handle: BinaryIO, size: int) -> bytes:
+    """The first bytes of ``handle`` without moving it (sendfile reads from the fd offset)."""
+    try:
+        return os.pread(handle.fileno(), size, 0)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        data = handle.read(size)
+        handle.seek(0)
+        return data
 
 
 def tar_stream_response(chunks: Iterator[bytes]) -> Response:

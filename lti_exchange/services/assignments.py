@@ -30,14 +30,16 @@ class AssignmentService:
         self.ctx = ctx
         self.session = ctx.session
 
-    def find(self, caller: Caller, name: str) -> Assignment:
+    def find(self, caller: Caller, name: str, *, include_unreleased: bool = False) -> Assignment:
+        """The assignment ``name``; learners only see released ones unless told otherwise."""
         validate_identifier(name, "assignment")
         assignment = self.session.execute(
             select(Assignment).where(
                 Assignment.course_id == caller.course.id, Assignment.name == name
             )
         ).scalar_one_or_none()
-        if assignment is None or (not caller.is_staff and not assignment.released):
+        hidden = not (caller.is_staff or assignment is None or assignment.released)
+        if assignment is None or (hidden and not include_unreleased):
             raise not_found("assignment", name, caller.course.code)
         return assignment
 
@@ -112,9 +114,9 @@ class AssignmentService:
         return assignment
 
     def list_for(self, caller: Caller) -> list[AssignmentView]:
-        """Assignments the caller may see, each with its current release and the caller's history.
-
-        Three queries whatever the size of the course.
+        """Assignments the caller may see, each with its current release and history: when the
+        caller last fetched it, and how many submissions it has (the course's for staff, the
+        caller's own for learners). Three queries whatever the size of the course.
         """
         query = (
             select(Assignment, Release)
@@ -142,8 +144,8 @@ class AssignmentService:
                 .join(Assignment, Assignment.id == Submission.assignment_id)
                 .where(
                     Assignment.course_id == caller.course.id,
-                    Submission.user_id == caller.user.id,
                     Submission.removed_at.is_(None),
+                    *(() if caller.is_staff else (Submission.user_id == caller.user.id,)),
                 )
                 .group_by(Submission.assignment_id)
             ).all()

@@ -99,6 +99,7 @@ class FeedbackService:
             .join(User, User.id == Submission.user_id)
             .where(
                 Submission.assignment_id == assignment_id,
+                Submission.removed_at.is_(None),
                 User.org_id == caller.course.org_id,
                 User.username.in_(list(wanted)),
             )
@@ -152,8 +153,11 @@ class FeedbackService:
         return released
 
     def fetch(self, caller: Caller, name: str, student: str | None = None) -> Iterator[bytes]:
-        """A tar of ``<timestamp>/<notebook>.html`` for every submission of one student."""
-        assignment = self.assignments.find(caller, name)
+        """A tar of ``<timestamp>/<notebook>.html`` for every submission of one student.
+
+        Feedback stays available after the assignment is unreleased.
+        """
+        assignment = self.assignments.find(caller, name, include_unreleased=True)
         if student is None:
             student = caller.user.username
         validate_identifier(student, "student")
