@@ -135,7 +135,8 @@ def store_archive(
 
 def _inspect(reader: _TeeReader, limits: ArchiveLimits, on_file: OnFile | None) -> ArchiveManifest:
     manifest = ArchiveManifest()
-    with tarfile.open(fileobj=reader, mode="r|*") as archive:  # type: ignore[call-overload]
+    # bufsize: read the body in 1 MiB pieces rather than tarfile's default 10 KiB.
+    with tarfile.open(fileobj=reader, mode="r|*", bufsize=CHUNK) as archive:  # type: ignore[call-overload]
         for info in archive:
             name = normalise_member_name(info.name)
             if info.issym() or info.islnk():

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 MAX_MEMBERS = 10_000
+CHUNK = 1024 * 1024
 MAX_UNPACKED_BYTES = 4 * 1024**3
 
 
@@ -119,7 +120,7 @@ def extract_stream(
     """Unpack a tar stream into ``dest`` (created), returning the files written."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    with tarfile.open(fileobj=stream, mode="r|*") as archive:
+    with tarfile.open(fileobj=stream, mode="r|*", bufsize=CHUNK) as archive:
         for name, info in iter_safe_members(archive):
             if skip and skip(name):
                 continue

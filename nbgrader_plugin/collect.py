@@ -13,7 +13,13 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.abc import ExchangeCollect as ABCExchangeCollect
 from nbgrader.utils import parse_utc
 
-from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream, iter_safe_members
+from nbgrader_plugin.archive import (
+    CHUNK,
+    HashingReader,
+    UnsafeArchive,
+    extract_stream,
+    iter_safe_members,
+)
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
 
@@ -119,7 +125,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
         staging_root.mkdir(parents=True, exist_ok=True)
         manifest: dict[int, dict] = {}
-        with tarfile.open(fileobj=stream, mode="r|") as outer:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as outer:
             for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
                 member = outer.extractfile(info)
                 if member is None:

@@ -7,7 +7,7 @@ import tarfile
 
 from nbgrader.exchange.abc import ExchangeFetchFeedback as ABCExchangeFetchFeedback
 
-from nbgrader_plugin.archive import UnsafeArchive, iter_safe_members
+from nbgrader_plugin.archive import CHUNK, UnsafeArchive, iter_safe_members
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
 
@@ -30,7 +30,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
             response = client.download(
                 path("courses", course_id, "assignments", assignment_id, "feedback")
             )
-            with response, tarfile.open(fileobj=response.raw, mode="r|") as archive:
+            with response, tarfile.open(fileobj=response.raw, mode="r|", bufsize=CHUNK) as archive:
                 try:
                     for name, info in iter_safe_members(archive):
                         if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:

@@ -25,8 +25,7 @@ from lti_exchange.timestamps import parse_timestamp
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     service = SubmissionService(context())
-    submission = service.submit(caller, assignment_id, archive_body())
-    assignment = service.assignments.find(caller, assignment_id)
+    submission, assignment = service.submit(caller, assignment_id, archive_body())
     return jsonify(submission_json(submission, assignment, caller.user, with_feedback=False)), 201
 
 

@@ -11,6 +11,7 @@ from lti_exchange.models.course import (
     Enrolment,
 )
 from lti_exchange.models.event import EVENT_KINDS, Event
+from lti_exchange.models.lti import KeyValue, LtiDeployment, LtiRegistration, RefreshToken
 from lti_exchange.models.org import Organisation
 from lti_exchange.models.submission import Feedback, Submission
 from lti_exchange.models.user import User
@@ -27,6 +28,10 @@ __all__ = [
     "Enrolment",
     "Event",
     "Feedback",
+    "KeyValue",
+    "LtiDeployment",
+    "LtiRegistration",
+    "RefreshToken",
     "Organisation",
     "Release",
     "Submission",

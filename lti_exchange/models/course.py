@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lti_exchange.db import Base
@@ -20,12 +20,21 @@ STAFF_ROLES = (INSTRUCTOR, TEACHING_ASSISTANT)
 
 class Course(Base):
     __tablename__ = "course"
-    __table_args__ = (UniqueConstraint("org_id", "code"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "code"),
+        UniqueConstraint("org_id", "lti_context_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
     code: Mapped[str] = mapped_column(Identifier(100))
     title: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Filled by LTI launches: the LMS context and the service endpoints for grade/roster sync.
+    lti_context_id: Mapped[str | None] = mapped_column(Identifier(255), default=None)
+    lti_deployment_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    ags_lineitems_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    ags_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    nrps_memberships_url: Mapped[str | None] = mapped_column(String(1000), default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -34,7 +34,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Identifier(TypeDecorator[str]):
-    """A course, assignment, notebook or student id, compared case-sensitively on every backend.
+    """A string compared case-sensitively on every backend: course, assignment, notebook and
+    student ids, and LTI identifiers (issuer, client_id, deployment_id, sub, context id).
 
     MySQL/MariaDB collations are case-insensitive by default, which would make 'Bob' and 'bob'
     one user (and one unique key); a binary collation keeps them apart as nbgrader does.

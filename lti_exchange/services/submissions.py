@@ -8,12 +8,13 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lti_exchange.archives import store_archive
 from lti_exchange.auth import Caller
 from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
-from lti_exchange.models import Assignment, Submission, User
+from lti_exchange.models import Assignment, Feedback, Submission, User
 from lti_exchange.services.assignments import AssignmentService
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.tararchive import stream_tar
@@ -27,7 +28,7 @@ class SubmissionService:
         self.session = ctx.session
         self.assignments = AssignmentService(ctx)
 
-    def submit(self, caller: Caller, name: str, body: BinaryIO) -> Submission:
+    def submit(self, caller: Caller, name: str, body: BinaryIO) -> tuple[Submission, Assignment]:
         """Store a submission; its timestamp is the server's clock when the upload completed."""
         assignment = self.assignments.find(caller, name)
         if not assignment.released:
@@ -61,7 +62,7 @@ class SubmissionService:
             self.session.rollback()
             self.ctx.delete_blobs_quietly([blob.key])
             raise
-        return submission
+        return submission, assignment
 
     def list(
         self,
@@ -79,21 +80,34 @@ class SubmissionService:
             if student is not None and student != caller.user.username:
                 raise Forbidden("Students can only list their own submissions.")
             student = caller.user.username
-        query = (
+        conditions = [Assignment.course_id == caller.course.id]
+        if assignment is not None:
+            conditions.append(Assignment.name == validate_identifier(assignment, "assignment"))
+        if student is not None:
+            conditions.append(User.username == validate_identifier(student, "student"))
+        if not include_removed:
+            conditions.append(Submission.removed_at.is_(None))
+        rows = self.session.execute(
             select(Submission, Assignment, User)
             .join(Assignment, Assignment.id == Submission.assignment_id)
             .join(User, User.id == Submission.user_id)
-            .where(Assignment.course_id == caller.course.id)
-            .options(selectinload(Submission.feedback))
+            .where(*conditions)
             .order_by(Assignment.name, User.username, Submission.timestamp)
-        )
-        if assignment is not None:
-            query = query.where(Assignment.name == validate_identifier(assignment, "assignment"))
-        if student is not None:
-            query = query.where(User.username == validate_identifier(student, "student"))
-        if not include_removed:
-            query = query.where(Submission.removed_at.is_(None))
-        return [tuple(row) for row in self.session.execute(query).all()]  # type: ignore[misc]
+        ).all()
+        # One query for all their feedback (selectinload would batch it 500 at a time).
+        feedback: dict[int, list[Feedback]] = {s.id: [] for s, _a, _u in rows}
+        for fb in self.session.execute(
+            select(Feedback)
+            .join(Submission, Submission.id == Feedback.submission_id)
+            .join(Assignment, Assignment.id == Submission.assignment_id)
+            .join(User, User.id == Submission.user_id)
+            .where(*conditions)
+            .order_by(Feedback.notebook_id)
+        ).scalars():
+            feedback[fb.submission_id].append(fb)
+        for submission, _assignment, _user in rows:
+            set_committed_value(submission, "feedback", feedback[submission.id])
+        return [tuple(row) for row in rows]  # type: ignore[misc]
 
     def get(self, caller: Caller, submission_id: int) -> tuple[Submission, Assignment, User]:
         row = self.session.execute(
