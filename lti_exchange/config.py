@@ -35,6 +35,15 @@ class Settings:
     log_level: str = "INFO"
     db_pool_size: int = 5
     expose_query_count: bool = False
+    refresh_token_ttl: int = 30 * 24 * 3600
+    lti_clock_leeway: int = 60
+    lti_iat_max_age: int = 600
+    lti_username_rule: str = "preferred_username,email_local_part,lis_person_sourcedid,sub"
+    lti_course_id_param: str = "nbgrader_course_id"
+    lti_trusted_audiences: str = ""
+    trusted_proxies: int = 0
+    secure_cookies: bool | None = None
+    roster_sync_interval: int = 3600
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,6 +151,8 @@ def _validate(settings: Settings) -> None:
         "max_upload_bytes",
         "max_unpacked_bytes",
         "max_archive_members",
+        "refresh_token_ttl",
+        "lti_iat_max_age",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive.")

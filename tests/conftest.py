@@ -175,6 +175,7 @@ def start_server(
         "LTI_EXCHANGE_DATABASE_URL": database_url,
         "LTI_EXCHANGE_EXPOSE_QUERY_COUNT": "true",
         "LTI_EXCHANGE_BIND": f"127.0.0.1:{port}",
+        "LTI_EXCHANGE_BASE_URL": f"http://127.0.0.1:{port}",
         "LTI_EXCHANGE_WORKERS": str(workers),
         "LTI_EXCHANGE_LOG_LEVEL": "WARNING",
         **TEST_LIMITS,
