@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     state = build_state(settings)
     ensure_schema(state.engine, settings)
     state.token_keys.ensure_key()
+    state.tool_keys.ensure_key()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
@@ -37,8 +38,15 @@ def create_app(settings: Settings | None = None) -> Flask:
             return response
 
     from lti_exchange.api import bp as api_bp
+    from lti_exchange.lti import bp as lti_bp
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(lti_bp)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     register_error_handlers(app)
 
     @app.get("/healthz")

@@ -51,6 +51,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     state.token_keys.ensure_key()
+    state.tool_keys.ensure_key()
     state.engine.dispose()
     url = settings.base_url or f"http://{host}:{port}"
     click.echo(f"lti-exchange serving on {url} (data: {settings.resolved_data_dir})", err=False)
@@ -73,6 +74,7 @@ def db_upgrade() -> None:
     before = current_revision(state.engine)
     upgrade(state.engine)
     state.token_keys.ensure_key()
+    state.tool_keys.ensure_key()
     click.echo(f"Database upgraded from {before or 'empty'} to {head_revision()}.")
 
 
@@ -85,6 +87,130 @@ def db_current(as_json: bool) -> None:
     state = _state()
     current, head = current_revision(state.engine), head_revision()
     _emit(as_json, {"current": current, "head": head}, f"current: {current}  head: {head}")
+
+
+@main.group()
+def platform() -> None:
+    """LMS registrations (one organisation each)."""
+
+
+def _registration_json(row) -> dict[str, Any]:
+    return {
+        "org_id": row.org_id,
+        "name": row.organisation_name,
+        "issuer": row.issuer,
+        "client_id": row.client_id,
+        "deployment_ids": sorted(d.deployment_id for d in row.deployments),
+        "auth_login_url": row.auth_login_url,
+        "auth_token_url": row.auth_token_url,
+        "auth_audience": row.auth_audience,
+        "key_set_url": row.key_set_url,
+        "notebook_url_template": row.notebook_url_template,
+        "username_claim": row.username_claim,
+    }
+
+
+@platform.command("add")
+@click.option("--issuer", required=True, help="The platform's issuer (iss), exactly.")
+@click.option("--client-id", required=True, help="The client id the LMS gave this tool.")
+@click.option(
+    "--deployment-id", "deployment_ids", multiple=True, required=True, help="Allowed deployment."
+)
+@click.option("--auth-login-url", required=True, help="The LMS OIDC authorisation endpoint.")
+@click.option("--auth-token-url", required=True, help="The LMS OAuth2 token endpoint.")
+@click.option("--key-set-url", required=True, help="The LMS JWKS URL.")
+@click.option("--auth-audience", default=None, help="aud of client assertions (Brightspace).")
+@click.option("--name", default=None, help="A name for the organisation.")
+@click.option(
+    "--notebook-url-template",
+    default=None,
+    help="Where users' notebook servers live, e.g. https://hub.example.edu/hub/user-redirect/",
+)
+@click.option(
+    "--username-claim",
+    default=None,
+    help="Comma-separated rule for student ids (default: LTI_EXCHANGE_LTI_USERNAME_RULE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def platform_add(
+    issuer,
+    client_id,
+    deployment_ids,
+    auth_login_url,
+    auth_token_url,
+    key_set_url,
+    auth_audience,
+    name,
+    notebook_url_template,
+    username_claim,
+    as_json,
+):
+    """Register an LMS; prints the new organisation's id. Adding again updates it."""
+    from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
+
+    for url in (auth_login_url, auth_token_url, key_set_url):
+        if not url.startswith(("https://", "http://")):
+            raise click.ClickException(f"{url!r} is not an http(s) URL.")
+    state = _state()
+    with state.session_factory() as session:
+        row = upsert_registration(
+            session,
+            RegistrationInput(
+                issuer=issuer,
+                client_id=client_id,
+                deployment_ids=list(deployment_ids),
+                auth_login_url=auth_login_url,
+                auth_token_url=auth_token_url,
+                key_set_url=key_set_url,
+                auth_audience=auth_audience,
+                name=name,
+                notebook_url_template=notebook_url_template,
+                username_claim=username_claim,
+            ),
+        )
+        session.commit()
+        data = _registration_json(row)
+    _emit(
+        as_json, data, f"Registered {issuer} (client {client_id}) as organisation {data['org_id']}."
+    )
+
+
+@platform.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def platform_list(as_json: bool) -> None:
+    """List the registered LMSs."""
+    from lti_exchange.lti.registrations import list_registrations
+
+    state = _state()
+    with state.session_factory() as session:
+        rows = [_registration_json(r) for r in list_registrations(session)]
+    text = "\n".join(
+        f"org {r['org_id']}: {r['issuer']} client {r['client_id']} "
+        f"deployments {', '.join(r['deployment_ids'])}"
+        for r in rows
+    )
+    _emit(as_json, rows, text or "No LMS registered yet: use `lti-exchange platform add`.")
+
+
+@platform.command("remove")
+@click.option("--issuer", required=True, help="The platform's issuer.")
+@click.option("--client-id", required=True, help="The client id.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def platform_remove(issuer: str, client_id: str, as_json: bool) -> None:
+    """Remove a registration: its launches stop working; the organisation's data is kept."""
+    from lti_exchange.lti.registrations import remove_registration
+
+    state = _state()
+    with state.session_factory() as session:
+        removed = remove_registration(session, issuer, client_id)
+        session.commit()
+    if not removed:
+        raise click.ClickException(f"No registration for {issuer} with client id {client_id}.")
+    _emit(
+        as_json,
+        {"removed": True, "issuer": issuer, "client_id": client_id},
+        f"Removed the registration of {issuer} (client {client_id}).",
+    )
 
 
 @main.group()
@@ -172,6 +298,7 @@ def token_revoke(username, course, org, as_json):
     from sqlalchemy import select
 
     from lti_exchange.models import Course, Enrolment, Organisation, User
+    from lti_exchange.refresh import revoke_enrolments
 
     state = _state()
     now = datetime.now(UTC)
@@ -190,14 +317,21 @@ def token_revoke(username, course, org, as_json):
         enrolments = session.execute(query).scalars().all()
         for enrolment in enrolments:
             enrolment.tokens_not_before = now
+        revoked_refresh = revoke_enrolments(session, [e.id for e in enrolments])
         session.commit()
         revoked = [e.course.code for e in enrolments]
     if not revoked:
         raise click.ClickException(f"No enrolment of {username!r} matches; nothing revoked.")
     _emit(
         as_json,
-        {"username": username, "courses": revoked, "revoked_at": now.isoformat()},
-        f"Revoked the tokens of {username} in {len(revoked)} course(s): {', '.join(revoked)}",
+        {
+            "username": username,
+            "courses": revoked,
+            "refresh_tokens_revoked": revoked_refresh,
+            "revoked_at": now.isoformat(),
+        },
+        f"Revoked the tokens of {username} in {len(revoked)} course(s): {', '.join(revoked)} "
+        f"({revoked_refresh} refresh token(s)); they must launch from the LMS again.",
     )
 
 
@@ -207,31 +341,47 @@ def keys() -> None:
 
 
 @keys.command("rotate")
+@click.option(
+    "--only",
+    type=click.Choice(["token", "tool"]),
+    default=None,
+    help="Rotate only the token-signing key or only the LTI tool key (default: both).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def keys_rotate(as_json: bool) -> None:
-    """Add a new token-signing key; older ones verify until the overlap window ends."""
+def keys_rotate(only: str | None, as_json: bool) -> None:
+    """Add new signing keys; older ones keep verifying until the overlap window ends.
+
+    The token-signing key signs our access tokens; the LTI tool key (published at /lti/jwks)
+    signs client assertions and deep-linking responses.
+    """
     settings = _settings()
     state = _state()
-    new = state.token_keys.generate()
     overlap = max(settings.key_rotation_overlap, settings.access_token_ttl)
-    pruned = state.token_keys.prune(overlap)
-    _emit(
-        as_json,
-        {"active": new.kid, "pruned": pruned},
-        f"New token-signing key {new.kid} is active; pruned {len(pruned)} expired key(s).",
-    )
+    result = {}
+    for name, ring in (("token", state.token_keys), ("tool", state.tool_keys)):
+        if only and only != name:
+            continue
+        new = ring.generate()
+        result[name] = {"active": new.kid, "pruned": ring.prune(overlap)}
+    lines = [
+        f"New {name} key {info['active']} is active; pruned {len(info['pruned'])} old key(s)."
+        for name, info in result.items()
+    ]
+    _emit(as_json, result, "\n".join(lines))
 
 
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_list(as_json: bool) -> None:
-    """List the token-signing keys (newest signs)."""
+    """List the token-signing and LTI tool keys (the newest of each kind signs)."""
     state = _state()
-    ring = state.token_keys.all()
     rows = [
-        {"kid": k.kid, "created": datetime.fromtimestamp(k.created, UTC).isoformat()} for k in ring
+        {"kind": kind, "kid": k.kid, "created": datetime.fromtimestamp(k.created, UTC).isoformat()}
+        for kind, ring in (("token", state.token_keys), ("tool", state.tool_keys))
+        for k in ring.all()
     ]
-    _emit(as_json, rows, "\n".join(f"{r['kid']}  {r['created']}" for r in rows) or "no keys")
+    text = "\n".join(f"{r['kind']:6} {r['kid']}  {r['created']}" for r in rows)
+    _emit(as_json, rows, text or "no keys")
 
 
 @main.command()

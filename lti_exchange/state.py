@@ -14,6 +14,8 @@ from lti_exchange.keyring import KeyRing
 from lti_exchange.storage import BlobStorage, make_storage
 from lti_exchange.tokens import TOKEN_KEY_PREFIX, TokenService
 
+TOOL_KEY_PREFIX = "tool"
+
 
 @dataclass
 class ExchangeState:
@@ -22,6 +24,7 @@ class ExchangeState:
     session_factory: sessionmaker[Session]
     storage: BlobStorage
     token_keys: KeyRing
+    tool_keys: KeyRing
     tokens: TokenService
 
     @property
@@ -43,5 +46,6 @@ def build_state(settings: Settings) -> ExchangeState:
         session_factory=make_session_factory(engine),
         storage=make_storage(settings),
         token_keys=token_keys,
+        tool_keys=KeyRing(settings.resolved_keys_dir, TOOL_KEY_PREFIX),
         tokens=TokenService(settings, token_keys),
     )

@@ -420,6 +420,25 @@ class ApiSession:
                 role=role,
             )
 
+    def refresh_token(self, username: str, course: str) -> str:
+        """A refresh token issued by the service's own code for an existing enrolment."""
+        from sqlalchemy import select
+
+        from lti_exchange.models import Course, Enrolment, User
+        from lti_exchange.refresh import token_pair
+
+        state = self.app.extensions["lti_exchange"]
+        with state.session_factory() as session:
+            enrolment = session.execute(
+                select(Enrolment)
+                .join(User, User.id == Enrolment.user_id)
+                .join(Course, Course.id == Enrolment.course_id)
+                .where(User.username == username, Course.code == course)
+            ).scalar_one()
+            pair = token_pair(state, session, enrolment)
+            session.commit()
+            return pair["refresh_token"]
+
     def call(
         self,
         method: str,
@@ -566,6 +585,12 @@ def test_responses_of_a_session_match_the_spec(app, spec):
     # Learners get 404 (an unreleased assignment is invisible to them) or 409: both documented.
     s.call("POST", assignment + "/submissions", alice, expect=(404, 409), tar=release, **a)
     s.call("POST", assignment + "/submissions", teacher, expect=409, tar=release, **a)
+
+    refresh = s.refresh_token("alice", "c1")
+    pair = s.call("POST", "/api/v1/token/refresh", expect=200, json={"refresh_token": refresh})
+    assert pair.get_json()["refresh_token"] != refresh
+    s.call("POST", "/api/v1/token/refresh", expect=401, json={"refresh_token": refresh})
+    s.call("POST", "/api/v1/token/refresh", expect=400, json={"token": "x"})
 
     for operation in spec_operations(spec).values():
         seen = s.seen.get(operation["operationId"], set())

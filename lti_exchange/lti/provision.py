@@ -1,0 +1,206 @@
+"""Turn a validated launch into the organisation's user, course and enrolment."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lti_exchange.identifiers import MAX_IDENTIFIER_LENGTH, is_valid_identifier
+from lti_exchange.lti.roles import LaunchRoles, map_roles
+from lti_exchange.models import Course, Enrolment, LtiRegistration, User
+
+CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
+AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
+NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
+USERNAME_RULES = ("preferred_username", "email_local_part", "lis_person_sourcedid", "sub")
+
+
+class LaunchRejected(ValueError):
+    """The launch is valid LTI but cannot be used (e.g. no user, no course)."""
+
+
+def sanitise(value: str, fallback_prefix: str) -> str:
+    """A safe identifier from ``value`` (kept when already valid; a short hash keeps it unique
+    when characters had to be replaced)."""
+    if is_valid_identifier(value):
+        return value
+    cleaned = re.sub(r"[^A-Za-z0-9_.@-]+", "-", value).strip("-.")
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    if not cleaned or not is_valid_identifier(cleaned[:1] + "x"):
+        cleaned = fallback_prefix
+    cleaned = cleaned[: MAX_IDENTIFIER_LENGTH - 9]
+    return f"{cleaned}-{digest}"
+
+
+def username_candidates(claims: dict[str, Any], rule: str) -> list[str]:
+    """Candidate nbgrader student ids from the claims, in the order the rule names them."""
+    out: list[str] = []
+    for item in (r.strip() for r in rule.split(",") if r.strip()):
+        value: Any = None
+        if item == "email_local_part":
+            email = claims.get("email")
+            value = email.split("@", 1)[0] if isinstance(email, str) and "@" in email else None
+        elif item == "lis_person_sourcedid":
+            value = (claims.get(CLAIM + "lis") or {}).get("person_sourcedid")
+        elif item == "sub":
+            sub = str(claims.get("sub", ""))
+            value = sub if is_valid_identifier(sub) else None
+            if value is None and sub:
+                value = "user-" + hashlib.sha256(sub.encode()).hexdigest()[:16]
+        else:
+            value = claims.get(item) or (claims.get(CLAIM + "custom") or {}).get(item)
+        if isinstance(value, str) and value.strip():
+            out.append(sanitise(value.strip(), "user"))
+    sub = str(claims.get("sub", ""))
+    out.append("user-" + hashlib.sha256(sub.encode()).hexdigest()[:16])
+    return out
+
+
+@dataclass
+class ProvisionedLaunch:
+    user: User
+    course: Course
+    enrolment: Enrolment
+    roles: LaunchRoles
+
+
+def provision_launch(
+    session: Session,
+    registration: LtiRegistration,
+    claims: dict[str, Any],
+    *,
+    username_rule: str,
+    course_id_param: str,
+) -> ProvisionedLaunch:
+    """Upsert user (by organisation + ``sub``), course (by organisation + context id) and the
+    enrolment, with the role of this launch and the AGS/NRPS endpoints it carried."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise LaunchRejected("The launch names no user (sub); anonymous launches are refused.")
+    context = claims.get(CLAIM + "context") or {}
+    if not isinstance(context, dict) or not context.get("id"):
+        raise LaunchRejected(
+            "The launch has no course context. Add the tool to a course in your LMS and launch "
+            "it from there."
+        )
+    roles = map_roles(claims.get(CLAIM + "roles"))
+    org_id = registration.org_id
+    rule = registration.username_claim or username_rule
+    user = _user(session, org_id, sub, claims, rule, roles)
+    course = _course(session, org_id, claims, context, course_id_param)
+    enrolment = session.execute(
+        select(Enrolment).where(Enrolment.user_id == user.id, Enrolment.course_id == course.id)
+    ).scalar_one_or_none()
+    if enrolment is None:
+        enrolment = Enrolment(user_id=user.id, course_id=course.id, role=roles.course_role)
+        session.add(enrolment)
+    enrolment.role = roles.course_role
+    enrolment.active = True
+    session.flush()
+    return ProvisionedLaunch(user=user, course=course, enrolment=enrolment, roles=roles)
+
+
+def _user(
+    session: Session,
+    org_id: int,
+    sub: str,
+    claims: dict[str, Any],
+    rule: str,
+    roles: LaunchRoles,
+) -> User:
+    user = session.execute(
+        select(User).where(User.org_id == org_id, User.lti_sub == sub)
+    ).scalar_one_or_none()
+    if user is None:
+        for candidate in username_candidates(claims, rule):
+            try:
+                with session.begin_nested():
+                    user = User(org_id=org_id, username=candidate, lti_sub=sub)
+                    session.add(user)
+                break
+            except IntegrityError:
+                user = session.execute(
+                    select(User).where(User.org_id == org_id, User.lti_sub == sub)
+                ).scalar_one_or_none()
+                if user is not None:  # the same user, provisioned by a concurrent launch
+                    break
+        if user is None:
+            raise LaunchRejected("Could not derive a unique student id for this user.")
+    user.lms_user_id = sub
+    name = claims.get("name") or " ".join(
+        part for part in (claims.get("given_name"), claims.get("family_name")) if part
+    )
+    if name:
+        user.name = str(name)[:255]
+    if isinstance(claims.get("email"), str):
+        user.email = claims["email"][:255]
+    user.test_user = roles.test_user
+    return user
+
+
+def _course(
+    session: Session,
+    org_id: int,
+    claims: dict[str, Any],
+    context: dict[str, Any],
+    course_id_param: str,
+) -> Course:
+    context_id = str(context["id"])[:255]
+    course = session.execute(
+        select(Course).where(Course.org_id == org_id, Course.lti_context_id == context_id)
+    ).scalar_one_or_none()
+    if course is None:
+        custom = claims.get(CLAIM + "custom") or {}
+        wanted = custom.get(course_id_param) if isinstance(custom, dict) else None
+        base = (
+            wanted
+            if isinstance(wanted, str) and wanted.strip() and not wanted.startswith("$")
+            else None
+        )
+        base = sanitise(
+            (base or context.get("label") or context.get("title") or "course").strip(), "course"
+        )
+        suffix = hashlib.sha256(context_id.encode()).hexdigest()[:8]
+        for candidate in (base, f"{base[: MAX_IDENTIFIER_LENGTH - 9]}-{suffix}"):
+            existing = session.execute(
+                select(Course).where(Course.org_id == org_id, Course.code == candidate)
+            ).scalar_one_or_none()
+            if existing is not None and existing.lti_context_id in (None, context_id):
+                course = existing  # made by an operator before the first launch: adopt it
+                break
+            if existing is None:
+                try:
+                    with session.begin_nested():
+                        course = Course(org_id=org_id, code=candidate)
+                        session.add(course)
+                    break
+                except IntegrityError:
+                    continue
+        if course is None:
+            raise LaunchRejected("Could not derive a unique course id for this LMS course.")
+        course.lti_context_id = context_id
+    if context.get("title"):
+        course.title = str(context["title"])[:255]
+    course.lti_deployment_id = claims.get(CLAIM + "deployment_id")
+    ags = claims.get(AGS_CLAIM)
+    if isinstance(ags, dict) and ags.get("lineitems"):
+        course.ags_lineitems_url = str(ags["lineitems"])[:1000]
+        course.ags_scopes = [s for s in ags.get("scope", []) if isinstance(s, str)]
+    nrps = claims.get(NRPS_CLAIM)
+    if isinstance(nrps, dict) and nrps.get("context_memberships_url"):
+        course.nrps_memberships_url = str(nrps["context_memberships_url"])[:1000]
+    return course
+
+
+def registration_for(session: Session, issuer: str, client_id: str) -> LtiRegistration:
+    return session.execute(
+        select(LtiRegistration).where(
+            LtiRegistration.issuer == issuer, LtiRegistration.client_id == client_id
+        )
+    ).scalar_one()

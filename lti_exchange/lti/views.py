@@ -1,0 +1,284 @@
+"""``/lti/login``, ``/lti/launch``, ``/lti/jwks``, ``/lti/config`` and deep linking."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import jsonify, make_response, render_template, request
+from pylti1p3.deep_link_resource import DeepLinkResource
+from pylti1p3.exception import LtiException, OIDCException
+from pylti1p3.lineitem import LineItem
+from sqlalchemy import select
+
+from lti_exchange.db import get_session
+from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthenticated
+from lti_exchange.identifiers import validate_identifier
+from lti_exchange.lti import bp
+from lti_exchange.lti.flask_glue import message_launch, oidc_login, state, store, tool_conf
+from lti_exchange.lti.provision import CLAIM, LaunchRejected, provision_launch
+from lti_exchange.lti.tool_conf import tool_jwks
+from lti_exchange.models import Assignment, LtiRegistration, Release
+from lti_exchange.refresh import token_pair
+
+DEEP_LINK_TTL = 1800
+DEEP_LINKING = "LtiDeepLinkingRequest"
+
+
+def base_url() -> str:
+    configured = state().settings.base_url
+    return (configured or request.host_url).rstrip("/")
+
+
+def wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes["application/json"] > 0
+
+
+class LaunchError(ApiError):
+    status, code = 400, "lti_launch_failed"
+
+
+@bp.errorhandler(ApiError)
+def _lti_error(error: ApiError):
+    if wants_json():
+        response = jsonify(error.to_dict())
+    else:
+        response = make_response(
+            render_template("lti_error.html", error=error, status=error.status)
+        )
+    response.status_code = error.status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _allowed_target(uri: str | None) -> bool:
+    if not uri:
+        return False
+    base = base_url()
+    return uri == base or uri.startswith(base + "/")
+
+
+# -- login ------------------------------------------------------------------------------------
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Third-party initiated login: check the registration, then redirect to the LMS."""
+    params = request.values
+    target = params.get("target_link_uri")
+    if not _allowed_target(target):
+        raise LaunchError(
+            f"target_link_uri {str(target)[:200]!r} is not a URL of this tool ({base_url()}/…). "
+            "Check the tool's launch URL in the LMS registration.",
+            code="invalid_target_link_uri",
+        )
+    conf = tool_conf()
+    login = oidc_login(conf)
+    login.pass_params_to_launch({"target_link_uri": target})
+    try:
+        redirect = login.get_redirect_object(base_url() + "/lti/launch")
+    except (OIDCException, LtiException) as exc:
+        raise LaunchError(
+            f"Login refused: {exc}. The LMS (issuer {params.get('iss')!r}, client "
+            f"{params.get('client_id')!r}) is not registered with this tool; ask your "
+            "administrator to run `lti-exchange platform add`.",
+            code="unknown_platform",
+        ) from exc
+    return redirect.do_redirect()
+
+
+# -- launch -----------------------------------------------------------------------------------
+@bp.post("/launch")
+def launch():
+    """Validate the id_token, provision user/course/enrolment, answer tokens or a page."""
+    conf = tool_conf()
+    message = message_launch(conf)
+    try:
+        claims = message.get_launch_data()
+    except (LtiException, OIDCException) as exc:
+        raise Unauthenticated(
+            f"The launch was refused: {exc}. Start it again from your LMS; if it keeps failing, "
+            "tell your LMS administrator.",
+            code="lti_launch_invalid",
+        ) from exc
+    expected = message.login_params().get("target_link_uri")
+    if claims.get(CLAIM + "target_link_uri") != expected:
+        raise Unauthenticated(
+            "The launch's target_link_uri does not match the login's. Start it again from your "
+            "LMS.",
+            code="lti_target_mismatch",
+        )
+    session = get_session()
+    registration = session.execute(
+        select(LtiRegistration).where(
+            LtiRegistration.issuer == conf.row.issuer,
+            LtiRegistration.client_id == conf.row.client_id,
+        )
+    ).scalar_one()
+    settings = state().settings
+    try:
+        launched = provision_launch(
+            session,
+            registration,
+            claims,
+            username_rule=settings.lti_username_rule,
+            course_id_param=settings.lti_course_id_param,
+        )
+    except LaunchRejected as exc:
+        raise LaunchError(str(exc), code="lti_launch_unusable") from exc
+    if claims.get(CLAIM + "message_type") == DEEP_LINKING:
+        return _deep_link_page(session, message, launched)
+    pair = token_pair(state(), session, launched.enrolment)
+    session.commit()
+    return _answer_launch(pair, launched, registration)
+
+
+def _answer_launch(pair: dict[str, Any], launched, registration: LtiRegistration):
+    if wants_json():
+        response = jsonify(pair)
+    else:
+        template = registration.notebook_url_template or ""
+        notebook_url = template.format(
+            username=launched.user.username, course_id=launched.course.code
+        )
+        response = make_response(
+            render_template(
+                "lti_landing.html",
+                pair=pair,
+                user=launched.user,
+                course=launched.course,
+                role=launched.roles.role,
+                service_url=base_url(),
+                handoff_url=(notebook_url + "lti-exchange/handoff") if notebook_url else "",
+            )
+        )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- deep linking -----------------------------------------------------------------------------
+def _deep_link_page(session, message, launched):
+    if launched.enrolment.role not in ("Instructor", "TeachingAssistant"):
+        raise Forbidden(
+            "Only instructors can add assignments to the course.", code="role_forbidden"
+        )
+    rows = session.execute(
+        select(Assignment.name, Release.notebooks)
+        .outerjoin(Release, Release.id == Assignment.current_release_id)
+        .where(Assignment.course_id == launched.course.id, Assignment.released.is_(True))
+        .order_by(Assignment.name)
+    ).all()
+    token = secrets.token_urlsafe(32)
+    store().set(
+        f"lti-deep-link-{token}",
+        {"launch_id": message.get_launch_id(), "course_id": launched.course.code},
+        DEEP_LINK_TTL,
+    )
+    session.commit()
+    assignments = [name for name, _notebooks in rows]
+    body = {
+        "message_type": DEEP_LINKING,
+        "course_id": launched.course.code,
+        "assignments": assignments,
+        "respond_url": base_url() + "/lti/deep-link",
+        "deep_link_token": token,
+    }
+    if wants_json():
+        response = jsonify(body)
+    else:
+        response = make_response(render_template("lti_deep_link.html", **body))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/deep-link")
+def deep_link_respond():
+    """Answer the LMS with a signed LtiDeepLinkingResponse naming the chosen assignment."""
+    values: dict[str, Any] = request.get_json(silent=True) or request.form.to_dict()
+    token = values.get("deep_link_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest("deep_link_token is missing; start again from the LMS.")
+    saved = store().pop(f"lti-deep-link-{token}")
+    if saved is None:
+        raise Unauthenticated(
+            "This deep-linking session has expired or was already used; start again from the LMS.",
+            code="deep_link_expired",
+        )
+    chosen = values.get("assignment_id_other") or values.get("assignment_id")
+    assignment_id = validate_identifier(chosen, "assignment")
+    max_score = values.get("max_score")
+    try:
+        score = float(max_score) if max_score not in (None, "") else None
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("max_score must be a number.") from exc
+    if score is not None and score <= 0:
+        raise InvalidRequest("max_score must be positive.")
+    conf = tool_conf()
+    from lti_exchange.lti.flask_glue import data_storage, lti_request
+    from lti_exchange.lti.message_launch import HardenedMessageLaunch
+
+    try:
+        launch = HardenedMessageLaunch.from_cache(
+            saved["launch_id"], lti_request(), conf, launch_data_storage=data_storage()
+        )
+    except LtiException as exc:
+        raise Unauthenticated(f"The launch has expired ({exc}); start again from the LMS.") from exc
+    resource = (
+        DeepLinkResource()
+        .set_url(base_url() + "/lti/launch")
+        .set_title(assignment_id)
+        .set_custom_params(
+            {"nbgrader_assignment_id": assignment_id, "nbgrader_course_id": saved["course_id"]}
+        )
+    )
+    if score is not None:
+        resource.set_lineitem(
+            LineItem()
+            .set_score_maximum(score)
+            .set_label(assignment_id)
+            .set_resource_id(assignment_id)
+            .set_tag("nbgrader")
+        )
+    deep_link = launch.get_deep_link()
+    jwt_value = deep_link.get_response_jwt([resource])
+    return_url = deep_link._deep_link_settings["deep_link_return_url"]
+    if wants_json():
+        response = jsonify(return_url=return_url, jwt=jwt_value)
+    else:
+        response = make_response(deep_link.get_response_form_html(jwt_value))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- keys and configuration -------------------------------------------------------------------
+@bp.get("/jwks")
+def jwks():
+    response = jsonify(tool_jwks(state().tool_keys))
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.get("/config")
+def config():
+    """What an LMS administrator pastes when registering the tool."""
+    base = base_url()
+    return jsonify(
+        title="nbgrader exchange (lti-exchange)",
+        description="Jupyter notebook assignments with nbgrader: release, submit, feedback.",
+        oidc_initiation_url=base + "/lti/login",
+        target_link_uri=base + "/lti/launch",
+        redirect_uris=[base + "/lti/launch"],
+        public_jwk_url=base + "/lti/jwks",
+        deep_linking_url=base + "/lti/launch",
+        scopes=[
+            "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+            "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
+            "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+            "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly",
+        ],
+        messages=[
+            {"type": "LtiResourceLinkRequest", "target_link_uri": base + "/lti/launch"},
+            {"type": "LtiDeepLinkingRequest", "target_link_uri": base + "/lti/launch"},
+        ],
+        custom_parameters={"nbgrader_course_id": "(optional) the nbgrader course id"},
+        claims=["iss", "sub", "name", "given_name", "family_name", "email"],
+    )
