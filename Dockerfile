@@ -26,6 +26,7 @@ COPY pyproject.toml README.md ./
 COPY lti_exchange/ lti_exchange/
 COPY nbgrader_plugin/ nbgrader_plugin/
 COPY config/ config/
+COPY jupyter-config/ jupyter-config/
 
 # Build artefacts of the in-tree build are removed; the installed package lives in site-packages.
 RUN pip install --no-cache-dir . \
