@@ -86,7 +86,7 @@ def authorise_course(session: Session, course_code: str, roles: Iterable[str]) -
             code="enrolment_inactive",
         )
     not_before = enrolment.tokens_not_before
-    if not_before is not None and claims.iat < int(not_before.timestamp()):
+    if not_before is not None and claims.issued_ms <= int(not_before.timestamp() * 1000):
         raise Unauthenticated(
             f"This access token has been revoked. {RELAUNCH_HINT}", code="revoked"
         )

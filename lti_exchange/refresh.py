@@ -94,7 +94,17 @@ def rotate(state: ExchangeState, session: Session, token: str) -> dict[str, Any]
     not_before = enrolment.tokens_not_before
     if not_before is not None and row.created_at < not_before:
         raise Unauthenticated(f"Your session has been revoked. {RELAUNCH}", code="revoked")
-    row.used_at = now
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # a concurrent refresh spent it first
+        session.rollback()
+        raise Unauthenticated(
+            f"This refresh token was just used by another request. {RELAUNCH}",
+            code="refresh_token_reused",
+        )
     pair = token_pair(state, session, enrolment)
     session.commit()
     return pair

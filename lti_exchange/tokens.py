@@ -34,6 +34,12 @@ class TokenClaims:
     raw: dict[str, Any]
 
     @property
+    def issued_ms(self) -> int:
+        """When the token was issued, in milliseconds (``iat_ms``, else ``iat``)."""
+        value = self.raw.get("iat_ms")
+        return value if isinstance(value, int) else self.iat * 1000
+
+    @property
     def user_id(self) -> int:
         return int(self.sub)
 
@@ -60,7 +66,8 @@ class TokenService:
     ) -> str:
         """Sign an access token for ``username`` in ``course_id`` valid for ``ttl`` seconds."""
         key = self.keyring.ensure_key()
-        issued = int(time.time()) if now is None else now
+        issued_at = time.time() if now is None else float(now)
+        issued = int(issued_at)
         claims = {
             "iss": self.settings.token_issuer,
             "aud": AUDIENCE,
@@ -76,6 +83,8 @@ class TokenService:
             "lms_user_id": lms_user_id,
             "name": name,
             "email": email,
+            # Milliseconds, so a revocation in the same second as the issue still applies.
+            "iat_ms": int(issued_at * 1000),
         }
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 

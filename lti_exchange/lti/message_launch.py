@@ -68,10 +68,13 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
             raise LtiException("id_token azp is not one of its audiences")
         try:
             super().validate_registration()
-        except LtiException:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a configuration lookup failed
-            raise LtiException(f"Registration not found: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - includes lookups raising bare exceptions
+            body = self._get_jwt_body()
+            raise LtiException(
+                f"no registration for issuer {body.get('iss')!r} and client id "
+                f"{self.get_client_id()!r} (the LMS must be registered with "
+                "`lti-exchange platform add`)"
+            ) from exc
         client_id = self._registration.get_client_id()
         if azp is not None and azp != client_id:
             raise LtiException("id_token azp is not this tool's client_id")
@@ -84,6 +87,9 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
     def get_public_key(self) -> tuple[str, str]:
         """Download the platform JWKS again, once, when the ``kid`` is unknown (key rotation at
         the LMS); pylti1p3 would keep using its cached copy. Rate-limited per issuer."""
+        alg = self._jwt.get("header", {}).get("alg")
+        if alg != "RS256":
+            raise LtiException(f"id_token must be signed with RS256, not {alg!r}")
         try:
             return super().get_public_key()
         except LtiException as exc:
@@ -154,7 +160,7 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
         so a replayed id_token would be accepted)."""
         nonce = self._get_jwt_body().get("nonce")
         if not self.store.add(f"lti-used-nonce-{nonce}", True, NONCE_USED_TTL):
-            raise LtiException("nonce already used (replay): launch again from your LMS")
+            raise LtiException("nonce already used (replay)")
         super().save_launch_data()
         return self
 

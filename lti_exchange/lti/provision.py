@@ -25,6 +25,10 @@ class LaunchRejected(ValueError):
     """The launch is valid LTI but cannot be used (e.g. no user, no course)."""
 
 
+class RetryProvisioning(RuntimeError):
+    """A concurrent launch created the same user or course: retry in a fresh transaction."""
+
+
 def sanitise(value: str, fallback_prefix: str) -> str:
     """A safe identifier from ``value`` (kept when already valid; a short hash keeps it unique
     when characters had to be replaced)."""
@@ -119,17 +123,20 @@ def _user(
     ).scalar_one_or_none()
     if user is None:
         for candidate in username_candidates(claims, rule):
+            taken = session.execute(
+                select(User.id).where(User.org_id == org_id, User.username == candidate)
+            ).first()
+            if taken is not None:
+                continue  # another user has this id: try the next rule
             try:
                 with session.begin_nested():
                     user = User(org_id=org_id, username=candidate, lti_sub=sub)
                     session.add(user)
-                break
-            except IntegrityError:
-                user = session.execute(
-                    select(User).where(User.org_id == org_id, User.lti_sub == sub)
-                ).scalar_one_or_none()
-                if user is not None:  # the same user, provisioned by a concurrent launch
-                    break
+            except IntegrityError as exc:
+                # The same user (or another user with this id) was created by a concurrent
+                # launch; this transaction cannot see it yet.
+                raise RetryProvisioning(str(exc)) from exc
+            break
         if user is None:
             raise LaunchRejected("Could not derive a unique student id for this user.")
     user.lms_user_id = sub
@@ -167,24 +174,7 @@ def _course(
             (base or context.get("label") or context.get("title") or "course").strip(), "course"
         )
         suffix = hashlib.sha256(context_id.encode()).hexdigest()[:8]
-        for candidate in (base, f"{base[: MAX_IDENTIFIER_LENGTH - 9]}-{suffix}"):
-            existing = session.execute(
-                select(Course).where(Course.org_id == org_id, Course.code == candidate)
-            ).scalar_one_or_none()
-            if existing is not None and existing.lti_context_id in (None, context_id):
-                course = existing  # made by an operator before the first launch: adopt it
-                break
-            if existing is None:
-                try:
-                    with session.begin_nested():
-                        course = Course(org_id=org_id, code=candidate)
-                        session.add(course)
-                    break
-                except IntegrityError:
-                    continue
-        if course is None:
-            raise LaunchRejected("Could not derive a unique course id for this LMS course.")
-        course.lti_context_id = context_id
+        course = _create_course(session, org_id, context_id, base, suffix)
     if context.get("title"):
         course.title = str(context["title"])[:255]
     course.lti_deployment_id = claims.get(CLAIM + "deployment_id")
@@ -196,6 +186,39 @@ def _course(
     if isinstance(nrps, dict) and nrps.get("context_memberships_url"):
         course.nrps_memberships_url = str(nrps["context_memberships_url"])[:1000]
     return course
+
+
+def _create_course(
+    session: Session, org_id: int, context_id: str, base: str, suffix: str
+) -> Course:
+    """The course for a new LMS context: ``base`` as its code, or ``base-<hash>`` when another
+    context already has that code. Safe against concurrent first launches of the context."""
+
+    def by_context() -> Course | None:
+        return session.execute(
+            select(Course).where(Course.org_id == org_id, Course.lti_context_id == context_id)
+        ).scalar_one_or_none()
+
+    for candidate in (base, f"{base[: MAX_IDENTIFIER_LENGTH - 9]}-{suffix}"):
+        existing = session.execute(
+            select(Course).where(Course.org_id == org_id, Course.code == candidate)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing.lti_context_id in (None, context_id):
+                existing.lti_context_id = context_id  # made by an operator first: adopt it
+                return existing
+            continue
+        try:
+            with session.begin_nested():
+                course = Course(org_id=org_id, code=candidate, lti_context_id=context_id)
+                session.add(course)
+            return course
+        except IntegrityError as exc:
+            found = by_context()  # a concurrent launch of the same context made it
+            if found is not None:
+                return found
+            raise RetryProvisioning(str(exc)) from exc
+    raise LaunchRejected("Could not derive a unique course id for this LMS course.")
 
 
 def registration_for(session: Session, issuer: str, client_id: str) -> LtiRegistration:

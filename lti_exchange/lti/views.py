@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from flask import jsonify, make_response, render_template, request
@@ -10,18 +11,25 @@ from pylti1p3.deep_link_resource import DeepLinkResource
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.lineitem import LineItem
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from lti_exchange.db import get_session
 from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.lti import bp
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, state, store, tool_conf
-from lti_exchange.lti.provision import CLAIM, LaunchRejected, provision_launch
+from lti_exchange.lti.provision import (
+    CLAIM,
+    LaunchRejected,
+    RetryProvisioning,
+    provision_launch,
+)
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import Assignment, LtiRegistration, Release
 from lti_exchange.refresh import token_pair
 
 DEEP_LINK_TTL = 1800
+PROVISION_ATTEMPTS = 4
 DEEP_LINKING = "LtiDeepLinkingRequest"
 
 
@@ -115,16 +123,27 @@ def launch():
         )
     ).scalar_one()
     settings = state().settings
-    try:
-        launched = provision_launch(
-            session,
-            registration,
-            claims,
-            username_rule=settings.lti_username_rule,
-            course_id_param=settings.lti_course_id_param,
-        )
-    except LaunchRejected as exc:
-        raise LaunchError(str(exc), code="lti_launch_unusable") from exc
+    for attempt in range(PROVISION_ATTEMPTS):
+        try:
+            launched = provision_launch(
+                session,
+                registration,
+                claims,
+                username_rule=settings.lti_username_rule,
+                course_id_param=settings.lti_course_id_param,
+            )
+            session.flush()
+            break
+        except LaunchRejected as exc:
+            raise LaunchError(str(exc), code="lti_launch_unusable") from exc
+        except (IntegrityError, OperationalError, RetryProvisioning):
+            # A concurrent first launch of the same user or course (or a deadlock, which
+            # InnoDB resolves by rolling back the whole transaction): start the unit again.
+            session.rollback()
+            if attempt == PROVISION_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+            registration = session.get(LtiRegistration, registration.id)
     if claims.get(CLAIM + "message_type") == DEEP_LINKING:
         return _deep_link_page(session, message, launched)
     pair = token_pair(state(), session, launched.enrolment)
@@ -167,13 +186,13 @@ def _deep_link_page(session, message, launched):
         .where(Assignment.course_id == launched.course.id, Assignment.released.is_(True))
         .order_by(Assignment.name)
     ).all()
+    session.commit()  # release the write lock before the store's own transaction (SQLite)
     token = secrets.token_urlsafe(32)
     store().set(
         f"lti-deep-link-{token}",
         {"launch_id": message.get_launch_id(), "course_id": launched.course.code},
         DEEP_LINK_TTL,
     )
-    session.commit()
     assignments = [name for name, _notebooks in rows]
     body = {
         "message_type": DEEP_LINKING,

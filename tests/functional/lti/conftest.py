@@ -1,0 +1,109 @@
+"""Fixtures for LTI launches against the live service.
+
+- ``platform``: one ``SimulatedPlatform`` per live server (so per backend), registered with the
+  real ``lti-exchange platform add`` command under a unique issuer with two deployment ids; its
+  ``org_id`` is the organisation the registration created.
+- ``make_platform``: more platforms for one test (a second organisation, a rotating platform),
+  started, registered and stopped after the test.
+- ``browser``: a fresh cookie-keeping ``requests.Session`` (one browser).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.lms.platform import SimulatedPlatform
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def lti_exchange(live_server, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
+    """Run the real ``lti-exchange`` command with the live server's settings."""
+    done = subprocess.run(
+        [str(BIN / "lti-exchange"), *args],
+        env=live_server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if expect is not None:
+        assert done.returncode == expect, (
+            f"lti-exchange {' '.join(args)} exited {done.returncode}, expected {expect}:\n"
+            f"{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def register_platform(
+    live_server,
+    platform: SimulatedPlatform,
+    *,
+    client_id: str | None = None,
+    deployment_ids: list[str] | None = None,
+    name: str | None = None,
+) -> dict:
+    """Register ``platform`` (one of its client ids) with the real CLI; return the ``--json``."""
+    client_id = client_id or platform.client_id
+    deployment_ids = deployment_ids or platform.clients[client_id]
+    args = [
+        "platform",
+        "add",
+        "--issuer",
+        platform.issuer,
+        "--client-id",
+        client_id,
+        "--auth-login-url",
+        platform.auth_login_url,
+        "--auth-token-url",
+        platform.auth_token_url,
+        "--key-set-url",
+        platform.key_set_url,
+        "--name",
+        name or f"{platform.name} ({client_id})",
+        "--json",
+    ]
+    for deployment_id in deployment_ids:
+        args += ["--deployment-id", deployment_id]
+    registered = json.loads(lti_exchange(live_server, *args).stdout)
+    assert isinstance(registered["org_id"], int), registered
+    assert registered["issuer"] == platform.issuer, registered
+    assert registered["client_id"] == client_id, registered
+    assert sorted(registered["deployment_ids"]) == sorted(deployment_ids), registered
+    return registered
+
+
+@pytest.fixture(scope="session")
+def platform(live_server):
+    lms = SimulatedPlatform(live_server.url, deployment_ids=("1", "2")).start()
+    lms.org_id = register_platform(live_server, lms)["org_id"]
+    yield lms
+    lms.stop()
+
+
+@pytest.fixture
+def make_platform(live_server):
+    started: list[SimulatedPlatform] = []
+
+    def make(**kwargs) -> SimulatedPlatform:
+        lms = SimulatedPlatform(live_server.url, **kwargs).start()
+        started.append(lms)
+        lms.org_id = register_platform(live_server, lms)["org_id"]
+        return lms
+
+    yield make
+    for lms in started:
+        lms.stop()
+
+
+@pytest.fixture
+def browser():
+    with requests.Session() as session:
+        yield session
