@@ -1,0 +1,122 @@
+"""Launches inside LMS iframes (no third-party cookies) and behind a reverse proxy."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from lti_exchange import create_app
+from lti_exchange.config import load_settings
+from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
+
+
+def drop_cookies(browser):
+    """A form-field hook that empties the browser's cookie jar before the launch POST."""
+
+    def hook(value):
+        browser.cookies.clear()
+        return value
+
+    return hook
+
+
+def test_launch_succeeds_when_the_iframe_blocked_cookies(platform, browser):
+    answer = platform.launch(browser, form={"state": drop_cookies(browser)})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["access_token"]
+
+
+def test_cookie_less_launch_needs_the_state_of_its_own_login(platform, browser):
+    other = platform.launch(browser.__class__(), accept_json=True)  # a complete, other launch
+    assert other.status_code == 200
+    answer = platform.launch(
+        browser,
+        form={"state": lambda _value: (browser.cookies.clear(), other.lti.form_fields["state"])[1]},
+    )
+    assert answer.status_code == 401, answer.text
+    assert "State not found" in answer.json()["error"]["message"]
+
+
+def test_cookie_less_replay_is_refused(platform, browser):
+    first = platform.launch(browser, form={"state": drop_cookies(browser)})
+    assert first.status_code == 200
+    browser.cookies.clear()
+    again = platform.post_form(browser, first.lti)
+    assert again.status_code == 401
+    assert "nonce" in again.json()["error"]["message"]
+
+
+@pytest.fixture
+def proxied_app(tmp_path):
+    def make(trusted_proxies: int):
+        settings = load_settings(
+            {
+                "LTI_EXCHANGE_DATA_DIR": str(tmp_path / f"data{trusted_proxies}"),
+                "LTI_EXCHANGE_TRUSTED_PROXIES": str(trusted_proxies),
+            }
+        )
+        app = create_app(settings)
+        state = app.extensions["lti_exchange"]
+        with state.session_factory() as session:
+            upsert_registration(
+                session,
+                RegistrationInput(
+                    issuer="https://lms.example.edu",
+                    client_id="tool-1",
+                    deployment_ids=["1"],
+                    auth_login_url="https://lms.example.edu/auth",
+                    auth_token_url="https://lms.example.edu/token",
+                    key_set_url="https://lms.example.edu/jwks",
+                ),
+            )
+            session.commit()
+        return app.test_client()
+
+    return make
+
+
+def login(client, target: str, **headers):
+    return client.get(
+        "/lti/login",
+        query_string={
+            "iss": "https://lms.example.edu",
+            "client_id": "tool-1",
+            "login_hint": "u1",
+            "target_link_uri": target,
+        },
+        headers=headers,
+    )
+
+
+def test_behind_a_trusted_proxy_cookies_are_secure_and_partitioned(proxied_app):
+    client = proxied_app(1)
+    answer = login(
+        client,
+        "https://exchange.example.edu/lti/launch",
+        **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "exchange.example.edu"},
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    redirect = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert redirect["redirect_uri"] == ["https://exchange.example.edu/lti/launch"]
+    cookies = [c for c in answer.headers.getlist("Set-Cookie") if c.startswith("lti1p3-state-")]
+    assert cookies, answer.headers
+    for cookie in cookies:
+        assert "Secure" in cookie and "SameSite=None" in cookie and "Partitioned" in cookie
+        assert "HttpOnly" in cookie
+
+
+def test_forwarded_headers_are_ignored_without_trusted_proxies(proxied_app):
+    client = proxied_app(0)
+    answer = login(
+        client,
+        "https://exchange.example.edu/lti/launch",
+        **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "exchange.example.edu"},
+    )
+    # The forged host is not believed: the target is not a URL of this tool.
+    assert answer.status_code == 400
+    assert "target_link_uri" in answer.get_data(as_text=True)
+    plain = login(client, "http://localhost/lti/launch")
+    assert plain.status_code == 302
+    cookie = next(c for c in plain.headers.getlist("Set-Cookie") if c.startswith("lti1p3-state-"))
+    assert "Secure" not in cookie
