@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -55,8 +56,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     state.engine.dispose()
     url = settings.base_url or f"http://{host}:{port}"
     click.echo(f"lti-exchange serving on {url} (data: {settings.resolved_data_dir})", err=False)
+    import atexit
+    import subprocess
+
     from lti_exchange.server import run_gunicorn
 
+    grade_worker = subprocess.Popen([sys.executable, "-m", "lti_exchange.cli", "worker"])
+    atexit.register(grade_worker.terminate)
     run_gunicorn(f"{host}:{port}", workers=workers, threads=threads)
 
 
@@ -426,6 +432,120 @@ def login(url, access_token, refresh_token, token_file, as_json):
         {**me, "token_file": str(store.path)},
         f"Logged in as {me['username']} ({me['role']}) in course {me['course_id']}; "
         f"tokens stored in {store.path}",
+    )
+
+
+def _course_for(session, course: str, org: str | None):
+    from sqlalchemy import select
+
+    from lti_exchange.models import Course, Organisation
+
+    query = select(Course).where(Course.code == course)
+    if org:
+        org_filter = Organisation.id == int(org) if org.isdigit() else Organisation.name == org
+        query = query.join(Organisation, Organisation.id == Course.org_id).where(org_filter)
+    rows = session.execute(query).scalars().all()
+    if not rows:
+        raise click.ClickException(
+            f"No course {course!r}" + (f" in organisation {org}" if org else "") + "."
+        )
+    if len(rows) > 1:
+        raise click.ClickException(
+            f"Several organisations have a course {course!r}; add --org ORG (id or name)."
+        )
+    return rows[0]
+
+
+@main.group()
+def grades() -> None:
+    """Grades sent to the LMS."""
+
+
+@grades.command("status")
+@click.option("--course", required=True, help="The nbgrader course id.")
+@click.option("--assignment", default=None, help="Only this assignment.")
+@click.option("--org", default=None, help="Organisation id or name (when course ids repeat).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def grades_status(course: str, assignment: str | None, org: str | None, as_json: bool) -> None:
+    """Per student: pending, sent (when), failed (why) or not sendable (why)."""
+    from sqlalchemy import select
+
+    from lti_exchange.models import Grade
+    from lti_exchange.services.grades import grade_json
+
+    state = _state()
+    with state.session_factory() as session:
+        row = _course_for(session, course, org)
+        query = select(Grade).where(Grade.course_id == row.id)
+        if assignment:
+            query = query.where(Grade.assignment_name == assignment)
+        rows = [
+            grade_json(g)
+            for g in session.execute(
+                query.order_by(Grade.assignment_name, Grade.student_id)
+            ).scalars()
+        ]
+    counts: dict[str, int] = {}
+    for item in rows:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    lines = [
+        f"{g['assignment_id']:20} {g['student_id']:24} {g['score']:>7g}/{g['max_score']:<7g} "
+        f"{g['status']:12} {g['sent_at'] or g['reason'] or ''}"
+        for g in rows
+    ]
+    lines.append("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    _emit(as_json, {"course_id": course, "counts": counts, "grades": rows}, "\n".join(lines))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between passes.")
+def worker(once: bool, interval: float) -> None:
+    """Send queued grades to the LMS until stopped (Ctrl-C); restarts lose nothing."""
+    import signal
+    import threading
+
+    from lti_exchange.worker import GradeWorker, summarise
+
+    state = _state()
+    grade_worker = GradeWorker(state)
+    if once:
+        click.echo(summarise(grade_worker.run_once()))
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"grade worker {grade_worker.worker_id} running (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        grade_worker.run_forever(interval=interval, stop=stop)
+
+
+@main.group()
+def roster() -> None:
+    """The class roster from the LMS (NRPS)."""
+
+
+@roster.command("sync")
+@click.option("--course", required=True, help="The nbgrader course id.")
+@click.option("--org", default=None, help="Organisation id or name (when course ids repeat).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def roster_sync(course: str, org: str | None, as_json: bool) -> None:
+    """Import the course's members from the LMS (users, enrolments, roles, who left)."""
+    from lti_exchange.lti.nrps import RosterUnavailable, sync_roster
+    from lti_exchange.lti.platform_client import PlatformError
+
+    state = _state()
+    with state.session_factory() as session:
+        row = _course_for(session, course, org)
+        try:
+            result = sync_roster(state, session, row)
+        except (RosterUnavailable, PlatformError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    data = result.as_dict()
+    _emit(
+        as_json,
+        {"course_id": course, **data},
+        f"Roster of {course}: {data['members']} member(s), {data['created']} new, "
+        f"{data['deactivated']} marked as having left.",
     )
 
 

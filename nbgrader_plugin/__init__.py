@@ -7,6 +7,7 @@ from nbgrader_plugin.collect import ExchangeCollect
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.fetch_assignment import ExchangeFetchAssignment
 from nbgrader_plugin.fetch_feedback import ExchangeFetchFeedback
+from nbgrader_plugin.grade_exporter import LtiGradeExporter
 from nbgrader_plugin.list import ExchangeList
 from nbgrader_plugin.release_assignment import ExchangeReleaseAssignment
 from nbgrader_plugin.release_feedback import ExchangeReleaseFeedback
@@ -21,4 +22,5 @@ __all__ = [
     "ExchangeReleaseAssignment",
     "ExchangeReleaseFeedback",
     "ExchangeSubmit",
+    "LtiGradeExporter",
 ]

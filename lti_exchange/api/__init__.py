@@ -28,4 +28,4 @@ def _reject_empty_segments() -> None:
         )
 
 
-from lti_exchange.api import assignments, feedback, me, submissions, tokens  # noqa: E402,F401
+from lti_exchange.api import assignments, feedback, grades, me, submissions, tokens  # noqa: E402,F401,I001

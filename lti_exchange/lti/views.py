@@ -18,6 +18,7 @@ from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthentic
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.lti import bp
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, state, store, tool_conf
+from lti_exchange.lti.nrps import sync_in_background_if_due
 from lti_exchange.lti.provision import (
     CLAIM,
     LaunchRejected,
@@ -148,6 +149,8 @@ def launch():
         return _deep_link_page(session, message, launched)
     pair = token_pair(state(), session, launched.enrolment)
     session.commit()
+    if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
+        sync_in_background_if_due(state(), launched.course.id)
     return _answer_launch(pair, launched, registration)
 
 

@@ -11,6 +11,7 @@ from lti_exchange.models.course import (
     Enrolment,
 )
 from lti_exchange.models.event import EVENT_KINDS, Event
+from lti_exchange.models.grade import GRADE_STATUSES, Grade, GradeOutbox, LineItem
 from lti_exchange.models.lti import KeyValue, LtiDeployment, LtiRegistration, RefreshToken
 from lti_exchange.models.org import Organisation
 from lti_exchange.models.submission import Feedback, Submission
@@ -28,6 +29,10 @@ __all__ = [
     "Enrolment",
     "Event",
     "Feedback",
+    "GRADE_STATUSES",
+    "Grade",
+    "GradeOutbox",
+    "LineItem",
     "KeyValue",
     "LtiDeployment",
     "LtiRegistration",

@@ -35,6 +35,7 @@ class Course(Base):
     ags_lineitems_url: Mapped[str | None] = mapped_column(String(1000), default=None)
     ags_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     nrps_memberships_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    roster_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -586,6 +586,22 @@ def test_responses_of_a_session_match_the_spec(app, spec):
     s.call("POST", assignment + "/submissions", alice, expect=(404, 409), tar=release, **a)
     s.call("POST", assignment + "/submissions", teacher, expect=409, tar=release, **a)
 
+    pushed = s.call(
+        "POST",
+        course + "/grades",
+        teacher,
+        expect=200,
+        json={
+            "grades": [{"assignment_id": "ps1", "student_id": "alice", "score": 3, "max_score": 5}]
+        },
+        **c,
+    )
+    assert pushed.get_json()["counts"]["not_sendable"] == 1  # alice never launched from an LMS
+    s.call("POST", course + "/grades", teacher, expect=400, json={"grades": [{"score": -1}]}, **c)
+    s.call("POST", course + "/grades", alice, expect=403, json={"grades": []}, **c)
+    s.call("GET", course + "/grades", ta, expect=200, query={"assignment_id": "ps1"}, **c)
+    s.call("GET", course + "/grades", alice, expect=403, **c)
+
     refresh = s.refresh_token("alice", "c1")
     pair = s.call("POST", "/api/v1/token/refresh", expect=200, json={"refresh_token": refresh})
     assert pair.get_json()["refresh_token"] != refresh
