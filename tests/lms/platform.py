@@ -11,13 +11,17 @@ What it does, as Moodle, Canvas, Blackboard or Brightspace would:
   set, applies the launch's mutation hook, signs it (or forges it: no ``kid``, a wrong ``kid``, an
   attacker's key, ``alg: none``, HS256 keyed with the platform's public key PEM) and answers with
   the auto-submitting ``id_token`` + ``state`` form;
-- receives Deep Linking responses at ``/deep_link_return`` and checks them against the tool's JWKS.
+- receives Deep Linking responses at ``/deep_link_return`` and checks them against the tool's JWKS;
+- issues OAuth2 access tokens at ``/token`` (client credentials with a JWT client assertion checked
+  against the tool's ``/lti/jwks``) and serves AGS (line items, scores, results) under
+  ``/api/ags/<context id>/`` and NRPS memberships under ``/api/nrps/<context id>/``, recording
+  every request; see ``tests/lms/services.py`` for the checks, accessors and fault switches.
 
 ``launch()`` drives a whole launch the way a browser does: third-party login at the tool's
 ``/lti/login`` → the tool's redirect to ``/auth`` → the form POST to the tool's ``/lti/launch``.
 
-Not here yet (next issue): the OAuth2 token endpoint (client credentials with a signed JWT
-assertion) and the AGS / NRPS services; see the ``# --- services`` section below.
+Launches feed the services: everyone who launched in a context is a member of its NRPS roster
+(with the launch roles), and the launch's resource link is a valid ``resourceLinkId`` there.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.lms.services import PlatformServices
 
 # --- claim names and role URIs ----------------------------------------------------------------
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
@@ -249,7 +255,7 @@ def parse_form(page: str) -> dict[str, Any]:
 
 
 # --- the platform ------------------------------------------------------------------------------
-class SimulatedPlatform:
+class SimulatedPlatform(PlatformServices):
     """One LMS (one issuer) with one or more tool registrations (client ids) and deployments.
 
     ``tool_url`` is the tool's base URL (``LTI_EXCHANGE_BASE_URL``); the platform expects the
@@ -289,6 +295,7 @@ class SimulatedPlatform:
         self._server = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self._init_services()
         self.app = self._build_app()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -461,6 +468,7 @@ class SimulatedPlatform:
             claims[CLAIM_LIS] = lis
         if pending.custom is not None:
             claims[CLAIM_CUSTOM] = dict(pending.custom)
+        self._note_launch(context, pending.user, pending.roles, claims.get(CLAIM_RESOURCE_LINK))
         if pending.mutate is not None:
             claims = pending.mutate(claims)
         return claims
@@ -540,16 +548,8 @@ class SimulatedPlatform:
         def launch_return() -> Response:
             return Response("back in the LMS", mimetype="text/plain")
 
-        # --- services (next issue) ------------------------------------------------------
-        # The OAuth2 token endpoint (client_credentials + signed JWT client assertion, checked
-        # against the tool's /lti/jwks) and the AGS line items / scores / results and NRPS
-        # memberships endpoints go here. Until then they answer 501 so that any call to them
-        # fails loudly.
-        @app.route("/token", methods=["GET", "POST"])
-        @app.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
-        def not_yet(rest: str = "") -> Response:
-            return Response("not simulated yet", status=501)
-
+        # --- services: /token, /api/ags/…, /api/nrps/… (tests/lms/services.py) -------------
+        self._add_service_routes(app)
         return app
 
     def _check_auth_request(
