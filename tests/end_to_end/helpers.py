@@ -88,6 +88,19 @@ class Role:
     def login(self, url: str, token: str) -> Result:
         return self.run(str(BIN / "lti-exchange"), "login", "--url", url, "--token", token)
 
+    def login_pair(self, url: str, launch: dict) -> Result:
+        """Store the tokens of an LTI launch answer, as the hand-off would."""
+        return self.run(
+            str(BIN / "lti-exchange"),
+            "login",
+            "--url",
+            url,
+            "--token",
+            launch["access_token"],
+            "--refresh-token",
+            launch["refresh_token"],
+        )
+
     def ui_listing(self, course_id: str, cwd: Path | None = None) -> dict:
         """What the Assignments UI gets: nbgrader's own handler logic, run as this user."""
         out = self.run(str(BIN / "python"), "-c", LIST_SNIPPET, course_id, cwd=cwd)

@@ -1,0 +1,71 @@
+"""End to end: LTI launches → the nbgrader cycle → autograde → ``nbgrader export`` with the
+LtiGradeExporter → the LMS holds exactly the gradebook's scores, one line item per assignment."""
+
+from __future__ import annotations
+
+import csv
+
+import requests
+
+from tests.end_to_end.helpers import Role
+from tests.functional.lti.helpers import launched
+from tests.functional.lti.test_grades import drain
+from tests.lms.platform import INSTRUCTOR, LmsContext, LmsUser
+
+
+def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):
+    context = LmsContext.make()
+    teacher_launch = launched(
+        platform.launch(requests.Session(), roles=[INSTRUCTOR], context=context), "Instructor"
+    )
+    course = teacher_launch["course_id"]
+    teacher = Role("teacher", tmp_path, live_server.url)
+    teacher.login_pair(live_server.url, teacher_launch)
+    students = []
+    for first in ("Ann", "Ben", "Cal"):
+        user = LmsUser.make(first, "Example")
+        body = launched(platform.launch(requests.Session(), user=user, context=context))
+        role = Role(body["username"], tmp_path, live_server.url)
+        role.login_pair(live_server.url, body)
+        students.append((user, body, role))
+
+    teacher.nbgrader("quickstart", course)
+    root = teacher.work / course
+    with open(root / "nbgrader_config.py", "a") as fh:
+        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    teacher.nbgrader("generate_assignment", "ps1", cwd=root)
+    teacher.nbgrader("release_assignment", "ps1", cwd=root)
+    for _user, _body, role in students:
+        role.nbgrader("fetch_assignment", "ps1", "--course", course)
+        role.nbgrader("submit", "ps1", "--course", course)
+    teacher.nbgrader("collect", "ps1", cwd=root)
+    teacher.nbgrader("autograde", "ps1", cwd=root)
+    exported = teacher.nbgrader(
+        "export",
+        "--exporter=nbgrader_plugin.LtiGradeExporter",
+        "--LtiGradeExporter.include_ungraded=True",
+        cwd=root,
+    )
+    assert "queued for the LMS" in exported.output, exported.output
+    teacher.nbgrader("export", "--to", "grades.csv", cwd=root)
+    with open(root / "grades.csv") as fh:
+        gradebook = {row["student_id"]: row for row in csv.DictReader(fh)}
+    assert drain(live_server)["sent"] == 3
+
+    items = platform.lineitems(context)
+    assert [item["resourceId"] for item in items] == ["ps1"]
+    scores = {user: body for (_item, user), body in platform.scores(context).items()}
+    assert len(scores) == 3
+    for user, body, _role in students:
+        row = gradebook[body["username"]]
+        assert scores[user.sub]["scoreGiven"] == float(row["score"])
+        assert scores[user.sub]["scoreMaximum"] == float(row["max_score"])
+
+    again = teacher.nbgrader(
+        "export",
+        "--exporter=nbgrader_plugin.LtiGradeExporter",
+        "--LtiGradeExporter.include_ungraded=True",
+        cwd=root,
+    )
+    assert "0 queued for the LMS, 3 unchanged" in again.output
+    assert "sent 3" in again.output
