@@ -22,3 +22,7 @@ c.Exchange.service_url = "https://exchange.example.edu"
 # c.Exchange.token_file = "~/.lti-exchange/tokens.json"
 # c.Exchange.timeout = 300                    # seconds to wait for the service
 # c.Exchange.progress_threshold = 16777216    # progress bar for transfers >= 16 MiB
+
+# Grades to the LMS: `nbgrader export --exporter=nbgrader_plugin.LtiGradeExporter`
+# c.LtiGradeExporter.import_roster = True      # add the LMS roster's students to the gradebook
+# c.LtiGradeExporter.include_ungraded = False  # wait for manual grading before sending a score
