@@ -244,6 +244,7 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
     """Print an access token, creating the user, course and enrolment if needed."""
     from lti_exchange.errors import ApiError
     from lti_exchange.migrate import SchemaOutOfDate, ensure_schema
+    from lti_exchange.refresh import token_pair
     from lti_exchange.services.provisioning import find_or_create_org, provision
 
     settings = _settings()
@@ -269,28 +270,8 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
             session.commit()
         except ApiError as exc:
             raise click.ClickException(exc.message) from exc
-        user, course_row = enrolment.user, enrolment.course
-        access = state.tokens.mint(
-            user_id=user.id,
-            org_id=organisation.id,
-            username=user.username,
-            course_id=course_row.code,
-            course_title=course_row.title,
-            role=enrolment.role,
-            lms_user_id=user.lms_user_id,
-            name=user.name,
-            email=user.email,
-            ttl=ttl,
-        )
-    data = {
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": ttl or settings.access_token_ttl,
-        "username": username,
-        "course_id": course,
-        "role": role,
-        "org_id": organisation.id,
-    }
+        data = token_pair(state, session, enrolment, with_refresh=False, ttl=ttl)
+    access = data["access_token"]
     _emit(as_json, data, access)
 
 

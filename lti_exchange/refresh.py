@@ -37,7 +37,12 @@ def issue_refresh_token(session: Session, enrolment: Enrolment, ttl: int) -> str
 
 
 def token_pair(
-    state: ExchangeState, session: Session, enrolment: Enrolment, *, with_refresh: bool = True
+    state: ExchangeState,
+    session: Session,
+    enrolment: Enrolment,
+    *,
+    with_refresh: bool = True,
+    ttl: int | None = None,
 ) -> dict[str, Any]:
     """Mint an access token (and a refresh token) for ``enrolment``: the launch/refresh JSON."""
     user, course = enrolment.user, enrolment.course
@@ -51,11 +56,12 @@ def token_pair(
         lms_user_id=user.lms_user_id,
         name=user.name,
         email=user.email,
+        ttl=ttl,
     )
     body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": state.settings.access_token_ttl,
+        "expires_in": ttl or state.settings.access_token_ttl,
         "username": user.username,
         "course_id": course.code,
         "role": enrolment.role,
