@@ -8,6 +8,7 @@ import csv
 import requests
 
 from tests.end_to_end.helpers import Role
+from tests.functional.lti.conftest import lti_exchange
 from tests.functional.lti.helpers import launched
 from tests.functional.lti.test_grades import drain
 from tests.lms.platform import INSTRUCTOR, LmsContext, LmsUser
@@ -38,15 +39,22 @@ def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):
     for _user, _body, role in students:
         role.nbgrader("fetch_assignment", "ps1", "--course", course)
         role.nbgrader("submit", "ps1", "--course", course)
+    roster_only = LmsUser.make("Rosa", "Roster")
+    platform.set_roster(context, [roster_only])
+    lti_exchange(live_server, "roster", "sync", "--course", course, "--org", str(platform.org_id))
     teacher.nbgrader("collect", "ps1", cwd=root)
     teacher.nbgrader("autograde", "ps1", cwd=root)
     exported = teacher.nbgrader(
         "export",
         "--exporter=nbgrader_plugin.LtiGradeExporter",
         "--LtiGradeExporter.include_ungraded=True",
+        "--LtiGradeExporter.import_roster=True",
         cwd=root,
     )
     assert "queued for the LMS" in exported.output, exported.output
+    assert "student(s) of the LMS roster into the gradebook" in exported.output
+    listed = teacher.nbgrader("db", "student", "list", cwd=root).output
+    assert "Roster" in listed and roster_only.sub in listed, listed
     teacher.nbgrader("export", "--to", "grades.csv", cwd=root)
     with open(root / "grades.csv") as fh:
         gradebook = {row["student_id"]: row for row in csv.DictReader(fh)}
