@@ -22,6 +22,7 @@ from nbgrader_plugin.archive import (
 )
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
+from nbgrader_plugin.gradebook import record_student
 
 
 class ExchangeCollect(Exchange, ABCExchangeCollect):
@@ -168,13 +169,4 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         """Record each student's name, email and LMS id in the gradebook (for grade sync)."""
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             for record in records:
-                info = record.get("student") or {}
-                first, _, last = (info.get("name") or "").partition(" ")
-                fields = {
-                    "first_name": first or None,
-                    "last_name": last or None,
-                    "email": info.get("email"),
-                    "lms_user_id": info.get("lms_user_id"),
-                }
-                fields = {k: v for k, v in fields.items() if v}
-                gb.update_or_create_student(record["student_id"], **fields)
+                record_student(gb, record["student_id"], record.get("student") or {})

@@ -11,6 +11,7 @@ from nbgrader.plugins.export import ExportPlugin
 from traitlets import Bool, Unicode
 
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError, path
+from nbgrader_plugin.gradebook import record_student
 from nbgrader_plugin.tokens import URL_ENV, TokenStore
 
 
@@ -123,15 +124,6 @@ class LtiGradeExporter(ExportPlugin):
         for member in members:
             if member["role"] != "Learner" or not member["active"]:
                 continue
-            first, _, last = (member.get("name") or "").partition(" ")
-            fields = {
-                "first_name": first or None,
-                "last_name": last or None,
-                "email": member.get("email"),
-                "lms_user_id": member.get("lms_user_id"),
-            }
-            gradebook.update_or_create_student(
-                member["username"], **{k: v for k, v in fields.items() if v}
-            )
+            record_student(gradebook, member["username"], member)
             added += 1
         self.log.info("Imported %d student(s) of the LMS roster into the gradebook", added)
