@@ -164,7 +164,11 @@ class LiveServer:
 
 
 def start_server(
-    database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, workers: int = 2
+    database_url: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 2,
+    preexec_fn=None,
 ) -> LiveServer:
     port = free_port()
     env = {
@@ -201,6 +205,7 @@ def start_server(
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -239,3 +244,30 @@ def live_server(database_url, tmp_path_factory):
 @pytest.fixture
 def course() -> str:
     return f"c{uuid.uuid4().hex[:8]}"
+
+
+# --- which backends a test runs on --------------------------------------------------------------
+# Tests run on every backend in LTI_EXCHANGE_TEST_BACKENDS unless marked ``one_backend``: their
+# behaviour does not depend on the database (archive parsing, HTTP headers, ...), so they run on
+# LTI_EXCHANGE_TEST_MAIN_BACKEND only (default: the first backend listed).
+MAIN_BACKEND = os.environ.get("LTI_EXCHANGE_TEST_MAIN_BACKEND", "").strip() or BACKENDS[0]
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "one_backend: database-independent; run on the main test backend only"
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        if backend and item.get_closest_marker("one_backend") and backend != MAIN_BACKEND:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

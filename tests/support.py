@@ -1,0 +1,49 @@
+"""Helpers shared by every test module: the error shape, small tar archives, test notebooks."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+
+MiB = 1024 * 1024
+TAR = {"Content-Type": "application/x-tar"}
+GZIP = {"Content-Type": "application/gzip"}
+NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+def assert_error(answer, status: int, code: str | None = None, *words: str) -> dict:
+    """Check the JSON error shape: ``status``, ``code``, a message naming ``words``."""
+    assert answer.status_code == status, answer.text[:2000]
+    assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
+    body = answer.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert {"status", "code", "message"} <= set(error), error
+    assert set(error) <= {"status", "code", "message", "details"}, error
+    assert error["status"] == status
+    assert isinstance(error["code"], str) and error["code"], error
+    if code is not None:
+        assert error["code"] == code, error
+    message = error["message"]
+    assert isinstance(message, str) and len(message) >= 20, error
+    for word in words:
+        assert word.lower() in message.lower(), (word, message)
+    return error
+
+
+def make_tar(files: dict[str, bytes], *, format: int = tarfile.PAX_FORMAT) -> bytes:
+    """An uncompressed tar of ``files`` (name → contents), in order."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format) as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def make_tgz(files: dict[str, bytes]) -> bytes:
+    """``make_tar`` gzip-compressed."""
+    return gzip.compress(make_tar(files), mtime=0)
