@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite on SQLite, PostgreSQL and MariaDB.
 # Usage: scripts/test.sh [pytest args...]
-# Env: LTI_EXCHANGE_TEST_BACKENDS (default sqlite,postgresql,mariadb), PYTHON (default python3).
+# Env: LTI_EXCHANGE_TEST_BACKENDS (default sqlite,postgresql,mariadb),
+#      LTI_EXCHANGE_TEST_MAIN_BACKEND (default postgresql: where database-independent tests, those
+#      marked one_backend, run), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+started=$SECONDS
+phase_start=$SECONDS
+phases=()
+phase_done() {  # phase_done NAME: record how long the phase since the last call took
+  phases+=("$1 $((SECONDS - phase_start)) s")
+  phase_start=$SECONDS
+}
+report_phases() {
+  local status=$?
+  phase_done tests
+  echo "== phases: ${phases[*]} (total $((SECONDS - started)) s)"
+  exit "$status"
+}
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -11,13 +27,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+phase_done install
 
 export LTI_EXCHANGE_TEST_BACKENDS="${LTI_EXCHANGE_TEST_BACKENDS:-sqlite,postgresql,mariadb}"
+if [[ "$LTI_EXCHANGE_TEST_BACKENDS" == *postgresql* ]]; then
+  export LTI_EXCHANGE_TEST_MAIN_BACKEND="${LTI_EXCHANGE_TEST_MAIN_BACKEND:-postgresql}"
+fi
 scripts/start-databases.sh "$LTI_EXCHANGE_TEST_BACKENDS"
+phase_done databases
 
 echo "== lint"
 .venv/bin/ruff check lti_exchange nbgrader_plugin tests bench config
 .venv/bin/hadolint Dockerfile
+phase_done lint
 
 echo "== tests on: $LTI_EXCHANGE_TEST_BACKENDS"
-exec .venv/bin/pytest -p no:cacheprovider "$@"
+trap report_phases EXIT
+.venv/bin/pytest -p no:cacheprovider "$@"

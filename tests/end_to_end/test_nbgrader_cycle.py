@@ -11,10 +11,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from nbgrader.utils import parse_utc
 
 from tests.conftest import free_port
 from tests.end_to_end.helpers import JupyterServer, Role, no_traceback, submitted_lines
+
+# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
+pytestmark = pytest.mark.one_backend
 
 
 def latest(group_listing: dict, student: str, assignment: str = "ps1") -> dict:

@@ -26,6 +26,9 @@ import requests
 from tests.conftest import ROOT, free_port
 from tests.end_to_end.helpers import BIN, JupyterServer, Role
 
+# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
+pytestmark = pytest.mark.one_backend
+
 SHIPPED_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbgrader_plugin.json"
 INSTALLED_CONFIG = (
     Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader_plugin.json"

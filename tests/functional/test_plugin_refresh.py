@@ -7,10 +7,14 @@ import json
 import subprocess
 import time
 
+import pytest
 from sqlalchemy import select
 
 from tests.end_to_end.helpers import BIN, Role
 from tests.functional.test_smoke import make_tar
+
+# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
+pytestmark = pytest.mark.one_backend
 
 
 def refresh_token_for(server, username: str, course: str) -> str:
