@@ -1,22 +1,44 @@
 """Receive an uploaded tar archive in one streamed pass: store it, hash it, and check every member.
 
-An archive is hostile until checked: no absolute paths, no ``..``, no links or devices, a bounded
-number of members and a bounded unpacked size. Nothing is published unless every check passes.
+An archive is hostile until checked. It is parsed by our own bounded reader
+(``lti_exchange.tar_reader``, never ``tarfile``); every member must be a regular file or a folder
+with a name that unpacks the same way on Linux, macOS and Windows (``lti_exchange.archive_names``:
+no absolute paths, no ``..``, no duplicates or file/folder clashes, even after case and Unicode
+folding), a sane modification time, a bounded number of members and a bounded unpacked size.
+Nothing is published unless every check passes.
 """
 
 from __future__ import annotations
 
-import posixpath
-import tarfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from lti_exchange.archive_names import NameTree, normalise_member_name
 from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
 from lti_exchange.storage import BlobStorage, StoredBlob
+from lti_exchange.tar_reader import (
+    BLOCK,
+    CHUNK,
+    MAX_PATH_BYTES,
+    MAX_PAX_HEADER,
+    TarEntry,
+    TarReader,
+    open_source,
+)
 
-CHUNK = 1024 * 1024
+__all__ = [
+    "ArchiveLimits",
+    "ArchiveManifest",
+    "ArchiveMember",
+    "normalise_member_name",
+    "scan_archive",
+    "store_archive",
+]
+
+MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z
+# Header bytes one member may take besides its data: header, PAX header, long name, padding.
+MEMBER_OVERHEAD = 4 * BLOCK + MAX_PAX_HEADER + MAX_PATH_BYTES
 
 
 @dataclass(frozen=True)
@@ -78,18 +100,6 @@ class _TeeReader:
             pass
 
 
-def normalise_member_name(raw: str) -> str:
-    """Return a safe relative POSIX name, or raise ``InvalidArchive``."""
-    if not raw or "\x00" in raw or "\\" in raw or any(ord(c) < 32 for c in raw):
-        raise InvalidArchive(f"Archive member name {raw!r} contains forbidden characters.")
-    if raw.startswith("/"):
-        raise InvalidArchive(f"Archive member {raw!r} has an absolute path.")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise InvalidArchive(f"Archive member {raw!r} points outside the archive ('..').")
-    return posixpath.join(*parts) if parts else ""
-
-
 OnFile = Callable[[str, BinaryIO, int], None]
 
 
@@ -106,16 +116,8 @@ def scan_archive(
     size)`` is called for each regular file with its contents. Raises ``ApiError`` on bad input.
     """
     reader = _TeeReader(stream, sink or (lambda _data: None), limits.max_upload_bytes)
-    try:
-        manifest = _inspect(reader, limits, on_file)
-        reader.drain()
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise InvalidArchive(
-            f"The upload is not a readable tar archive ({exc.__class__.__name__}: {exc}). "
-            "Send an uncompressed or gzip-compressed tar file."
-        ) from exc
-    if reader.total == 0:
-        raise InvalidRequest("The upload is empty; send a tar archive as the request body.")
+    manifest = _inspect(reader, limits, on_file)
+    reader.drain()
     return manifest
 
 
@@ -133,37 +135,66 @@ def store_archive(
     return blob, manifest
 
 
+def max_tar_bytes(limits: ArchiveLimits) -> int:
+    """The most tar bytes a gzip upload may unpack to: the file data plus room for headers."""
+    return limits.max_unpacked_bytes + limits.max_members * MEMBER_OVERHEAD + CHUNK
+
+
 def _inspect(reader: _TeeReader, limits: ArchiveLimits, on_file: OnFile | None) -> ArchiveManifest:
+    chunks, _gzipped = open_source(reader.read, max_tar_bytes(limits))
+    if reader.total == 0:
+        raise InvalidRequest("The upload is empty; send a tar archive as the request body.")
     manifest = ArchiveManifest()
-    # bufsize: read the body in 1 MiB pieces rather than tarfile's default 10 KiB.
-    with tarfile.open(fileobj=reader, mode="r|*", bufsize=CHUNK) as archive:  # type: ignore[call-overload]
-        for info in archive:
-            name = normalise_member_name(info.name)
-            if info.issym() or info.islnk():
-                raise InvalidArchive(f"Archive member {info.name!r} is a link; links are refused.")
-            if not (info.isfile() or info.isdir()):
-                raise InvalidArchive(
-                    f"Archive member {info.name!r} is not a regular file or directory."
-                )
-            if len(manifest.members) + 1 > limits.max_members:
-                raise PayloadTooLarge(
-                    f"The archive has more than {limits.max_members} members. Remove generated "
-                    "files (caches, checkpoints, data) from the folder.",
-                    code="archive_too_many_members",
-                    details={"limit": limits.max_members},
-                )
-            manifest.unpacked_size += info.size
-            if manifest.unpacked_size > limits.max_unpacked_bytes:
-                raise PayloadTooLarge(
-                    f"The archive unpacks to more than {limits.max_unpacked_bytes} bytes.",
-                    code="archive_too_large",
-                    details={"limit": limits.max_unpacked_bytes},
-                )
-            if not name:
+    names = NameTree()
+    tar = TarReader(chunks)
+    for entry in tar:
+        if len(manifest.members) + 1 > limits.max_members:
+            raise PayloadTooLarge(
+                f"The archive has more than {limits.max_members} members. Remove generated "
+                "files (caches, checkpoints, data) from the folder.",
+                code="archive_too_many_members",
+                details={"limit": limits.max_members},
+            )
+        _check_kind(entry)
+        name = normalise_member_name(entry.name)
+        manifest.unpacked_size += entry.size
+        if manifest.unpacked_size > limits.max_unpacked_bytes:
+            raise PayloadTooLarge(
+                f"The archive unpacks to more than {limits.max_unpacked_bytes} bytes. Remove "
+                "large files (data sets, outputs) from the folder.",
+                code="archive_too_large",
+                details={"limit": limits.max_unpacked_bytes},
+            )
+        if not 0 <= entry.mtime <= MAX_MTIME:
+            raise InvalidArchive(
+                f"Archive member {entry.name!r} has an impossible modification time "
+                f"({entry.mtime:.0f}). Touch the file (or copy it) to give it a current date "
+                "and submit again."
+            )
+        is_dir = entry.kind == "dir"
+        if not name:
+            if is_dir:
                 continue
-            manifest.members.append(ArchiveMember(name=name, size=info.size, is_dir=info.isdir()))
-            if info.isfile() and on_file is not None:
-                extracted = archive.extractfile(info)
-                assert extracted is not None
-                on_file(name, extracted, info.size)
+            raise InvalidArchive(
+                f"Archive member {entry.name!r} is a file without a name. Create the archive "
+                "again (with tar or nbgrader) and submit it."
+            )
+        names.add(name, is_dir)
+        manifest.members.append(ArchiveMember(name=name, size=entry.size, is_dir=is_dir))
+        if not is_dir and on_file is not None:
+            on_file(name, tar, entry.size)  # type: ignore[arg-type]
     return manifest
+
+
+def _check_kind(entry: TarEntry) -> None:
+    if entry.kind in ("file", "dir"):
+        return
+    if entry.kind in ("symlink", "hardlink"):
+        raise InvalidArchive(
+            f"Archive member {entry.name!r} is a link; links are refused. Replace it with the "
+            "file itself and submit again."
+        )
+    raise InvalidArchive(
+        f"Archive member {entry.name!r} is a {entry.kind}, not a regular file or directory. "
+        "Remove it from the folder and submit again."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -9,6 +10,8 @@ import shutil
 import tarfile
 import tempfile
 import time
+import unicodedata
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -19,7 +22,8 @@ MAX_UNPACKED_BYTES = 4 * 1024**3
 
 
 class UnsafeArchive(ValueError):
-    """The archive tried to write outside its folder, or holds links or devices."""
+    """The archive cannot be unpacked safely: it tried to write outside its folder, holds links,
+    devices or clashing names, or cannot be read."""
 
 
 def pack_directory(
@@ -95,12 +99,56 @@ def _safe_name(raw: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+def _fold(part: str) -> str:
+    """Names macOS and Windows store as one (case, Unicode form) share this key."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", part).casefold())
+
+
+class _Paths:
+    """Folded paths seen so far: refuses a second file on one path, or a file/folder clash."""
+
+    def __init__(self) -> None:
+        self._root: dict[str, dict | None] = {}  # folder: dict of children; file: None
+
+    def add(self, name: PurePosixPath, is_dir: bool) -> None:
+        node = self._root
+        parts = name.parts
+        for depth, part in enumerate(parts):
+            key, last = _fold(part), depth + 1 == len(parts)
+            if key not in node:
+                node[key] = {} if (is_dir or not last) else None
+            elif node[key] is None or (last and not is_dir):
+                raise UnsafeArchive(
+                    f"refused archive member {str(name)!r}: another member has the same name "
+                    "(names that differ only in case or Unicode form are the same on Windows "
+                    "and macOS), or a file and a folder share it"
+                )
+            child = node[key]
+            if child is not None:
+                node = child
+
+
 def iter_safe_members(
     archive: tarfile.TarFile, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES
 ):
-    """Yield ``(relative_path, tarinfo)`` for each member, refusing anything unsafe."""
+    """Yield ``(relative_path, tarinfo)`` for each member, refusing anything unsafe.
+
+    Refused (``UnsafeArchive``): links, devices, names outside the folder, two members on one
+    path (also after case and Unicode folding), a file where a folder is needed, and archives
+    that cannot be read.
+    """
     total = 0
-    for count, info in enumerate(archive, start=1):
+    paths = _Paths()
+    members = iter(archive)
+    count = 0
+    while True:
+        try:
+            info = next(members)
+        except StopIteration:
+            return
+        except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeError) as exc:
+            raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
+        count += 1
         total += info.size
         if count > max_members or total > max_bytes:
             raise UnsafeArchive("the archive is too large to unpack")
@@ -108,7 +156,92 @@ def iter_safe_members(
             raise UnsafeArchive(f"refused archive member {info.name!r} (links and devices)")
         name = _safe_name(info.name)
         if name is not None:
+            paths.add(name, info.isdir())
             yield name, info
+
+
+class _Gunzip:
+    """A read-only file over a gzip stream of one or more members (``tarfile`` reads only the
+    first), decompressed at most ``CHUNK`` bytes per step; zero padding after the end is allowed."""
+
+    def __init__(self, source: BinaryIO, first: bytes) -> None:
+        self._source = source
+        self._pending = first
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._buffer = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer and not self._done:
+            self._buffer = self._step()
+        if size is None or size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _step(self) -> bytes:
+        inflate = self._inflate
+        if inflate.eof:
+            rest = inflate.unused_data + self._source.read(2)
+            if rest[:2] == b"\x1f\x8b":
+                self._inflate, self._pending = zlib.decompressobj(wbits=31), rest
+                return b""
+            while rest:
+                if rest.count(0) != len(rest):
+                    raise UnsafeArchive("the archive has unexpected data after its gzip stream")
+                rest = self._source.read(CHUNK)
+            self._done = True
+            return b""
+        if inflate.unconsumed_tail:
+            data = inflate.unconsumed_tail
+        elif self._pending:
+            data, self._pending = self._pending, b""
+        else:
+            data = self._source.read(CHUNK)
+        out = inflate.decompress(data, CHUNK)
+        if not data and not out and not inflate.eof:
+            raise UnsafeArchive("the archive is truncated (its gzip end and checksum are missing)")
+        return out
+
+
+def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
+    """A streaming ``TarFile`` over a plain or gzip-compressed tar stream."""
+    first = stream.read(2)
+    if len(first) == 1:
+        first += stream.read(1)
+    if first == b"\x1f\x8b":
+        source: BinaryIO = _Gunzip(stream, first)  # type: ignore[assignment]
+    else:
+        source = _Prefixed(stream, first)  # type: ignore[assignment]
+    return tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK)
+
+
+class _Prefixed:
+    """``stream`` with ``first`` (already read from it) put back in front."""
+
+    def __init__(self, stream: BinaryIO, first: bytes) -> None:
+        self._stream = stream
+        self._first = first
+
+    def read(self, size: int = -1) -> bytes:
+        if self._first:
+            data, self._first = self._first, b""
+            if size is None or size < 0:
+                return data + self._stream.read()
+            return data + self._stream.read(max(0, size - len(data)))
+        return self._stream.read(size)
+
+
+# Errors that mean "this name cannot be written here", not "the disk is full".
+_NAME_ERRORS = {
+    errno.EINVAL,
+    errno.ENAMETOOLONG,
+    errno.EILSEQ,
+    errno.EEXIST,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOENT,
+}
 
 
 def extract_stream(
@@ -117,22 +250,43 @@ def extract_stream(
     *,
     skip: Callable[[PurePosixPath], bool] | None = None,
 ) -> list[PurePosixPath]:
-    """Unpack a tar stream into ``dest`` (created), returning the files written."""
+    """Unpack a tar stream into ``dest``, a fresh folder (created; if it exists it must be empty).
+
+    Returns the files written. Raises ``UnsafeArchive`` for anything ``iter_safe_members``
+    refuses, a member the local file system cannot store, or an archive that cannot be read.
+    """
     dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty; unpack into a fresh folder")
     written = []
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=CHUNK) as archive:
+    try:
+        archive = _open_tar(stream)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
+    with archive:
         for name, info in iter_safe_members(archive):
             if skip and skip(name):
                 continue
-            target = dest.joinpath(*name.parts)
-            if info.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = archive.extractfile(info)
-            assert source is not None
-            with open(target, "wb") as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
-            os.utime(target, (info.mtime, info.mtime))
-            written.append(name)
+            try:
+                _write(archive, info, dest.joinpath(*name.parts))
+            except OSError as exc:
+                if exc.errno not in _NAME_ERRORS:
+                    raise
+                raise UnsafeArchive(f"cannot write archive member {str(name)!r} ({exc})") from exc
+            except (tarfile.TarError, EOFError, zlib.error) as exc:
+                raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
+            if info.isfile():
+                written.append(name)
     return written
+
+
+def _write(archive: tarfile.TarFile, info: tarfile.TarInfo, target: Path) -> None:
+    if info.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = archive.extractfile(info)
+    assert source is not None
+    with open(target, "xb") as out:
+        shutil.copyfileobj(source, out, CHUNK)
+    os.utime(target, (info.mtime, info.mtime))

@@ -113,19 +113,40 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             )
             response.raw.decode_content = True
             with response, self.progress(total, f"collect {assignment_id}") as progress:
-                self._unpack(response.raw, actions, progress)
-        self._update_gradebook([r for r, _ in actions.values()])
+                try:
+                    collected, skipped = self._unpack(response.raw, actions, progress)
+                except UnsafeArchive as exc:
+                    self.fail(
+                        f"The download of the submissions cannot be read ({exc}); collect again."
+                    )
+        self._update_gradebook(collected)
         self.log.info(
             "Collected %d submission(s) of '%s' for course '%s'",
-            len(actions),
+            len(collected),
             assignment_id,
             course_id,
         )
+        if skipped:
+            self.log.warning(
+                "Skipped %d submission(s) of '%s' that cannot be unpacked safely: %s. The "
+                "other submissions were collected. Ask these students to rename the files named "
+                "above and submit again, then run `nbgrader collect` again.",
+                len(skipped),
+                assignment_id,
+                ", ".join(skipped),
+            )
 
-    def _unpack(self, stream, actions: dict, progress) -> None:
+    def _unpack(self, stream, actions: dict, progress) -> tuple[list[dict], list[str]]:
+        """Unpack each submission into a fresh staging folder, then move it in place.
+
+        A submission that cannot be unpacked is skipped and reported; the others are collected.
+        Returns the records collected and the students skipped.
+        """
         staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
         staging_root.mkdir(parents=True, exist_ok=True)
         manifest: dict[int, dict] = {}
+        collected: list[dict] = []
+        skipped: list[str] = []
         with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as outer:
             for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
                 member = outer.extractfile(info)
@@ -144,14 +165,21 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                     if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
                         self.fail(f"Submission {submission_id} arrived corrupted; collect again.")
                     self._place(record, action, staging)
+                    collected.append(record)
                 except UnsafeArchive as exc:
                     self.log.error(
-                        "Skipped the submission of %s: its archive is unsafe (%s)",
+                        "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
+                        "safely: %s. Ask %s to fix the file names and submit again.",
                         record["student_id"],
+                        self.coursedir.assignment_id,
+                        record["timestamp"],
                         exc,
+                        record["student_id"],
                     )
+                    skipped.append(record["student_id"])
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
+        return collected, skipped
 
     def _place(self, record: dict, action: str, staging: Path) -> None:
         student_id, assignment_id = record["student_id"], self.coursedir.assignment_id

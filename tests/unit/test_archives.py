@@ -15,6 +15,8 @@ from lti_exchange.archives import ArchiveLimits, scan_archive, store_archive
 from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
 from lti_exchange.storage import FilesystemStorage
 from nbgrader_plugin.archive import UnsafeArchive, extract_stream
+from tests.support import MiB, make_tar
+from tests.tar_headers import entry, header, long_name, pad, pax, record, tar
 
 LIMITS = ArchiveLimits(max_upload_bytes=1024 * 1024, max_unpacked_bytes=256 * 1024, max_members=20)
 
@@ -310,3 +312,476 @@ def test_extract_stream_refuses_unsafe_members(workspace, member):
     assert not (outer / "escape.txt").exists()
     assert not any(p.is_symlink() for p in outer.rglob("*"))
     assert not (dest / "link").exists()
+
+
+# --- the bounded reader (lti_exchange.tar_reader), archives built by hand ------------------------
+
+
+def accepted(data: bytes, tmp_path: Path, limits: ArchiveLimits = LIMITS):
+    """Scan ``data``; the plugin must then unpack it into a fresh folder with the same files."""
+    contents = {}
+    manifest = scan_archive(
+        io.BytesIO(data), limits, on_file=lambda n, fh, size: contents.update({n: fh.read()})
+    )
+    dest = tmp_path / f"unpacked-{len(list(tmp_path.iterdir()))}"
+    written = extract_stream(io.BytesIO(data), dest)
+    assert sorted(str(p) for p in written) == sorted(contents)
+    for name, body in contents.items():
+        assert (dest / name).read_bytes() == body
+    return manifest, contents
+
+
+def refused(data: bytes, *words: str, error=InvalidArchive, limits: ArchiveLimits = LIMITS):
+    with pytest.raises(error) as caught:
+        scan_archive(io.BytesIO(data), limits)
+    for word in words:
+        assert word.lower() in caught.value.message.lower(), (word, caught.value.message)
+    return caught.value
+
+
+def test_hand_built_archive_is_accepted_and_unpacked_by_the_plugin(tmp_path):
+    data = tar(
+        entry(b"p1.ipynb", b'{"cells": []}'),
+        entry(b"sub/", kind=b"5"),
+        entry(b"sub/a.txt", b"A" * 700),
+        entry(b"b.txt", b"B", kind=b"\0"),
+        entry(b"c.txt", b"C", kind=b"7"),
+    )
+    manifest, contents = accepted(data, tmp_path)
+    assert contents == {
+        "p1.ipynb": b'{"cells": []}',
+        "sub/a.txt": b"A" * 700,
+        "b.txt": b"B",
+        "c.txt": b"C",
+    }
+    assert [m.is_dir for m in manifest.members] == [False, True, False, False, False]
+
+
+def test_checksum_is_verified():
+    refused(tar(entry(b"p1.ipynb", b"x", checksum_delta=1)), "checksum")
+    refused(
+        tar(entry(b"ok.txt", b"x"), entry(b"p1.ipynb", b"x", checksum_delta=-7)),
+        "checksum",
+        "ok.txt",
+    )
+
+
+def test_base256_size_is_read(tmp_path):
+    data = b"base-256 sized"
+    field = b"\x80" + len(data).to_bytes(11, "big")
+    manifest, contents = accepted(tar(header(b"big.bin", size_field=field) + pad(data)), tmp_path)
+    assert contents == {"big.bin": data}
+    negative = b"\xff" * 12
+    refused(tar(header(b"neg.bin", size_field=negative)), "negative")
+
+
+def test_size_that_is_not_a_number_is_refused():
+    refused(tar(header(b"x.bin", size_field=b"12_3\0       ")), "size")
+
+
+def test_pax_header_over_64_KiB_is_refused_before_it_is_read():
+    # Claims 256 MiB but the upload is tiny: the refusal must come from the bound, not the end.
+    claim = header(b"././@PaxHeader", size=256 * MiB, kind=b"x")
+    error = refused(claim + bytes(4096), "PAX header", str(64 * 1024))
+    assert "truncated" not in error.message
+
+
+def test_pax_header_of_exactly_64_KiB_is_read(tmp_path):
+    filler = record(b"comment", b"c" * (64 * 1024 - 20))
+    filler = record(b"comment", b"c" * (64 * 1024 - 20 - (len(filler) - 64 * 1024)))
+    assert len(filler) == 64 * 1024
+    _, contents = accepted(tar(pax(filler), entry(b"p1.ipynb", b"{}")), tmp_path)
+    assert contents == {"p1.ipynb": b"{}"}
+
+
+def test_pax_length_with_80000_digits_is_refused():
+    huge = b"9" * 80_000 + b" path=x\n"
+    refused(tar(header(b"././@PaxHeader", size=len(huge), kind=b"x") + pad(huge)), "PAX header")
+    within = b"9" * 60_000 + b" path=x\n"
+    refused(tar(header(b"././@PaxHeader", size=len(within), kind=b"x") + pad(within)), "malformed")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"4 =\n",  # no key
+        b"12 path=abc",  # no newline
+        b"100 path=abc\n",  # longer than the header
+        b"x path=abc\n",  # not a number
+        b"11 pathabc\n",  # no '='
+        record(b"path", b"a") + record(b"path", b"b"),  # set twice
+    ],
+)
+def test_malformed_pax_records_are_refused(body):
+    refused(tar(header(b"././@PaxHeader", size=len(body), kind=b"x") + pad(body), entry(b"a", b"")))
+
+
+def test_pax_path_size_and_mtime_apply(tmp_path):
+    name = "folder/" + "é" * 100 + ".txt"
+    data = tar(
+        pax(record(b"path", name.encode()), record(b"mtime", b"1700000000.5")),
+        entry(b"short-name", b"hello"),
+    )
+    _, contents = accepted(data, tmp_path)
+    assert contents == {name: b"hello"}
+
+
+def test_pax_path_over_4_KiB_is_refused():
+    name = b"/".join([b"d" * 200] * 21)
+    assert len(name) > 4096
+    refused(tar(pax(record(b"path", name)), entry(b"x", b"")), "4096")
+
+
+def test_component_over_255_bytes_is_refused(tmp_path):
+    refused(tar(pax(record(b"path", b"d/" + b"n" * 256)), entry(b"x", b"")), "255")
+    _, contents = accepted(
+        tar(pax(record(b"path", b"d/" + b"n" * 255)), entry(b"x", b"y")), tmp_path
+    )
+    assert contents == {"d/" + "n" * 255: b"y"}
+
+
+def test_gnu_long_name_is_bounded_before_it_is_read(tmp_path):
+    claim = header(b"././@LongLink", size=64 * MiB, kind=b"L")
+    error = refused(claim + bytes(4096), "long file name", "4097")
+    assert "truncated" not in error.message
+    name = b"deep/" * 50 + b"file.txt"
+    _, contents = accepted(tar(long_name(name), entry(b"cut", b"z")), tmp_path)
+    assert contents == {name.decode(): b"z"}
+
+
+@pytest.mark.parametrize(
+    "parts, words",
+    [
+        ((pax(record(b"path", b"a")), pax(record(b"path", b"b"))), ["repeats"]),
+        ((long_name(b"a"), long_name(b"b")), ["repeats"]),
+        ((long_name(b"a"), pax(record(b"path", b"b"))), ["repeats"]),
+        ((pax(record(b"path", b"a")), long_name(b"b")), ["repeats"]),
+    ],
+    ids=["pax-pax", "long-long", "long-pax", "pax-long"],
+)
+def test_combined_name_extensions_are_refused(parts, words):
+    refused(tar(*parts, entry(b"x", b"")), *words)
+
+
+def test_extension_without_a_member_is_refused():
+    refused(tar(pax(record(b"path", b"a"))), "no member")
+
+
+def test_global_pax_header_only_with_a_comment(tmp_path):
+    comment = pax(record(b"comment", b"git archive commit"), kind=b"g")
+    _, contents = accepted(tar(comment, entry(b"p1.ipynb", b"{}")), tmp_path)
+    assert contents == {"p1.ipynb": b"{}"}
+    renames = pax(record(b"path", b"same.txt"), kind=b"g")
+    refused(tar(renames, entry(b"a", b""), entry(b"b", b"")), "global")
+
+
+@pytest.mark.parametrize(
+    "parts, words",
+    [
+        ((pax(record(b"GNU.sparse.name", b"x")), entry(b"s", b"")), ["sparse"]),
+        ((entry(b"s", b"", kind=b"S"),), ["sparse file"]),
+        ((entry(b"././@LongLink", b"target\0", kind=b"K"), entry(b"l", kind=b"2")), ["link"]),
+        ((entry(b"vol", kind=b"V"),), ["not a regular file"]),
+        ((entry(b"dump", kind=b"D"),), ["not a regular file"]),
+        ((entry(b"link", kind=b"2"),), ["link"]),
+        ((entry(b"hard", kind=b"1"),), ["link"]),
+        ((entry(b"dev", kind=b"3"),), ["character device"]),
+        ((entry(b"blk", kind=b"4"),), ["block device"]),
+        ((entry(b"fifo", kind=b"6"),), ["fifo"]),
+        ((pax(record(b"hdrcharset", b"BINARY")), entry(b"x", b"")), ["UTF-8"]),
+        ((pax(record(b"size", b"+5")), entry(b"x", b"")), ["size"]),
+        ((pax(record(b"mtime", b"1e9")), entry(b"x", b"")), ["modification time"]),
+    ],
+    ids=[
+        "pax-sparse",
+        "gnu-sparse",
+        "long-link",
+        "volume",
+        "dumpdir",
+        "symlink",
+        "hardlink",
+        "chardev",
+        "blockdev",
+        "fifo",
+        "binary-charset",
+        "pax-size",
+        "pax-mtime",
+    ],
+)
+def test_entries_other_than_files_and_folders_are_refused(parts, words):
+    refused(tar(entry(b"p1.ipynb", b"{}"), *parts), *words)
+
+
+def test_folder_with_data_is_refused():
+    """tarfile would not skip a folder's data; reading it differently would be a hiding place."""
+    hidden = entry(b"hidden.txt", b"secret")
+    refused(tar(header(b"dir/", size=len(hidden), kind=b"5") + hidden), "dir", "data")
+
+
+def test_old_style_folder_entry_is_a_folder(tmp_path):
+    manifest, _ = accepted(tar(entry(b"dir/", kind=b"\0"), entry(b"dir/x", b"1")), tmp_path)
+    assert [(m.name, m.is_dir) for m in manifest.members] == [("dir", True), ("dir/x", False)]
+
+
+def test_ustar_prefix_is_joined_and_foreign_prefixes_refused(tmp_path):
+    _, contents = accepted(tar(entry(b"file.txt", b"p", prefix=b"some/folder")), tmp_path)
+    assert contents == {"some/folder/file.txt": b"p"}
+    gnu = entry(b"file.txt", b"p", prefix=b"junk", magic=b"ustar  \x00")
+    refused(tar(gnu), "unknown format")
+    refused(tar(entry(b"file.txt", b"p", magic=b"garbage\x00")), "unknown format")
+
+
+def test_archive_cut_at_a_member_boundary_is_truncated():
+    whole = make_tar({"a.txt": b"a", "b.txt": b"b" * 600})
+    cut = whole[: 512 + 512 + 512 + 1024]  # a.txt and b.txt complete, no end block
+    assert cut.rstrip(b"\0") == whole.rstrip(b"\0")
+    refused(cut, "truncated", "end-of-archive")
+    refused(whole[:1200], "truncated")
+    refused(whole[:700], "truncated")
+    refused(entry(b"a.txt", b"a"), "truncated")  # no end block at all
+
+
+def test_one_end_block_is_enough_and_trailing_zeros_are_fine(tmp_path):
+    accepted(entry(b"a.txt", b"a") + bytes(512), tmp_path)
+    accepted(tar(entry(b"a.txt", b"a")) + bytes(20 * 512), tmp_path)
+
+
+def test_trailing_garbage_after_the_end_block_is_refused():
+    refused(tar(entry(b"a.txt", b"a")) + b"hidden", "after the end")
+    refused(tar(entry(b"a.txt", b"a")) + bytes(5000) + b"\x01", "after the end")
+    refused(tar(entry(b"a.txt", b"a")) + tar(entry(b"b.txt", b"b")), "after the end")
+
+
+def test_gzip_without_its_trailer_is_truncated():
+    packed = gzip.compress(tar(entry(b"a.txt", b"a")))
+    refused(packed[:-8], "truncated")
+    refused(packed[:-1], "truncated")
+    refused(packed[: len(packed) // 2], "truncated")
+
+
+def test_gzip_with_a_bad_crc_is_refused():
+    packed = bytearray(gzip.compress(tar(entry(b"a.txt", b"a"))))
+    packed[-8] ^= 0xFF
+    refused(bytes(packed), "corrupt")
+    packed = bytearray(gzip.compress(tar(entry(b"a.txt", b"a"))))
+    packed[-1] ^= 0x01  # the length
+    refused(bytes(packed), "corrupt")
+
+
+def test_concatenated_gzip_members_and_zero_padding_are_read(tmp_path):
+    whole = tar(entry(b"a.txt", b"a" * 3000), entry(b"b.txt", b"b"))
+    data = (
+        gzip.compress(whole[:1000]) + gzip.compress(whole[1000:2000]) + gzip.compress(whole[2000:])
+    )
+    _, contents = accepted(data, tmp_path)
+    assert contents == {"a.txt": b"a" * 3000, "b.txt": b"b"}
+    accepted(gzip.compress(whole) + bytes(10_000), tmp_path)
+    refused(gzip.compress(whole) + b"junk", "after the end")
+
+
+def test_gzip_output_is_bounded_per_step_and_in_total():
+    """A gzip bomb whose tar is valid but followed by a flood of zeros: refused at the cap, and
+    no decompression step ever returns more than CHUNK bytes."""
+    from lti_exchange import tar_reader
+
+    flood = io.BytesIO()
+    with gzip.GzipFile(fileobj=flood, mode="wb", compresslevel=9) as packed:
+        packed.write(tar(entry(b"a.txt", b"a")))
+        for _ in range(24):
+            packed.write(bytes(MiB))
+    data = flood.getvalue()
+    assert len(data) < 100_000
+    sizes = []
+    source = tar_reader.GzipSource(data[:10], io.BytesIO(data[10:]).read, limit=20 * MiB)
+    with pytest.raises(PayloadTooLarge) as caught:
+        while chunk := source():
+            sizes.append(len(chunk))
+    assert caught.value.code == "archive_too_large"
+    assert max(sizes) <= tar_reader.CHUNK
+    assert sum(sizes) <= 20 * MiB
+    limits = ArchiveLimits(max_upload_bytes=MiB, max_unpacked_bytes=MiB, max_members=2)
+    assert refused(data, error=PayloadTooLarge, limits=limits).code == "archive_too_large"
+
+
+def test_gzip_member_too_large_is_refused_from_its_header():
+    big = gzip.compress(header(b"zeros.bin", size=LIMITS.max_unpacked_bytes + 1))
+    assert refused(big, error=PayloadTooLarge).code == "archive_too_large"
+
+
+def test_on_file_may_read_part_of_a_file():
+    seen = {}
+    data = tar(entry(b"a.txt", b"A" * 3000), entry(b"b.txt", b"B" * 10))
+    scan_archive(io.BytesIO(data), LIMITS, on_file=lambda n, fh, s: seen.update({n: fh.read(7)}))
+    assert seen == {"a.txt": b"A" * 7, "b.txt": b"B" * 7}
+
+
+# --- names that must unpack the same everywhere ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (entry(b"data", b"1"), entry(b"data/x.csv", b"2")),
+        (entry(b"data/x.csv", b"2"), entry(b"data", b"1")),
+        (entry(b"data/x.csv", b"2"), entry(b"data/x.csv/deeper", b"1")),
+        (entry(b"data", b"1"), entry(b"data/", kind=b"5")),
+        (entry(b"data/", kind=b"5"), entry(b"data", b"1")),
+        (entry(b"a.txt", b"1"), entry(b"a.txt", b"2")),
+        (entry(b"a.txt", b"1"), entry(b"./a.txt", b"2")),
+        (entry(b"a.txt", b"1"), entry(b"A.TXT", b"2")),
+        (entry("caf\u00e9.txt".encode(), b"1"), entry("cafe\u0301.txt".encode(), b"2")),
+        (entry(b"Data/x", b"1"), entry(b"data/X", b"2")),
+        (entry(b"DATA", b"1"), entry(b"data/x", b"2")),
+    ],
+    ids=[
+        "file-then-inside",
+        "inside-then-file",
+        "file-as-folder-deeper",
+        "file-then-folder",
+        "folder-then-file",
+        "duplicate",
+        "duplicate-dot-slash",
+        "case",
+        "nfc-nfd",
+        "case-in-folder",
+        "case-folder-clash",
+    ],
+)
+def test_duplicates_and_clashes_are_refused_naming_the_member(first, second):
+    error = refused(tar(entry(b"p1.ipynb", b"{}"), first, second), "rename")
+    assert "submit again" in error.message
+
+
+def test_repeated_folders_and_distinct_names_are_fine(tmp_path):
+    data = tar(
+        entry(b"sub/", kind=b"5"),
+        entry(b"sub/a.txt", b"a"),
+        entry(b"sub/", kind=b"5"),
+        entry(b"./sub/", kind=b"5"),
+        entry(b"sub/b.txt", b"b"),
+        entry(b"./", kind=b"5"),
+        entry("straße.txt".encode(), b"s"),
+        entry(b"a.txt.txt", b"t"),
+    )
+    manifest, contents = accepted(data, tmp_path)
+    assert set(contents) == {"sub/a.txt", "sub/b.txt", "straße.txt", "a.txt.txt"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a<b.txt",
+        "a>b.txt",
+        "a:b.txt",
+        'a"b.txt',
+        "a|b.txt",
+        "a?b.txt",
+        "a*b.txt",
+        "a\\b.txt",
+        "tab\there.txt",
+        "esc\x1b.txt",
+        "CON",
+        "con.txt",
+        "Prn.ipynb",
+        "aux.tar.gz",
+        "NUL",
+        "COM1.csv",
+        "com9",
+        "LPT1.txt",
+        "lpt9",
+        "sub/nul.txt",
+        "con .txt",
+        "ends-with-dot.",
+        "ends-with-space ",
+        "folder./x.txt",
+    ],
+)
+def test_names_windows_cannot_store_are_refused(name):
+    error = refused(tar(entry(name.encode(), b"x")), "rename it and submit again")
+    assert repr(name)[1:-1][:20] in error.message or name[:5] in error.message
+
+
+@pytest.mark.parametrize(
+    "name", ["CONSOLE.txt", "com10.txt", "lpt.txt", "nul_results.csv", ".hidden", "a.b.c"]
+)
+def test_names_close_to_reserved_are_fine(name, tmp_path):
+    _, contents = accepted(tar(entry(name.encode(), b"x")), tmp_path)
+    assert contents == {name: b"x"}
+
+
+def test_names_that_are_not_utf8_are_refused():
+    refused(tar(entry(b"caf\xe9.txt", b"x")), "UTF-8", "rename")
+    refused(tar(pax(record(b"path", b"\xff\xfe.txt")), entry(b"x", b"")), "UTF-8")
+    refused(tar(long_name(b"ok/\xc3(.txt"), entry(b"x", b"")), "UTF-8")
+
+
+def test_file_without_a_name_is_refused():
+    refused(tar(entry(b"./", b"x")), "without a name")
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (header(b"neg.txt", mtime=b"\xff" * 12),),
+        (pax(record(b"mtime", b"-1")), entry(b"neg.txt", b"")),
+        (pax(record(b"mtime", b"253402300800")), entry(b"y10k.txt", b"")),
+        (header(b"far.txt", mtime=b"\x80" + (10**12).to_bytes(11, "big")),),
+    ],
+    ids=["negative-base256", "pax-negative", "pax-year-10000", "base256-far-future"],
+)
+def test_impossible_modification_times_are_refused(parts):
+    refused(tar(*parts), "modification time")
+
+
+def test_edge_modification_times_are_fine(tmp_path):
+    manifest, _ = accepted(
+        tar(
+            entry(b"epoch.txt", b"", mtime=b"%011o\0" % 0),
+            entry(b"late.txt", b"", mtime=b"%011o\0" % 253402300799),
+        ),
+        tmp_path,
+    )
+    assert [m.name for m in manifest.members] == ["epoch.txt", "late.txt"]
+
+
+# --- the plugin refuses the same clashes, and unpacks only into a fresh folder -----------------
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [("data", b"1"), ("data/x.csv", b"2")],
+        [("data/x.csv", b"2"), ("data", b"1")],
+        [("a.txt", b"1"), ("a.txt", b"2")],
+        [("a.txt", b"1"), ("A.txt", b"2")],
+        [("caf\u00e9", b"1"), ("cafe\u0301", b"2")],
+    ],
+    ids=["file-then-inside", "inside-then-file", "duplicate", "case", "nfc-nfd"],
+)
+def test_extract_stream_refuses_duplicates_and_clashes(tmp_path, files):
+    data = tar(*(entry(name.encode(), body) for name, body in files))
+    with pytest.raises(UnsafeArchive, match="same name"):
+        extract_stream(io.BytesIO(data), tmp_path / "dest")
+
+
+def test_extract_stream_refuses_a_folder_that_is_not_empty(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError):
+        extract_stream(io.BytesIO(tar(entry(b"old.txt", b"new"))), dest)
+    assert (dest / "old.txt").read_text() == "old"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not a tar" * 100,
+        gzip.compress(b"not a tar" * 100),
+        tar(entry(b"a.txt", b"a" * 2000))[:1100],
+    ],
+    ids=["text", "gzip-text", "cut"],
+)
+def test_extract_stream_reports_unreadable_archives_as_unsafe(tmp_path, data):
+    with pytest.raises(UnsafeArchive):
+        extract_stream(io.BytesIO(data), tmp_path / "dest")
