@@ -22,12 +22,28 @@ Tunables (environment):
 ``LTI_EXCHANGE_LOG_LEVEL``
     Also sets gunicorn's own log level (default ``info``).
 
+``LTI_EXCHANGE_HEADER_TIMEOUT``
+    Seconds a client may take to send its request line and headers (default ``10``); slower
+    clients get 408. Heads are read by each worker's event loop, so slow clients hold no thread.
+
+The front-door settings (worker class, header limits, access logger) come from
+``lti_exchange.server.FRONT_DOOR``, shared with ``lti-exchange serve``. Heads are bounded by
+``limit_request_line`` / ``limit_request_fields`` / ``limit_request_field_size`` (4xx beyond).
+
 The access log never records query strings or request headers (so no tokens or
-``Authorization`` values end up in logs): only client address, method, path, status, response
-size and duration in milliseconds.
+``Authorization`` values end up in logs): only client address, method, the raw (still
+percent-encoded) path, status, response size and duration in milliseconds.
+
+Without ``LTI_EXCHANGE_BASE_URL``, URLs sent to an LMS are built from ``LTI_EXCHANGE_BIND``
+(never from the ``Host`` header); a wildcard bind such as ``0.0.0.0:8000`` gives no usable URL,
+so the LTI endpoints then refuse with ``base_url_unset`` and a warning is printed at start-up.
 """
 
 import os
+import sys
+
+from lti_exchange.public_url import url_from_bind
+from lti_exchange.server import FRONT_DOOR
 
 
 def _int_env(name: str, default: int) -> int:
@@ -54,15 +70,29 @@ def _cpu_count() -> int:
 # --- Server socket -------------------------------------------------------------------------------
 bind = os.environ.get("LTI_EXCHANGE_BIND", "").strip() or "0.0.0.0:8000"
 
+if not os.environ.get("LTI_EXCHANGE_BASE_URL", "").strip():
+    _derived = url_from_bind(bind)
+    print(
+        "lti-exchange: LTI_EXCHANGE_BASE_URL is not set; "
+        + (
+            f"URLs sent to the LMS will name {_derived} (from LTI_EXCHANGE_BIND)."
+            if _derived
+            else f"the bind address {bind} is a wildcard, so the LTI endpoints will refuse "
+            "until LTI_EXCHANGE_BASE_URL is set to the public URL."
+        ),
+        file=sys.stderr,
+    )
+
+# --- Front door: worker class, header limits, access logger (shared with `serve`) ----------
+globals().update(FRONT_DOOR)
+
 # --- Workers -------------------------------------------------------------------------------------
 workers = _int_env("LTI_EXCHANGE_WORKERS", 2 * _cpu_count() + 1)
-worker_class = "gthread"
 threads = _int_env("LTI_EXCHANGE_THREADS", 4)
 
 # Large submissions and releases are streamed; give them time.
 timeout = 300
 graceful_timeout = 30
-keepalive = 5
 
 # Heartbeat files on a RAM-backed filesystem, so a slow disk cannot stall workers.
 if os.path.isdir("/dev/shm"):
@@ -72,8 +102,5 @@ if os.path.isdir("/dev/shm"):
 forwarded_allow_ips = os.environ.get("LTI_EXCHANGE_FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1"
 
 # --- Logging -------------------------------------------------------------------------------------
-accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LTI_EXCHANGE_LOG_LEVEL", "").strip().lower() or "info"
-# %(U)s is the path without the query string; no header atoms, so no Authorization values.
-access_log_format = "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms"

@@ -7,10 +7,12 @@ import logging
 from flask import Flask, g, jsonify
 from sqlalchemy import text
 
+from lti_exchange.body_limits import install_body_limits
 from lti_exchange.config import Settings, load_settings
 from lti_exchange.db import close_request_session, install_query_counter
-from lti_exchange.errors import ApiError, register_error_handlers
-from lti_exchange.migrate import ensure_schema
+from lti_exchange.errors import ApiError, InsufficientStorage, register_error_handlers
+from lti_exchange.lti.headers import install_default_headers
+from lti_exchange.migrate import current_revision, ensure_schema, head_revision
 from lti_exchange.state import build_state
 
 __version__ = "0.1.0"
@@ -48,21 +50,28 @@ def create_app(settings: Settings | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     register_error_handlers(app)
+    install_body_limits(app)
+    install_default_headers(app)
 
     @app.get("/healthz")
     def healthz():
         checks = {
             "database": _check(lambda: _ping(state.engine)),
-            "storage": _check(state.storage.check),
+            "storage": _storage_check(state.storage),
         }
-        if any(value != "ok" for value in checks.values()):
-            failing = ", ".join(name for name, value in checks.items() if value != "ok")
-            raise ApiError(
-                f"The {failing} does not answer; the cause is in the service log.",
-                status=503,
-                code="unavailable",
-                details=checks,
-            )
+        _fail_unless_ok(checks, "unavailable", "The service is unhealthy")
+        return jsonify(status="ok", version=__version__, **checks)
+
+    schema_head = head_revision()
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {
+            "database": _check(lambda: _ping(state.engine)),
+            "schema": _schema_check(state.engine, schema_head),
+            "storage": _storage_check(state.storage),
+        }
+        _fail_unless_ok(checks, "not_ready", "Not ready to serve")
         return jsonify(status="ok", version=__version__, **checks)
 
     @app.get("/")
@@ -72,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             version=__version__,
             api="/api/v1",
             health="/healthz",
+            ready="/readyz",
         )
 
     return app
@@ -89,3 +99,48 @@ def _check(probe) -> str:
         logging.getLogger(__name__).warning("health check failed: %s", exc)
         return f"error: {exc.__class__.__name__}"
     return "ok"
+
+
+def _storage_check(storage) -> str:
+    """``ok``, ``full`` (free space below the reserve, or ENOSPC) or ``error: <kind>``."""
+    try:
+        storage.check()
+    except InsufficientStorage:
+        return "full"
+    except Exception as exc:  # noqa: BLE001 - any other failure means "not healthy"
+        logging.getLogger(__name__).warning("storage check failed: %s", exc)
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def _schema_check(engine, head: str) -> str:
+    """``ok`` when the database is at the schema head this code needs, else where it is."""
+    try:
+        current = current_revision(engine)
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is reported by its check
+        return f"error: {exc.__class__.__name__}"
+    return "ok" if current == head else f"at {current or 'none'}, needs {head}"
+
+
+def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
+    """Raise 503 naming each failing check and what to do about it; ``details`` has them all."""
+    problems = []
+    for name, value in checks.items():
+        if value == "ok":
+            continue
+        if value == "full":
+            problems.append(
+                "the storage is full (free space is below LTI_EXCHANGE_STORAGE_MIN_FREE_BYTES): "
+                "free some space or enlarge the volume"
+            )
+        elif name == "schema" and not value.startswith("error"):
+            problems.append(f"the database schema is {value}: run `lti-exchange db upgrade`")
+        else:
+            problems.append(f"the {name} does not answer (the cause is in the service log)")
+    if problems:
+        raise ApiError(
+            f"{lead}: " + "; ".join(problems) + ".",
+            status=503,
+            code=code,
+            details=checks,
+        )

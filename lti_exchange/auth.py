@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import STAFF_ROLES, Course, Enrolment, User
-from lti_exchange.tokens import RELAUNCH_HINT, TokenClaims
+from lti_exchange.tokens import RELAUNCH_HINT, TokenClaims, revocation_ms
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def authorise_course(session: Session, course_code: str, roles: Iterable[str]) -
             code="enrolment_inactive",
         )
     not_before = enrolment.tokens_not_before
-    if not_before is not None and claims.issued_ms <= int(not_before.timestamp() * 1000):
+    if not_before is not None and claims.issued_ms < revocation_ms(not_before):
         raise Unauthenticated(
             f"This access token has been revoked. {RELAUNCH_HINT}", code="revoked"
         )

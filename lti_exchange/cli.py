@@ -43,8 +43,14 @@ def main() -> None:
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the service (embedded default: SQLite + storage + keys under the data dir)."""
+    import os
+
     from lti_exchange.migrate import ensure_schema
 
+    # The workers build LMS-facing URLs from this when LTI_EXCHANGE_BASE_URL is unset (never
+    # from the Host header); they inherit the environment.
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    os.environ["LTI_EXCHANGE_BIND"] = bind
     settings = _settings()
     state = _state()
     try:
@@ -54,8 +60,14 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     state.token_keys.ensure_key()
     state.tool_keys.ensure_key()
     state.engine.dispose()
-    url = settings.base_url or f"http://{host}:{port}"
+    url = settings.public_base_url or f"http://{bind}"
     click.echo(f"lti-exchange serving on {url} (data: {settings.resolved_data_dir})", err=False)
+    if not settings.public_base_url:
+        click.echo(
+            f"Warning: {host} is a wildcard address, so the LTI endpoints cannot name this "
+            "service to an LMS and will refuse; set LTI_EXCHANGE_BASE_URL to the public URL.",
+            err=True,
+        )
     import atexit
     import subprocess
 
@@ -63,7 +75,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     grade_worker = subprocess.Popen([sys.executable, "-m", "lti_exchange.cli", "worker"])
     atexit.register(grade_worker.terminate)
-    run_gunicorn(f"{host}:{port}", workers=workers, threads=threads)
+    run_gunicorn(bind, workers=workers, threads=threads)
 
 
 @main.group()
@@ -288,7 +300,6 @@ def token_revoke(username, course, org, as_json):
     from lti_exchange.refresh import revoke_enrolments
 
     state = _state()
-    now = datetime.now(UTC)
     with state.session_factory() as session:
         query = (
             select(Enrolment)
@@ -302,11 +313,11 @@ def token_revoke(username, course, org, as_json):
             org_filter = Organisation.id == int(org) if org.isdigit() else Organisation.name == org
             query = query.join(Organisation, Organisation.id == User.org_id).where(org_filter)
         enrolments = session.execute(query).scalars().all()
-        for enrolment in enrolments:
-            enrolment.tokens_not_before = now
+        # Access tokens (tokens_not_before) and refresh tokens, in one transaction.
         revoked_refresh = revoke_enrolments(session, [e.id for e in enrolments])
         session.commit()
         revoked = [e.course.code for e in enrolments]
+        now = max((e.tokens_not_before for e in enrolments), default=datetime.now(UTC))
     if not revoked:
         raise click.ClickException(f"No enrolment of {username!r} matches; nothing revoked.")
     _emit(
@@ -528,6 +539,27 @@ def roster_sync(course: str, org: str | None, as_json: bool) -> None:
         f"Roster of {course}: {data['members']} member(s), {data['created']} new, "
         f"{data['deactivated']} marked as having left.",
     )
+
+
+@main.group()
+def storage() -> None:
+    """The blob storage."""
+
+
+@storage.command("sweep")
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds untouched (default: LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def storage_sweep(older_than: float | None, as_json: bool) -> None:
+    """Delete partial uploads left by killed processes (the worker does this every 5 minutes)."""
+    from lti_exchange.worker import sweep_partial_uploads
+
+    removed = sweep_partial_uploads(_state(), older_than)
+    _emit(as_json, {"removed": removed}, f"Removed {removed} partial upload(s).")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,8 @@ class Settings:
     database_url: str = ""
     storage_url: str = ""
     base_url: str = ""
+    bind: str = ""
+    frame_origins: str = ""
     keys_dir: str = ""
     config: str = ""
     access_token_ttl: int = 3600
@@ -44,6 +46,8 @@ class Settings:
     trusted_proxies: int = 0
     secure_cookies: bool | None = None
     roster_sync_interval: int = 3600
+    storage_min_free_bytes: int = 64 * 1024**2
+    partial_upload_grace: int = 3600
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +82,16 @@ class Settings:
         if self.auto_migrate is None:
             return self.uses_embedded_database
         return self.auto_migrate
+
+    @property
+    def public_base_url(self) -> str:
+        """Where the LMS reaches us: ``base_url``, else ``http://<bind>`` for a concrete address
+        (``serve`` sets ``bind``); "" when unknown (wildcard or socket bind). Never ``Host``."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        from lti_exchange.public_url import url_from_bind
+
+        return url_from_bind(self.bind)
 
     @property
     def token_issuer(self) -> str:
@@ -153,9 +167,12 @@ def _validate(settings: Settings) -> None:
         "max_archive_members",
         "refresh_token_ttl",
         "lti_iat_max_age",
+        "partial_upload_grace",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive.")
+    if settings.storage_min_free_bytes < 0:
+        raise SettingsError(f"{ENV_PREFIX}STORAGE_MIN_FREE_BYTES must be 0 or more.")
     url = settings.resolved_database_url
     if not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
         raise SettingsError(

@@ -72,6 +72,20 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class InsufficientStorage(ApiError):
+    """507: the blob storage is full (ENOSPC, EDQUOT, or free space below the reserve)."""
+
+    status, code = 507, "insufficient_storage"
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        super().__init__(
+            message
+            or "Nothing was stored: the exchange's storage is full. Try again later, and tell "
+            "your instructor or the exchange's operator that its storage is full.",
+            **kwargs,
+        )
+
+
 def error_response(error: ApiError):
     response = jsonify(error.to_dict())
     response.status_code = error.status
@@ -123,4 +137,4 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz",)
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")

@@ -8,9 +8,11 @@ before their key disappears.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+# What a kid may look like before we look for its file (no path separators, no "..").
+KID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# At most one full re-read of the directory per this many seconds for unknown kids.
+FORCED_RELOAD_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,17 @@ class SigningKey:
 class KeyRing:
     """Keys named ``<prefix>-<kid>.pem`` in ``directory``; reloaded when the directory changes."""
 
-    def __init__(self, directory: Path, prefix: str) -> None:
+    def __init__(
+        self, directory: Path, prefix: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.directory = directory
         self.prefix = prefix
         self._lock = threading.Lock()
         self._keys: dict[str, SigningKey] = {}
         self._mtime: float | None = None
+        self._clock = clock
+        self._last_forced: float | None = None
+        self.file_reads = 0  # key files parsed so far (an unknown kid must not add to it)
 
     def _files(self) -> list[Path]:
         return sorted(self.directory.glob(f"{self.prefix}-*.pem"))
@@ -55,13 +67,18 @@ class KeyRing:
             return
         keys: dict[str, SigningKey] = {}
         for path in self._files():
-            kid = path.stem[len(self.prefix) + 1 :]
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            assert isinstance(private, rsa.RSAPrivateKey)
-            keys[kid] = SigningKey(kid, private, path.stat().st_mtime)
+            key = self._read(path)
+            keys[key.kid] = key
         with self._lock:
             self._keys = keys
             self._mtime = mtime
+
+    def _read(self, path: Path) -> SigningKey:
+        kid = path.stem[len(self.prefix) + 1 :]
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(private, rsa.RSAPrivateKey)
+        self.file_reads += 1
+        return SigningKey(kid, private, path.stat().st_mtime)
 
     def ensure_key(self) -> SigningKey:
         """Return the active key, generating the first one if the ring is empty."""
@@ -102,12 +119,39 @@ class KeyRing:
         return self._keys[max(self._keys)]
 
     def get(self, kid: str) -> SigningKey | None:
+        """The key ``kid``, or None. An unknown kid costs a stat, never a re-read of the ring.
+
+        Tokens carry attacker-chosen kids, so an unknown one must stay cheap: the directory's
+        mtime (checked on every call) notices keys added or pruned by another process; a key
+        file that exists but slipped past the mtime check (same timestamp tick) is read alone;
+        and full forced re-reads happen at most once per ``FORCED_RELOAD_INTERVAL``.
+        """
         self.reload()  # a stat: notices keys pruned by another process, not only added ones
         key = self._keys.get(kid)
-        if key is None:
+        if key is not None or not KID_PATTERN.fullmatch(kid):
+            return key
+        path = self.directory / f"{self.prefix}-{kid}.pem"
+        if not path.is_file():
+            return None
+        if self._may_force():
             self.reload(force=True)
-            key = self._keys.get(kid)
+            return self._keys.get(kid)
+        try:
+            key = self._read(path)
+        except (OSError, ValueError):  # pruned meanwhile, or not a key
+            return None
+        with self._lock:
+            self._keys = {**self._keys, kid: key}
         return key
+
+    def _may_force(self) -> bool:
+        """True at most once per ``FORCED_RELOAD_INTERVAL`` (per process)."""
+        now = self._clock()
+        with self._lock:
+            if self._last_forced is not None and now - self._last_forced < FORCED_RELOAD_INTERVAL:
+                return False
+            self._last_forced = now
+            return True
 
     def all(self) -> list[SigningKey]:
         self.reload()

@@ -15,6 +15,7 @@ from lti_exchange.errors import Unauthenticated
 from lti_exchange.models import Enrolment, RefreshToken
 from lti_exchange.models.types import utcnow
 from lti_exchange.state import ExchangeState
+from lti_exchange.tokens import revocation_instant
 
 PREFIX = "lxr_"
 RELAUNCH = "Launch the assignment from your LMS again to sign in."
@@ -26,11 +27,15 @@ def _hash(token: str) -> str:
 
 def issue_refresh_token(session: Session, enrolment: Enrolment, ttl: int) -> str:
     token = PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    not_before = enrolment.tokens_not_before
     session.add(
         RefreshToken(
             token_hash=_hash(token),
             enrolment_id=enrolment.id,
-            expires_at=utcnow() + timedelta(seconds=ttl),
+            # never "before" the last revocation, so it is not mistaken for a revoked one
+            created_at=max(now, not_before) if not_before is not None else now,
+            expires_at=now + timedelta(seconds=ttl),
         )
     )
     return token
@@ -57,6 +62,7 @@ def token_pair(
         name=user.name,
         email=user.email,
         ttl=ttl,
+        not_before=enrolment.tokens_not_before,
     )
     body: dict[str, Any] = {
         "access_token": access,
@@ -117,12 +123,23 @@ def rotate(state: ExchangeState, session: Session, token: str) -> dict[str, Any]
 
 
 def revoke_enrolments(session: Session, enrolment_ids: list[int]) -> int:
-    """Revoke every live refresh token of these enrolments; return how many."""
+    """End every session of these enrolments: their access tokens issued until now (via
+    ``Enrolment.tokens_not_before``, which ``auth`` checks) and their live refresh tokens.
+
+    Runs in the caller's transaction; returns how many refresh tokens were revoked.
+    """
     if not enrolment_ids:
         return 0
+    now = utcnow()
+    session.execute(
+        update(Enrolment)
+        .where(Enrolment.id.in_(enrolment_ids))
+        .values(tokens_not_before=revocation_instant(now))
+        .execution_options(synchronize_session="fetch")
+    )
     result = session.execute(
         update(RefreshToken)
         .where(RefreshToken.enrolment_id.in_(enrolment_ids), RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
     )
     return result.rowcount

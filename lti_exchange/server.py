@@ -1,10 +1,26 @@
-"""Run the app under gunicorn from Python (used by ``lti-exchange serve``)."""
+"""Run the app under gunicorn from Python (used by ``lti-exchange serve``), and the front-door
+settings shared with ``config/gunicorn.conf.py``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+# What both ways of running gunicorn use: bounded request heads, heads read without holding a
+# thread (slow clients), and an access log with the raw encoded path and no query string.
+FRONT_DOOR: dict[str, Any] = {
+    "worker_class": "lti_exchange.gunicorn_worker.HeadBufferingWorker",
+    "limit_request_line": 8190,  # LTI login GETs carry hints and target_link_uri in the query
+    "limit_request_fields": 50,
+    "limit_request_field_size": 8190,
+    "worker_connections": 250,  # per worker, kept-alive and still-sending clients included
+    "keepalive": 5,
+    "logger_class": "lti_exchange.gunicorn_logging.RawPathLogger",
+    "accesslog": "-",
+    # %(U)s is the raw, still percent-encoded path (RawPathLogger); no query, no header atoms.
+    "access_log_format": "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms",
+}
 
 
 class _Gunicorn(BaseApplication):
@@ -25,12 +41,10 @@ class _Gunicorn(BaseApplication):
 def run_gunicorn(bind: str, *, workers: int = 2, threads: int = 4) -> None:
     _Gunicorn(
         {
+            **FRONT_DOOR,
             "bind": bind,
             "workers": workers,
-            "worker_class": "gthread",
             "threads": threads,
             "timeout": 300,
-            "accesslog": "-",
-            "access_log_format": "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms",
         }
     ).run()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from lti_exchange.errors import InvalidRequest
 
 NBGRADER_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
+MIN_YEAR, MAX_YEAR = 1970, 9999
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -15,7 +16,11 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse what ``format_timestamp`` wrote (also ISO 8601); raise ``InvalidRequest`` otherwise."""
+    """Parse what ``format_timestamp`` wrote (also ISO 8601); raise ``InvalidRequest`` otherwise.
+
+    Only years 1970–9999 (in UTC) are accepted: every database stores them, and an offset on a
+    date at the edge of Python's range cannot overflow.
+    """
     value = text.strip()
     for candidate in (value, value.replace(" UTC", "+00:00"), value.replace("Z", "+00:00")):
         try:
@@ -24,7 +29,16 @@ def parse_timestamp(text: str) -> datetime:
             continue
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:
+            moment = None
+        if moment is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
+            raise InvalidRequest(
+                f"Timestamp {value[:40]!r} is out of range: use a time between the years "
+                f"{MIN_YEAR} and {MAX_YEAR} (UTC), e.g. '2026-11-25 20:51:10.248006 UTC'."
+            )
+        return moment
     raise InvalidRequest(
         f"Invalid timestamp {value[:40]!r}; expected e.g. '2026-11-25 20:51:10.248006 UTC'."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -17,6 +18,23 @@ AUDIENCE = "lti-exchange"
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 30
 TOKEN_KEY_PREFIX = "token"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def revocation_ms(moment: datetime) -> int:
+    """``moment`` in whole milliseconds since the epoch, rounded UP (integer arithmetic).
+
+    Tokens whose ``iat_ms`` is below this were issued before the revocation (even within the
+    same millisecond); tokens minted later carry an ``iat_ms`` of at least this value.
+    """
+    return -((_EPOCH - moment) // _MS)
+
+
+def revocation_instant(moment: datetime) -> datetime:
+    """``moment`` rounded up to the next whole millisecond: the value to store in
+    ``Enrolment.tokens_not_before`` (exact on every backend: microseconds, no floats)."""
+    return _EPOCH + revocation_ms(moment) * _MS
 
 
 @dataclass(frozen=True)
@@ -63,11 +81,20 @@ class TokenService:
         email: str | None = None,
         ttl: int | None = None,
         now: int | None = None,
+        not_before: datetime | None = None,
     ) -> str:
-        """Sign an access token for ``username`` in ``course_id`` valid for ``ttl`` seconds."""
+        """Sign an access token for ``username`` in ``course_id`` valid for ``ttl`` seconds.
+
+        ``not_before`` is the enrolment's ``tokens_not_before``: the token's ``iat_ms`` is never
+        below it, so a token minted right after a revocation (or with a clock behind the one
+        that revoked) is not mistaken for a revoked one.
+        """
         key = self.keyring.ensure_key()
         issued_at = time.time() if now is None else float(now)
         issued = int(issued_at)
+        issued_ms = int(issued_at * 1000)
+        if not_before is not None:
+            issued_ms = max(issued_ms, revocation_ms(not_before))
         claims = {
             "iss": self.settings.token_issuer,
             "aud": AUDIENCE,
@@ -84,7 +111,7 @@ class TokenService:
             "name": name,
             "email": email,
             # Milliseconds, so a revocation in the same second as the issue still applies.
-            "iat_ms": int(issued_at * 1000),
+            "iat_ms": issued_ms,
         }
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 

@@ -2,6 +2,9 @@
 
 Several workers may run at once: each entry is claimed with a conditional update, so no two
 workers send it at the same time; a claim expires, so a killed worker loses nothing.
+
+Every ``SWEEP_INTERVAL`` seconds the worker also deletes partial uploads that a killed server
+process left in the blob storage (older than ``LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120
 MAX_BACKOFF = 300
 LINEITEM_LOCK_SECONDS = 60
+SWEEP_INTERVAL = 300.0
 
 
 def backoff(attempts: int) -> float:
@@ -44,11 +49,40 @@ def score_timestamp(last: datetime | None) -> datetime:
     return now
 
 
+def sweep_partial_uploads(state: ExchangeState, older_than: float | None = None) -> int:
+    """Delete partial uploads untouched for the grace period (or ``older_than`` s); how many."""
+    grace = state.settings.partial_upload_grace if older_than is None else older_than
+    removed = state.storage.sweep_partial(grace)
+    if removed:
+        log.info("removed %d partial upload(s) untouched for over %g s", removed, grace)
+    else:
+        log.debug("no partial upload untouched for over %g s", grace)
+    return removed
+
+
+class PartialUploadSweeper:
+    """Runs ``sweep_partial_uploads`` at most once every ``interval`` seconds."""
+
+    def __init__(self, state: ExchangeState, interval: float = SWEEP_INTERVAL) -> None:
+        self.state = state
+        self.interval = interval
+        self._next = 0.0
+
+    def run_if_due(self) -> int | None:
+        """Sweep when due (the first call always is); the count removed, or None when not due."""
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.interval
+        return sweep_partial_uploads(self.state)
+
+
 class GradeWorker:
     def __init__(self, state: ExchangeState, worker_id: str | None = None) -> None:
         self.state = state
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.store = DatabaseStore(state.session_factory)
+        self.sweeper = PartialUploadSweeper(state)
 
     # -- claiming -------------------------------------------------------------------------------
     def claim(self, limit: int = 50) -> list[int]:
@@ -222,6 +256,10 @@ class GradeWorker:
         stop = stop or threading.Event()
         log.info("grade worker %s started", self.worker_id)
         while not stop.is_set():
+            try:
+                self.sweeper.run_if_due()
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
+                log.exception("partial upload sweep failed")
             try:
                 counts = self.run_once()
                 if any(counts.values()):

@@ -543,6 +543,8 @@ class HandoffPageHandler(_HandoffMixin, JupyterHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Frame-Options", "DENY")  # with frame-ancestors 'none', for old browsers
+        self.set_header("X-Content-Type-Options", "nosniff")
         # The landing page that opened this window must keep its handle on it.
         self.set_header("Cross-Origin-Opener-Policy", "unsafe-none")
         self.finish(

@@ -38,6 +38,7 @@ phase_done databases
 
 echo "== lint"
 .venv/bin/ruff check lti_exchange nbgrader_plugin tests bench config
+.venv/bin/ruff format --check lti_exchange nbgrader_plugin tests bench config
 .venv/bin/hadolint Dockerfile
 phase_done lint
 

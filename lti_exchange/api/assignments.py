@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from lti_exchange.api import bp
 from lti_exchange.api.common import (
@@ -14,6 +14,7 @@ from lti_exchange.api.common import (
     context,
 )
 from lti_exchange.api.serializers import assignment_json, release_json
+from lti_exchange.body_limits import archive_upload
 from lti_exchange.services.assignments import AssignmentService
 
 
@@ -29,6 +30,7 @@ def list_assignments(course_id: str):
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/releases")
+@archive_upload
 def release_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     release = AssignmentService(context()).release(caller, assignment_id, archive_body())
@@ -45,7 +47,9 @@ def unrelease_assignment(course_id: str, assignment_id: str):
 @bp.get("/courses/<path:course_id>/assignments/<path:assignment_id>/archive")
 def download_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
-    release, handle = AssignmentService(context()).open_current_release(caller, assignment_id)
+    release, handle = AssignmentService(context()).open_current_release(
+        caller, assignment_id, record=request.method != "HEAD"
+    )
     return blob_response(
         handle, release.size, release.sha256, X_Release_Version=str(release.version)
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from flask import Response, current_app, request, stream_with_context
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
 from lti_exchange.auth import Caller, authorise_course
+from lti_exchange.body_limits import check_json_depth, read_bounded_body, too_large
 from lti_exchange.db import get_session
-from lti_exchange.errors import InvalidRequest
+from lti_exchange.errors import ApiError, InvalidRequest
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.state import ExchangeState
@@ -55,9 +58,42 @@ def archive_body() -> BinaryIO:
             "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
             details={"limit": limit},
         )
+    state().storage.ensure_room(request.content_length or 0)  # 507 before reading a byte
     if request.content_length is not None:
         return _DeclaredLengthStream(request.stream, request.content_length)
-    return request.stream  # type: ignore[return-value]
+    return _ChunkedStream(request.stream)  # type: ignore[return-value]
+
+
+def _incomplete_body(exc: Exception) -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body could not be read to its end ({exc.__class__.__name__}: the "
+        "connection was lost or the chunked encoding is malformed). Nothing was stored; send "
+        "it again.",
+        code="upload_incomplete",
+    )
+
+
+class _ChunkedStream(io.RawIOBase):
+    """A body without ``Content-Length``: a malformed or cut-off chunked body is a 400."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - gunicorn's parse errors have no common base
+            raise _incomplete_body(exc) from exc
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _DeclaredLengthStream(LimitedStream):
@@ -76,14 +112,35 @@ class _DeclaredLengthStream(LimitedStream):
 
 
 def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if request.content_length and body is None:
-        raise InvalidRequest("The request body must be a JSON object.")
-    if body is None:
+    """The body as a JSON object ({} when there is none), bounded in size and nesting."""
+    try:
+        data = read_bounded_body()
+    except RequestEntityTooLarge as exc:
+        raise too_large(request.content_length) from exc
+    except ClientDisconnected as exc:
+        raise _incomplete_body(exc) from exc
+    except (ApiError, HTTPException):
+        raise
+    except Exception as exc:  # noqa: BLE001 - gunicorn's parse errors have no common base
+        raise _incomplete_body(exc) from exc
+    if not data:
         return {}
+    if not request.is_json:
+        raise InvalidRequest(
+            "The request body must be a JSON object sent with Content-Type application/json."
+        )
+    check_json_depth(data)
+    try:
+        body = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {str(exc)[:200]}.") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def blob_response(handle: BinaryIO, size: int, sha256: str, **headers: str) -> Response:

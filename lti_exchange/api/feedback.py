@@ -13,10 +13,12 @@ from lti_exchange.api.common import (
     context,
     tar_stream_response,
 )
+from lti_exchange.body_limits import archive_upload
 from lti_exchange.services.feedback import FeedbackService
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/feedback")
+@archive_upload
 def release_feedback(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     released = FeedbackService(context()).release(caller, assignment_id, archive_body())
@@ -27,6 +29,9 @@ def release_feedback(course_id: str, assignment_id: str):
 def fetch_feedback(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     chunks = FeedbackService(context()).fetch(
-        caller, assignment_id, student=request.args.get("student_id")
+        caller,
+        assignment_id,
+        student=request.args.get("student_id"),
+        record=request.method != "HEAD",
     )
     return tar_stream_response(chunks)

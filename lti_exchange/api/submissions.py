@@ -16,12 +16,19 @@ from lti_exchange.api.common import (
     json_body,
     tar_stream_response,
 )
+from lti_exchange.body_limits import archive_upload
 from lti_exchange.errors import InvalidRequest
-from lti_exchange.services.submissions import SubmissionService, submission_json
+from lti_exchange.services.submissions import (
+    MAX_COLLECT_IDS,
+    MAX_ID,
+    SubmissionService,
+    submission_json,
+)
 from lti_exchange.timestamps import parse_timestamp
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")
+@archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     service = SubmissionService(context())
@@ -73,13 +80,19 @@ def collect(course_id: str, assignment_id: str):
     students = body.get("student_ids")
     since = body.get("since")
     if ids is not None and (
-        not isinstance(ids, list) or not all(type(i) is int and i > 0 for i in ids)
+        not isinstance(ids, list) or not all(type(i) is int and 0 < i <= MAX_ID for i in ids)
     ):
-        raise InvalidRequest("'submission_ids' must be a list of positive integers.")
+        raise InvalidRequest(
+            f"'submission_ids' must be a list of submission ids (integers from 1 to {MAX_ID})."
+        )
     if students is not None and (
-        not isinstance(students, list) or not all(isinstance(s, str) for s in students)
+        not isinstance(students, list)
+        or len(students) > MAX_COLLECT_IDS
+        or not all(isinstance(s, str) for s in students)
     ):
-        raise InvalidRequest("'student_ids' must be a list of student ids.")
+        raise InvalidRequest(
+            f"'student_ids' must be a list of at most {MAX_COLLECT_IDS} student ids."
+        )
     if since is not None and not isinstance(since, str):
         raise InvalidRequest("'since' must be a timestamp string.")
     service = SubmissionService(context())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthentic
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.lti import bp
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, state, store, tool_conf
+from lti_exchange.lti.headers import lms_frame_origins, lms_page
 from lti_exchange.lti.nrps import sync_in_background_if_due
 from lti_exchange.lti.provision import (
     CLAIM,
@@ -32,11 +34,27 @@ from lti_exchange.refresh import token_pair
 DEEP_LINK_TTL = 1800
 PROVISION_ATTEMPTS = 4
 DEEP_LINKING = "LtiDeepLinkingRequest"
+MAX_SCORE_LIMIT = 1_000_000
+
+
+class BaseUrlUnset(ApiError):
+    status, code = 503, "base_url_unset"
 
 
 def base_url() -> str:
-    configured = state().settings.base_url
-    return (configured or request.host_url).rstrip("/")
+    """Our public URL: ``LTI_EXCHANGE_BASE_URL``, else the bind address; never ``Host``."""
+    url = state().settings.public_base_url
+    if not url:
+        raise BaseUrlUnset(
+            "This tool does not know its public address, so it cannot answer the LMS. "
+            "The operator must set LTI_EXCHANGE_BASE_URL (e.g. https://exchange.example.edu).",
+        )
+    return url
+
+
+def frame_origins(registration: LtiRegistration | None = None) -> list[str]:
+    """The LMS origins that may frame our pages (see ``headers``)."""
+    return lms_frame_origins(get_session(), state().settings.frame_origins, registration)
 
 
 def wants_json() -> bool:
@@ -56,6 +74,12 @@ def _lti_error(error: ApiError):
         response = make_response(
             render_template("lti_error.html", error=error, status=error.status)
         )
+        # Shown inside the LMS frame during a launch (it holds no token): LMS origins only.
+        try:
+            origins = frame_origins()
+        except Exception:  # noqa: BLE001 - the database may be the error; then nobody frames
+            origins = []
+        lms_page(response, origins)
     response.status_code = error.status
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -146,7 +170,7 @@ def launch():
             time.sleep(0.05 * (attempt + 1))
             registration = session.get(LtiRegistration, registration.id)
     if claims.get(CLAIM + "message_type") == DEEP_LINKING:
-        return _deep_link_page(session, message, launched)
+        return _deep_link_page(session, message, launched, frame_origins(registration))
     pair = token_pair(state(), session, launched.enrolment)
     session.commit()
     if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
@@ -162,23 +186,26 @@ def _answer_launch(pair: dict[str, Any], launched, registration: LtiRegistration
         notebook_url = template.format(
             username=launched.user.username, course_id=launched.course.code
         )
-        response = make_response(
-            render_template(
-                "lti_landing.html",
-                pair=pair,
-                user=launched.user,
-                course=launched.course,
-                role=launched.roles.role,
-                service_url=base_url(),
-                handoff_url=(notebook_url + "lti-exchange/handoff") if notebook_url else "",
-            )
+        response = lms_page(
+            make_response(
+                render_template(
+                    "lti_landing.html",
+                    pair=pair,
+                    user=launched.user,
+                    course=launched.course,
+                    role=launched.roles.role,
+                    service_url=base_url(),
+                    handoff_url=(notebook_url + "lti-exchange/handoff") if notebook_url else "",
+                )
+            ),
+            frame_origins(registration),
         )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 # -- deep linking -----------------------------------------------------------------------------
-def _deep_link_page(session, message, launched):
+def _deep_link_page(session, message, launched, origins: list[str]):
     if launched.enrolment.role not in ("Instructor", "TeachingAssistant"):
         raise Forbidden(
             "Only instructors can add assignments to the course.", code="role_forbidden"
@@ -207,7 +234,7 @@ def _deep_link_page(session, message, launched):
     if wants_json():
         response = jsonify(body)
     else:
-        response = make_response(render_template("lti_deep_link.html", **body))
+        response = lms_page(make_response(render_template("lti_deep_link.html", **body)), origins)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -215,25 +242,22 @@ def _deep_link_page(session, message, launched):
 @bp.post("/deep-link")
 def deep_link_respond():
     """Answer the LMS with a signed LtiDeepLinkingResponse naming the chosen assignment."""
-    values: dict[str, Any] = request.get_json(silent=True) or request.form.to_dict()
+    values: Any = request.get_json(silent=True) or request.form.to_dict()
+    if not isinstance(values, dict):
+        raise InvalidRequest("Send the deep-link choice as a form or a JSON object.")
     token = values.get("deep_link_token")
     if not isinstance(token, str) or not token:
         raise InvalidRequest("deep_link_token is missing; start again from the LMS.")
+    # Check the choice before spending the single-use session, so a typo can be corrected.
+    chosen = values.get("assignment_id_other") or values.get("assignment_id")
+    assignment_id = validate_identifier(chosen, "assignment")
+    score = parse_max_score(values.get("max_score"))
     saved = store().pop(f"lti-deep-link-{token}")
     if saved is None:
         raise Unauthenticated(
             "This deep-linking session has expired or was already used; start again from the LMS.",
             code="deep_link_expired",
         )
-    chosen = values.get("assignment_id_other") or values.get("assignment_id")
-    assignment_id = validate_identifier(chosen, "assignment")
-    max_score = values.get("max_score")
-    try:
-        score = float(max_score) if max_score not in (None, "") else None
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("max_score must be a number.") from exc
-    if score is not None and score <= 0:
-        raise InvalidRequest("max_score must be positive.")
     conf = tool_conf()
     from lti_exchange.lti.flask_glue import data_storage, lti_request
     from lti_exchange.lti.message_launch import HardenedMessageLaunch
@@ -266,9 +290,34 @@ def deep_link_respond():
     if wants_json():
         response = jsonify(return_url=return_url, jwt=jwt_value)
     else:
-        response = make_response(deep_link.get_response_form_html(jwt_value))
+        response = lms_page(
+            make_response(deep_link.get_response_form_html(jwt_value)),
+            frame_origins(),
+        )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def parse_max_score(raw: object) -> float | None:
+    """The deep link's gradebook maximum: absent, or a finite number in (0, 1 000 000]."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidRequest("max_score must be a number, e.g. 10.", code="invalid_max_score")
+    try:
+        score = float(raw)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"max_score must be a number, e.g. 10 (got {str(raw)[:40]!r}).",
+            code="invalid_max_score",
+        ) from exc
+    if not math.isfinite(score) or not 0 < score <= MAX_SCORE_LIMIT:
+        raise InvalidRequest(
+            f"max_score must be a number greater than 0 and at most {MAX_SCORE_LIMIT:,} "
+            f"(got {str(raw)[:40]!r}); leave it empty to create no gradebook column.",
+            code="invalid_max_score",
+        )
+    return score
 
 
 # -- keys and configuration -------------------------------------------------------------------

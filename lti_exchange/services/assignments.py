@@ -9,12 +9,14 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from lti_exchange.archives import store_archive
+from lti_exchange.archives import ArchiveManifest, store_archive
 from lti_exchange.auth import Caller, not_found
 from lti_exchange.errors import Conflict, InvalidArchive
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
 from lti_exchange.services.context import ServiceContext
+from lti_exchange.services.retry import run_with_retry
+from lti_exchange.storage import StoredBlob
 
 
 @dataclass
@@ -51,36 +53,51 @@ class AssignmentService:
             self.ctx.delete_blobs_quietly([blob.key])
             raise InvalidArchive("The release archive holds no files.")
         try:
-            assignment = self._get_or_create_locked(caller, name)
-            latest = self.session.execute(
-                select(func.max(Release.version)).where(Release.assignment_id == assignment.id)
-            ).scalar_one()
-            release = Release(
-                assignment_id=assignment.id,
-                version=(latest or 0) + 1,
-                blob_key=blob.key,
-                sha256=blob.sha256,
-                size=blob.size,
-                notebooks=manifest.notebooks,
-                released_by_id=caller.user.id,
-                created_at=self.ctx.clock(),
+            release = run_with_retry(
+                self.session,
+                lambda: self._record_release(caller, name, blob, manifest),
+                what=f"release assignment '{name}'",
             )
-            self.session.add(release)
-            self.session.flush()
-            assignment.current_release_id = release.id
-            assignment.released = True
-            self.ctx.record(
-                caller,
-                "released",
-                assignment_id=assignment.id,
-                subject_id=release.id,
-                details={"version": release.version},
-            )
-            self.session.commit()
         except BaseException:
             self.session.rollback()
             self.ctx.delete_blobs_quietly([blob.key])
             raise
+        return release
+
+    def _record_release(
+        self, caller: Caller, name: str, blob: StoredBlob, manifest: ArchiveManifest
+    ) -> Release:
+        """One transaction: lock the assignment, add the next version, make it current."""
+        assignment = self._get_or_create_locked(caller, name)
+        latest = self.session.execute(
+            select(Release.version)
+            .where(Release.assignment_id == assignment.id)
+            .order_by(Release.version.desc())
+            .limit(1)
+            .with_for_update()
+        ).scalar_one_or_none()
+        release = Release(
+            assignment_id=assignment.id,
+            version=(latest or 0) + 1,
+            blob_key=blob.key,
+            sha256=blob.sha256,
+            size=blob.size,
+            notebooks=manifest.notebooks,
+            released_by_id=caller.user.id,
+            created_at=self.ctx.clock(),
+        )
+        self.session.add(release)
+        self.session.flush()
+        assignment.current_release_id = release.id
+        assignment.released = True
+        self.ctx.record(
+            caller,
+            "released",
+            assignment_id=assignment.id,
+            subject_id=release.id,
+            details={"version": release.version},
+        )
+        self.session.commit()
         return release
 
     def _get_or_create_locked(self, caller: Caller, name: str) -> Assignment:
@@ -152,20 +169,24 @@ class AssignmentService:
         )
         return [AssignmentView(a, r, fetched.get(a.id), submitted.get(a.id, 0)) for a, r in rows]
 
-    def open_current_release(self, caller: Caller, name: str) -> tuple[Release, BinaryIO]:
-        """The released archive to download; records that the caller fetched it."""
+    def open_current_release(
+        self, caller: Caller, name: str, *, record: bool = True
+    ) -> tuple[Release, BinaryIO]:
+        """The released archive to download; records that the caller fetched it (``record``:
+        False for a HEAD request, which downloads nothing)."""
         assignment = self.find(caller, name)
         if assignment.current_release_id is None:
             raise not_found("assignment", name, caller.course.code)
         release = self.session.get(Release, assignment.current_release_id)
         assert release is not None
         handle = self.ctx.storage.open(release.blob_key)
-        self.ctx.record(
-            caller,
-            "fetched",
-            assignment_id=assignment.id,
-            subject_id=release.id,
-            details={"version": release.version},
-        )
-        self.session.commit()
+        if record:
+            self.ctx.record(
+                caller,
+                "fetched",
+                assignment_id=assignment.id,
+                subject_id=release.id,
+                details={"version": release.version},
+            )
+            self.session.commit()
         return release, handle

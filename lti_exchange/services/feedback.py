@@ -152,7 +152,9 @@ class FeedbackService:
             )
         return released
 
-    def fetch(self, caller: Caller, name: str, student: str | None = None) -> Iterator[bytes]:
+    def fetch(
+        self, caller: Caller, name: str, student: str | None = None, *, record: bool = True
+    ) -> Iterator[bytes]:
         """A tar of ``<timestamp>/<notebook>.html`` for every submission of one student.
 
         Feedback stays available after the assignment is unreleased.
@@ -188,11 +190,12 @@ class FeedbackService:
             }
             for fb, sub in rows
         ]
-        self.ctx.record(
-            caller,
-            "feedback_fetched",
-            assignment_id=assignment.id,
-            details={"student_id": student, "files": len(members)},
-        )
-        self.session.commit()
+        if record:  # not for HEAD, which downloads nothing
+            self.ctx.record(
+                caller,
+                "feedback_fetched",
+                assignment_id=assignment.id,
+                details={"student_id": student, "files": len(members)},
+            )
+            self.session.commit()
         return stream_tar(manifest, members, self.ctx.storage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -14,9 +15,11 @@ from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Enrolment, Grade, GradeOutbox, User
 from lti_exchange.models.grade import FAILED, GRADE_STATUSES, NOT_SENDABLE, PENDING, SENT
 from lti_exchange.services.context import ServiceContext
+from lti_exchange.services.retry import run_with_retry
 from lti_exchange.timestamps import format_timestamp, parse_timestamp
 
 MAX_GRADES_PER_PUSH = 20_000
+MAX_SCORE = 1e9  # bound on score and max_score: finite, and far above any real assignment
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,21 @@ class GradeInput:
     student_id: str
     score: float
     max_score: float
-    submitted_at: str | None = None
+    submitted_at: datetime | None = None
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float within ±MAX_SCORE, or None (also for huge JSON integers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and abs(value) > MAX_SCORE:
+        return None  # float(10**400) would raise OverflowError
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) <= MAX_SCORE else None
 
 
 def parse_grades(body: dict[str, Any]) -> list[GradeInput]:
+    """Check every grade of a push before anything is stored; raise ``InvalidRequest``."""
     items = body.get("grades")
     if not isinstance(items, list) or len(items) > MAX_GRADES_PER_PUSH:
         raise InvalidRequest(
@@ -38,14 +52,13 @@ def parse_grades(body: dict[str, Any]) -> list[GradeInput]:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidRequest(f"grades[{index}] must be an object.")
-        score, max_score = item.get("score"), item.get("max_score")
-        numbers = (score, max_score)
-        if not all(
-            isinstance(n, int | float) and not isinstance(n, bool) for n in numbers
-        ) or not all(math.isfinite(n) for n in numbers):
-            raise InvalidRequest(f"grades[{index}]: score and max_score must be numbers.")
-        if score < 0 or max_score <= 0:
-            raise InvalidRequest(f"grades[{index}]: score must be ≥ 0 and max_score > 0.")
+        score, max_score = _number(item.get("score")), _number(item.get("max_score"))
+        if score is None or max_score is None or score < 0 or max_score <= 0:
+            raise InvalidRequest(
+                f"grades[{index}]: score and max_score must be numbers with 0 ≤ score ≤ "
+                f"{MAX_SCORE:g} and 0 < max_score ≤ {MAX_SCORE:g}.",
+                details={"index": index},
+            )
         submitted = item.get("submitted_at")
         if submitted is not None and not isinstance(submitted, str):
             raise InvalidRequest(f"grades[{index}]: submitted_at must be a timestamp string.")
@@ -53,9 +66,9 @@ def parse_grades(body: dict[str, Any]) -> list[GradeInput]:
             GradeInput(
                 assignment_id=validate_identifier(item.get("assignment_id"), "assignment"),
                 student_id=validate_identifier(item.get("student_id"), "student"),
-                score=float(score),
-                max_score=float(max_score),
-                submitted_at=submitted,
+                score=score,
+                max_score=max_score,
+                submitted_at=parse_timestamp(submitted) if submitted else None,
             )
         )
     return out
@@ -106,7 +119,16 @@ class GradeService:
         return None
 
     def push(self, caller: Caller, grades: list[GradeInput]) -> dict[str, Any]:
-        """Record the grades; queue the changed, sendable ones. Unchanged grades send nothing."""
+        """Record the grades; queue the changed, sendable ones. Unchanged grades send nothing.
+
+        A concurrent push of the same new grade makes one transaction fail on the unique grade
+        (or deadlock): it is run again, and then finds the other's grade.
+        """
+        return run_with_retry(
+            self.session, lambda: self._push_once(caller, grades), what="record the grades"
+        )
+
+    def _push_once(self, caller: Caller, grades: list[GradeInput]) -> dict[str, Any]:
         recipients = self._recipients(caller, {g.student_id for g in grades})
         existing = {
             (g.assignment_name, g.student_id): g
@@ -145,7 +167,7 @@ class GradeService:
                 grade.version += 1
             grade.score, grade.max_score = item.score, item.max_score
             if item.submitted_at:
-                grade.submitted_at = parse_timestamp(item.submitted_at)
+                grade.submitted_at = item.submitted_at
             grade.pushed_by_id = caller.user.id
             grade.updated_at = now
             self.session.flush()

@@ -20,6 +20,7 @@ from lti_exchange.services.context import ServiceContext
 from lti_exchange.tararchive import stream_tar
 
 MAX_COLLECT_IDS = 10_000
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: no PostgreSQL or MariaDB row has a larger one
 
 
 class SubmissionService:
@@ -110,6 +111,11 @@ class SubmissionService:
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
     def get(self, caller: Caller, submission_id: int) -> tuple[Submission, Assignment, User]:
+        if not 0 < submission_id <= MAX_ID:  # a larger number is no row, and overflows SQLite
+            raise NotFound(
+                f"No submission {str(submission_id)[:30]} in course '{caller.course.code}'.",
+                code="submission_not_found",
+            )
         row = self.session.execute(
             select(Submission, Assignment, User)
             .join(Assignment, Assignment.id == Submission.assignment_id)

@@ -22,7 +22,7 @@ def make_storage(settings: Settings) -> BlobStorage:
     url = settings.resolved_storage_url
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return FilesystemStorage(unquote(parsed.path))
+        return FilesystemStorage(unquote(parsed.path), settings.storage_min_free_bytes)
     if parsed.scheme == "s3":
         raise SettingsError(
             "S3 storage (s3://) is not available in this version yet; use a file:// storage URL."

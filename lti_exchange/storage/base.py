@@ -47,7 +47,17 @@ class BlobStorage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def check(self) -> None:
-        """Raise when the store cannot be written to (used by /healthz)."""
+        """Raise when the store cannot be written to (used by /healthz and /readyz).
+
+        ``InsufficientStorage`` means full: free space is below the reserve, or a write failed
+        with ENOSPC/EDQUOT; any other exception means broken.
+        """
+
+    def ensure_room(self, nbytes: int) -> None:
+        """Raise ``InsufficientStorage`` unless ``nbytes`` more fit above the free-space reserve."""
+
+    def sweep_partial(self, older_than: float) -> int:
+        """Delete partial uploads untouched for ``older_than`` seconds; return how many."""
 
 
 class HashingCounter:

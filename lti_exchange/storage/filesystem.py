@@ -1,45 +1,87 @@
-"""Blob storage in a local directory: temp file, fsync, rename, so a blob is whole or absent."""
+"""Blob storage in a local directory: temp file, fsync, rename, so a blob is whole or absent.
+
+A full disk (ENOSPC, EDQUOT) or free space below the reserve (``min_free_bytes``) while writing
+becomes ``InsufficientStorage`` (507), after the partial file is removed. Partial files that a
+killed process left behind are removed by ``sweep_partial`` (run by the worker).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import stat
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from lti_exchange.errors import InsufficientStorage
 from lti_exchange.storage.base import HashingCounter, StoredBlob, new_blob_key
+
+log = logging.getLogger(__name__)
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+PARTIAL_SUFFIX = ".part"
+PROBE_PREFIX = "health-"
 
 
 class FilesystemBlobWriter:
     def __init__(self, storage: FilesystemStorage, kind: str) -> None:
         self._storage = storage
         self.key = new_blob_key(kind)
-        self._tmp_path = storage.tmp_dir / f"{uuid.uuid4().hex}.part"
-        self._fh: BinaryIO | None = open(self._tmp_path, "xb")  # noqa: SIM115
+        self._tmp_path = storage.tmp_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        self._final: Path | None = None
+        self._committed = False
         self._counter = HashingCounter()
+        self._fh: BinaryIO | None = None
+        with self._cleanup_on_error():
+            self._fh = open(self._tmp_path, "xb")  # noqa: SIM115
 
     def write(self, data: bytes) -> None:
         assert self._fh is not None, "writer already closed"
-        self._fh.write(data)
+        with self._cleanup_on_error():
+            self._storage.ensure_room(len(data))
+            self._fh.write(data)
         self._counter.update(data)
 
     def commit(self) -> StoredBlob:
         assert self._fh is not None, "writer already closed"
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
-        final = self._storage.path_for(self.key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp_path, final)
-        _fsync_dir(final.parent)
+        with self._cleanup_on_error():
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            self._final = self._storage.path_for(self.key)
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp_path, self._final)
+            _fsync_dir(self._final.parent)
+        self._committed = True
         return StoredBlob(self.key, self._counter.hexdigest(), self._counter.size)
 
     def discard(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Remove everything this writer wrote (idempotent; a committed blob is kept)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):  # a full disk fails the flush inside close()
+                fh.close()
         self._tmp_path.unlink(missing_ok=True)
+        if self._final is not None and not self._committed:
+            self._final.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _cleanup_on_error(self) -> Iterator[None]:
+        """On any failure remove the partial file; report a full disk as ``InsufficientStorage``."""
+        try:
+            yield
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+                log.warning("blob storage %s is full: %s", self._storage.root, exc)
+                raise InsufficientStorage() from exc
+            raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,10 +95,11 @@ def _fsync_dir(path: Path) -> None:
 class FilesystemStorage:
     """Blobs under ``root/blobs/<kind>/<xx>/<uuid>``; partial writes under ``root/tmp``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, min_free_bytes: int = 0) -> None:
         self.root = Path(root).resolve()
         self.blob_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
+        self.min_free_bytes = min_free_bytes
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
@@ -81,14 +124,57 @@ class FilesystemStorage:
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
 
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the storage's file system."""
+        usage = os.statvfs(self.tmp_dir)
+        return usage.f_bavail * usage.f_frsize
+
+    def ensure_room(self, nbytes: int) -> None:
+        free = self.free_bytes()
+        if free - nbytes < self.min_free_bytes:
+            log.warning(
+                "blob storage %s is full: %d bytes free, %d more wanted, %d kept in reserve "
+                "(LTI_EXCHANGE_STORAGE_MIN_FREE_BYTES)",
+                self.root,
+                free,
+                nbytes,
+                self.min_free_bytes,
+            )
+            raise InsufficientStorage()
+
     def check(self) -> None:
-        probe = self.tmp_dir / f"health-{uuid.uuid4().hex}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        self.ensure_room(0)
+        probe = self.tmp_dir / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"ok")
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise InsufficientStorage() from exc
+            raise
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def sweep_partial(self, older_than: float) -> int:
+        """Delete ``tmp/*.part`` (and health probes) not modified for ``older_than`` seconds."""
+        cutoff = time.time() - older_than
+        removed = 0
+        with os.scandir(self.tmp_dir) as entries:
+            for entry in entries:
+                if not (entry.name.endswith(PARTIAL_SUFFIX) or entry.name.startswith(PROBE_PREFIX)):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if not stat.S_ISREG(info.st_mode) or info.st_mtime > cutoff:
+                        continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:  # finished (renamed) or swept by another process
+                    continue
+                removed += 1
+        return removed
 
     def count_blobs(self) -> int:
         """How many committed blobs exist (for tests and the sweeper)."""
         return sum(1 for p in self.blob_dir.rglob("*") if p.is_file())
 
     def count_partial(self) -> int:
-        return sum(1 for p in self.tmp_dir.iterdir() if p.suffix == ".part")
+        return sum(1 for p in self.tmp_dir.iterdir() if p.suffix == PARTIAL_SUFFIX)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import stat
 import time
 
@@ -308,3 +309,102 @@ def test_token_without_a_required_claim(tokens, ring, missing):
     del claims[missing]
     with pytest.raises(Unauthenticated):
         tokens.verify(_forge(claims, ring.active.private_key, ring.active.kid))
+
+
+# --- unknown kids stay cheap (an attacker picks the kid) ---------------------------------------
+
+
+def forge_with_kid(kid: str) -> str:
+    """A token whose header names ``kid``; its signature does not matter (never checked)."""
+    header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    payload = b64url(json.dumps({"sub": "1"}).encode())
+    return f"{header}.{payload}.{b64url(b'x' * 256)}"
+
+
+def test_a_thousand_unknown_kids_read_no_key_file(settings, tokens, ring):
+    ring.ensure_key()
+    ring.generate()
+    reads = ring.file_reads
+    kids = [f"20990101T000000{i:06d}-deadbeef" for i in range(990)]
+    kids += ["../token-x", "..", "a/b", "", "x" * 500, "token", ".hidden", "a\x00b", "é", " "]
+    for kid in kids:
+        with pytest.raises(Unauthenticated):
+            tokens.verify(forge_with_kid(kid))
+    assert len(kids) == 1000
+    assert ring.file_reads == reads
+
+
+def test_forced_rereads_are_rate_limited_per_process(settings):
+    """An existing key file that the directory mtime did not reveal is read alone; full re-reads
+    of the directory happen at most once per interval."""
+    now = [1000.0]
+    ring = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX, clock=lambda: now[0])
+    ring.ensure_key()
+    directory = settings.resolved_keys_dir
+    frozen = directory.stat()
+    other = KeyRing(directory, TOKEN_KEY_PREFIX)
+    added = [other.generate() for _ in range(3)]
+    # Same mtime tick as before: the cheap check cannot see the new keys.
+    os.utime(directory, ns=(frozen.st_atime_ns, frozen.st_mtime_ns))
+    reads = ring.file_reads
+    assert ring.get(added[0].kid).kid == added[0].kid  # forced: re-reads all 4 files
+    assert ring.file_reads == reads + 4
+    os.utime(directory, ns=(frozen.st_atime_ns, frozen.st_mtime_ns))
+    for _ in range(100):
+        assert ring.get(added[1].kid).kid == added[1].kid  # already loaded by the re-read
+    assert ring.file_reads == reads + 4
+    now[0] += 1.5
+    assert ring.get("20990101T000000000000-00000000") is None  # no such file: no re-read
+    assert ring.file_reads == reads + 4
+
+
+def test_a_key_rotated_in_by_another_process_is_accepted_at_once(settings, tokens, ring):
+    ring.ensure_key()
+    for kid in (f"20990101T000000{i:06d}-deadbeef" for i in range(50)):  # spend the forced read
+        with pytest.raises(Unauthenticated):
+            tokens.verify(forge_with_kid(kid))
+    other_process = TokenService(settings, KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX))
+    other_process.keyring.generate()
+    token = mint(other_process)
+    assert jwt.get_unverified_header(token)["kid"] == other_process.keyring.active.kid
+    assert tokens.verify(token).username == "alice"
+
+
+def test_a_key_file_in_the_same_mtime_tick_is_read_alone_when_rereads_are_spent(settings):
+    now = [1000.0]
+    ring = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX, clock=lambda: now[0])
+    ring.ensure_key()
+    assert ring._may_force()  # spend this interval's forced re-read
+    directory = settings.resolved_keys_dir
+    frozen = directory.stat()
+    new = KeyRing(directory, TOKEN_KEY_PREFIX).generate()
+    os.utime(directory, ns=(frozen.st_atime_ns, frozen.st_mtime_ns))
+    reads = ring.file_reads
+    assert ring.get(new.kid).kid == new.kid
+    assert ring.file_reads == reads + 1
+
+
+def test_tokens_minted_after_a_revocation_are_not_revoked():
+    """The stored revocation instant is rounded up to a whole millisecond; a token minted with
+    that enrolment's not-before carries an iat_ms at or after it."""
+    from datetime import UTC, datetime
+
+    from lti_exchange.tokens import revocation_instant, revocation_ms
+
+    moment = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert revocation_instant(moment) == datetime(2030, 1, 2, 3, 4, 5, 124000, tzinfo=UTC)
+    assert revocation_ms(moment) == revocation_ms(revocation_instant(moment))
+    exact = datetime(2030, 1, 2, 3, 4, 5, 124000, tzinfo=UTC)
+    assert revocation_instant(exact) == exact
+    assert revocation_ms(exact) == int(exact.timestamp()) * 1000 + 124
+
+
+def test_mint_never_issues_before_the_enrolment_not_before(settings, tokens):
+    from datetime import UTC, datetime, timedelta
+
+    from lti_exchange.tokens import revocation_ms
+
+    ahead = datetime.now(UTC) + timedelta(seconds=5)  # a revoking clock ahead of ours
+    claims = tokens.verify(mint(tokens, not_before=ahead))
+    assert claims.issued_ms == revocation_ms(ahead)
+    assert claims.iat <= time.time() + 1  # iat itself stays honest

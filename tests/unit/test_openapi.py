@@ -70,7 +70,7 @@ def openapi_path(rule: str) -> str:
 
 def documented_rules(app) -> Iterator:
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/") or rule.rule == "/healthz":
+        if rule.rule.startswith("/api/") or rule.rule in ("/healthz", "/readyz"):
             yield rule
 
 
@@ -354,9 +354,12 @@ def test_bodies_and_download_headers_follow_the_view_helpers(app, spec):
             assert body_types == set(common.ARCHIVE_TYPES), where
             assert {"400", "413", "415"} <= statuses, where
         else:
-            assert "415" not in statuses and "413" not in statuses, where
+            assert "415" not in statuses, where
         if calls_to(tree, "json_body"):
             assert body_types == {"application/json"}, where
+            assert "413" in statuses, f"{where}: a JSON body over 1 MiB is 413"
+        elif not calls_to(tree, "archive_body"):
+            assert "413" not in statuses, where
         if not calls_to(tree, "archive_body") and not calls_to(tree, "json_body"):
             assert not body, f"{where}: the view reads no body"
 
@@ -505,6 +508,7 @@ def test_responses_of_a_session_match_the_spec(app, spec):
     release = make_tar({"p1.ipynb": b"{}", "data/x.csv": b"1,2"})
 
     s.call("GET", "/healthz", expect=200)
+    s.call("GET", "/readyz", expect=200)
     s.call("GET", "/api/v1/me", expect=401)
     s.call("GET", "/api/v1/me", "not-a-jwt", expect=401)
     s.call("GET", "/api/v1/me", alice, expect=200)

@@ -49,11 +49,12 @@ def test_cookie_less_replay_is_refused(platform, browser):
 
 @pytest.fixture
 def proxied_app(tmp_path):
-    def make(trusted_proxies: int):
+    def make(trusted_proxies: int, **env: str):
         settings = load_settings(
             {
                 "LTI_EXCHANGE_DATA_DIR": str(tmp_path / f"data{trusted_proxies}"),
                 "LTI_EXCHANGE_TRUSTED_PROXIES": str(trusted_proxies),
+                **{f"LTI_EXCHANGE_{name.upper()}": value for name, value in env.items()},
             }
         )
         app = create_app(settings)
@@ -90,11 +91,11 @@ def login(client, target: str, **headers):
 
 
 def test_behind_a_trusted_proxy_cookies_are_secure_and_partitioned(proxied_app):
-    client = proxied_app(1)
+    client = proxied_app(1, base_url="https://exchange.example.edu")
     answer = login(
         client,
         "https://exchange.example.edu/lti/launch",
-        **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "exchange.example.edu"},
+        **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example.com"},
     )
     assert answer.status_code == 302, answer.get_data(as_text=True)
     redirect = parse_qs(urlsplit(answer.headers["Location"]).query)
@@ -107,7 +108,7 @@ def test_behind_a_trusted_proxy_cookies_are_secure_and_partitioned(proxied_app):
 
 
 def test_forwarded_headers_are_ignored_without_trusted_proxies(proxied_app):
-    client = proxied_app(0)
+    client = proxied_app(0, bind="localhost:80")
     answer = login(
         client,
         "https://exchange.example.edu/lti/launch",

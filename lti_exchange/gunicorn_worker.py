@@ -1,0 +1,152 @@
+"""A gthread worker that reads each request head in its event loop, not in a worker thread.
+
+Stock gthread hands a connection to a thread as soon as its first byte arrives; the thread then
+blocks in the header parser for as long as the client takes. A few clients that trickle header
+bytes (slowloris) therefore pin every thread, and ``/healthz`` stops answering; gunicorn has no
+setting that bounds header time. This worker buffers the head without blocking until the blank
+line that ends it (bounded by the ``limit_request_*`` settings), within ``HEAD_TIMEOUT``
+seconds, and only then gives the connection to a thread with the head already read. Tricklers
+cost a socket and a small buffer (bounded by ``worker_connections``), never a thread.
+
+Request BODIES still stream through the thread (uploads must); the reverse proxy in front
+(``config/nginx.conf``) bounds slow bodies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+
+HEAD_TIMEOUT = float(os.environ.get("LTI_EXCHANGE_HEADER_TIMEOUT", "") or 10.0)
+RECV_SIZE = 64 * 1024
+UNLIMITED_HEAD = 1024 * 1024
+_TIMEOUT_BODY = b"The request headers took too long to arrive; send the request again.\n"
+TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    + f"Content-Length: {len(_TIMEOUT_BODY)}\r\n\r\n".encode()
+    + _TIMEOUT_BODY
+)
+
+
+def head_complete(head: bytes | bytearray) -> bool:
+    return b"\r\n\r\n" in head or b"\n\n" in head
+
+
+class HeadBufferingWorker(ThreadWorker):
+    """``gthread`` with request heads read by the event loop (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heading: dict[TConn, float] = {}  # connection -> deadline, oldest first
+        cfg = self.cfg
+        if cfg.limit_request_line and cfg.limit_request_fields and cfg.limit_request_field_size:
+            # Past this many bytes without a blank line, a limit is exceeded for sure: the
+            # parser then answers 4xx from the bytes it already has.
+            self.head_limit = (
+                cfg.limit_request_line
+                + 2
+                + cfg.limit_request_fields * (cfg.limit_request_field_size + 2)
+                + 2
+            )
+        else:
+            self.head_limit = UNLIMITED_HEAD
+
+    # -- new connections, kept-alive ones, and bytes read ahead all wait for a full head ----
+    def accept(self, listener) -> None:
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client, address, listener.getsockname())  # non-blocking
+        if self.cfg.is_ssl:  # encrypted bytes: keep gunicorn's own path
+            self.enqueue_req(conn)
+            return
+        self._await_head(conn, b"")
+
+    def on_client_socket_readable(self, conn: TConn, client) -> None:
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_head(conn, b"")
+
+    def finish_request(self, conn: TConn, fs) -> None:
+        try:
+            result = fs.result() if not fs.cancelled() else False
+        except Exception:  # noqa: BLE001 - gunicorn's own finish_request closes it
+            result = False
+        parser = conn.parser
+        if result and result is not _DEFER and self.alive and parser and not conn.is_http2:
+            ahead = parser.unreader.take_buffered()
+            if ahead:  # the client pipelined (part of) its next request
+                conn.sock.setblocking(False)
+                self._await_head(conn, ahead)
+                return
+        super().finish_request(conn, fs)
+
+    def _await_head(self, conn: TConn, initial: bytes) -> None:
+        conn.head = bytearray(initial)  # type: ignore[attr-defined]
+        if head_complete(conn.head):
+            self._dispatch(conn)
+            return
+        self.heading[conn] = time.monotonic() + HEAD_TIMEOUT
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_bytes, conn))
+
+    def _on_head_bytes(self, conn: TConn, _client) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._forget(conn)
+            conn.close()
+            return
+        conn.head += data  # type: ignore[attr-defined]
+        if head_complete(conn.head) or len(conn.head) > self.head_limit:  # type: ignore[attr-defined]
+            self.poller.unregister(conn.sock)
+            del self.heading[conn]
+            self._dispatch(conn)
+
+    def _dispatch(self, conn: TConn) -> None:
+        conn.data_ready = True  # no second wait in handle()
+        self.enqueue_req(conn)
+
+    def handle(self, conn: TConn):
+        head = getattr(conn, "head", None)
+        if head is not None:
+            conn.head = None  # type: ignore[attr-defined]
+            try:
+                conn.sock.setblocking(True)
+                conn.init()
+            except OSError:
+                return False
+            conn.parser.unreader.unread(bytes(head))
+        return super().handle(conn)
+
+    # -- heads that take too long are answered 408 and closed ---------------------------------
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, deadline in list(self.heading.items()):
+            if deadline > now:
+                break
+            self._forget(conn)
+            with contextlib.suppress(OSError):
+                conn.sock.send(TIMEOUT_RESPONSE)
+            conn.close()
+
+    def _forget(self, conn: TConn) -> None:
+        if self.heading.pop(conn, None) is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+        self.nr_conns -= 1

@@ -1,0 +1,162 @@
+"""The front door (gunicorn as configured by ``config/gunicorn.conf.py``): bounded request
+heads, slow clients that hold no thread, and an access log with the raw encoded path and no
+query string."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+import pytest
+import requests
+
+from tests.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.one_backend
+
+TRICKLERS = 300  # 2 workers x 4 threads = 8 threads; stock gthread stalls at 8
+
+
+def raw_request(url: str, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; the first bytes of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        return sock.recv(4096)
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+# --- bounded heads ----------------------------------------------------------------------------
+
+
+def test_an_oversized_request_line_is_refused(live_server):
+    answer = raw_request(
+        live_server.url, b"GET /healthz?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert 400 <= status_of(answer) < 500, answer[:200]
+
+
+def test_an_oversized_header_is_refused(live_server):
+    answer = raw_request(
+        live_server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    )
+    assert 400 <= status_of(answer) < 500, answer[:200]
+
+
+def test_too_many_headers_are_refused(live_server):
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(60))
+    answer = raw_request(
+        live_server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
+    )
+    assert 400 <= status_of(answer) < 500, answer[:200]
+
+
+def test_a_normal_request_still_works(live_server):
+    fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 4000) for i in range(10))
+    answer = raw_request(
+        live_server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
+    )
+    assert status_of(answer) == 200, answer[:200]
+
+
+# --- slow clients -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_server(database_url, tmp_path_factory):
+    server = start_server(
+        database_url,
+        tmp_path_factory.mktemp("front-door"),
+        extra_env={"LTI_EXCHANGE_HEADER_TIMEOUT": "4", "LTI_EXCHANGE_THREADS": "4"},
+    )
+    yield server
+    stop_server(server)
+
+
+class Tricklers:
+    """Many connections that each send an unfinished request head, then a header line every
+    half second: fresh connections, kept-alive ones (after one full request) and pipelined ones
+    (a full request and half of the next)."""
+
+    def __init__(self, url: str, count: int) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.sockets: list[socket.socket] = []
+        self.answers: list[bytes] = []
+        for i in range(count):
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            kind = i % 3
+            if kind == 1:  # kept alive: one full request first
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert b" 200 " in sock.recv(65536)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            elif kind == 2:  # pipelined: a full request and the start of the next
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n")
+            else:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            self.sockets.append(sock)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        while not self.stop.wait(0.5):
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Slow: 1\r\n")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_trickling_clients_do_not_starve_healthz(slow_server):
+    tricklers = Tricklers(slow_server.url, TRICKLERS)
+    try:
+        for _ in range(10):
+            answer = requests.get(slow_server.url + "/healthz", timeout=3)
+            assert answer.status_code == 200
+        api = requests.get(slow_server.url + "/api/v1/me", timeout=3)
+        assert api.status_code == 401
+    finally:
+        tricklers.close()
+
+
+def test_a_head_that_never_ends_gets_408_and_is_closed(slow_server):
+    tricklers = Tricklers(slow_server.url, 6)
+    try:
+        for sock in tricklers.sockets:
+            received = b""
+            while b"408" not in received:  # the head deadline (4 s here) passes
+                chunk = sock.recv(65536)
+                assert chunk, received  # closed without the 408
+                received += chunk
+            assert b"took too long" in received
+            if received.count(b"HTTP/1.1 ") == 2:  # pipelined: the first request was answered
+                assert received.startswith(b"HTTP/1.1 200 ")
+    finally:
+        tricklers.close()
+
+
+# --- access log -------------------------------------------------------------------------------
+
+
+def test_access_log_has_the_raw_encoded_path_and_no_query(live_server):
+    marker = "front-door-%2e%2E-%41%20x"
+    target = f"/api/v1/{marker}/%2e%2e/me?access_token=s3cr3t-query&x=1"
+    # A raw socket: HTTP clients re-encode paths (requests turns %2e into ".")
+    answer = raw_request(live_server.url, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert 400 <= status_of(answer) < 500, answer[:200]
+    requests.get(live_server.url + "/healthz", timeout=30)  # flushes the line before it
+    log = live_server.log_path.read_text(errors="replace")
+    lines = [line for line in log.splitlines() if marker in line]
+    assert lines, log[-3000:]
+    line = lines[-1]
+    assert f" GET /api/v1/{marker}/%2e%2e/me 40" in line, line
+    assert "s3cr3t" not in log and "access_token" not in log
+    assert "front-door-..-A x" not in log  # never the decoded path
