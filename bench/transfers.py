@@ -214,10 +214,10 @@ class Server:
         from lti_exchange.services.provisioning import find_or_create_org, provision
 
         if self._state is None:
+            from lti_exchange.app_objects import build_app_objects
             from lti_exchange.config import load_settings
-            from lti_exchange.state import build_state
 
-            self._state = build_state(load_settings(self.env))
+            self._state = build_app_objects(load_settings(self.env))
         with self._state.session_factory() as session:
             org = find_or_create_org(session, "bench-org")
             enrolment = provision(

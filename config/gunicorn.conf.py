@@ -42,6 +42,7 @@ so the LTI endpoints then refuse with ``base_url_unset`` and a warning is printe
 import os
 import sys
 
+from lti_exchange.logging_setup import configure_logging
 from lti_exchange.public_url import url_from_bind
 from lti_exchange.server import FRONT_DOOR
 
@@ -104,3 +105,6 @@ forwarded_allow_ips = os.environ.get("LTI_EXCHANGE_FORWARDED_ALLOW_IPS", "").str
 # --- Logging -------------------------------------------------------------------------------------
 errorlog = "-"
 loglevel = os.environ.get("LTI_EXCHANGE_LOG_LEVEL", "").strip().lower() or "info"
+# The service's own loggers (refusals with their request id, worker errors): configured here,
+# once, in the master; the app factory leaves logging alone.
+configure_logging(loglevel)

@@ -14,8 +14,10 @@ c.ExchangeFactory.list = "nbgrader_plugin.ExchangeList"
 c.ExchangeFactory.submit = "nbgrader_plugin.ExchangeSubmit"
 c.ExchangeFactory.collect = "nbgrader_plugin.ExchangeCollect"
 
-# The exchange service (or set LTI_EXCHANGE_URL in the notebook server's environment).
-c.Exchange.service_url = "https://exchange.example.edu"
+# The exchange service. `lti-exchange login` and the LMS hand-off store the URL with each token,
+# and that stored URL is used; set this (or LTI_EXCHANGE_URL) for tokens stored without one
+# (LTI_EXCHANGE_TOKEN) and so the hand-off page knows whose tokens to accept.
+# c.Exchange.service_url = "https://exchange.example.edu"
 
 # Optional:
 # c.Exchange.path_includes_course = True     # ./course101/ps1 instead of ./ps1

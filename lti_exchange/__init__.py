@@ -1,146 +1,23 @@
-"""lti-exchange: an LTI 1.3-integrated exchange service for nbgrader."""
+"""lti-exchange: an LTI 1.3-integrated exchange service for nbgrader.
+
+Importing the package (or any module under ``services``, ``archives``, ``tokens``, ``storage``)
+loads no Flask: the web layer is imported by :func:`create_app` when it is called.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask, g, jsonify
-from sqlalchemy import text
+if TYPE_CHECKING:
+    from flask import Flask
 
-from lti_exchange.body_limits import install_body_limits
-from lti_exchange.config import Settings, load_settings
-from lti_exchange.db import close_request_session, install_query_counter
-from lti_exchange.errors import ApiError, InsufficientStorage, register_error_handlers
-from lti_exchange.lti.headers import install_default_headers
-from lti_exchange.migrate import current_revision, ensure_schema, head_revision
-from lti_exchange.state import build_state
+    from lti_exchange.config import Settings
 
 __version__ = "0.1.0"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the WSGI app: settings → database → storage → keys → blueprints → errors."""
-    settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
-    state = build_state(settings)
-    ensure_schema(state.engine, settings)
-    state.token_keys.ensure_key()
-    state.tool_keys.ensure_key()
+    """Build the WSGI app (see ``lti_exchange.web.app``)."""
+    from lti_exchange.web.app import create_app as build
 
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = None
-    app.extensions["lti_exchange"] = state
-    app.teardown_appcontext(close_request_session)
-    if settings.expose_query_count:
-        install_query_counter(state.engine)
-
-        @app.after_request
-        def _query_count(response):
-            response.headers["X-Query-Count"] = str(g.get("query_count", 0))
-            return response
-
-    from lti_exchange.api import bp as api_bp
-    from lti_exchange.lti import bp as lti_bp
-
-    app.register_blueprint(api_bp)
-    app.register_blueprint(lti_bp)
-    if settings.trusted_proxies:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
-    register_error_handlers(app)
-    install_body_limits(app)
-    install_default_headers(app)
-
-    @app.get("/healthz")
-    def healthz():
-        checks = {
-            "database": _check(lambda: _ping(state.engine)),
-            "storage": _storage_check(state.storage),
-        }
-        _fail_unless_ok(checks, "unavailable", "The service is unhealthy")
-        return jsonify(status="ok", version=__version__, **checks)
-
-    schema_head = head_revision()
-
-    @app.get("/readyz")
-    def readyz():
-        checks = {
-            "database": _check(lambda: _ping(state.engine)),
-            "schema": _schema_check(state.engine, schema_head),
-            "storage": _storage_check(state.storage),
-        }
-        _fail_unless_ok(checks, "not_ready", "Not ready to serve")
-        return jsonify(status="ok", version=__version__, **checks)
-
-    @app.get("/")
-    def index():
-        return jsonify(
-            service="lti-exchange",
-            version=__version__,
-            api="/api/v1",
-            health="/healthz",
-            ready="/readyz",
-        )
-
-    return app
-
-
-def _ping(engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
-def _check(probe) -> str:
-    try:
-        probe()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
-        logging.getLogger(__name__).warning("health check failed: %s", exc)
-        return f"error: {exc.__class__.__name__}"
-    return "ok"
-
-
-def _storage_check(storage) -> str:
-    """``ok``, ``full`` (free space below the reserve, or ENOSPC) or ``error: <kind>``."""
-    try:
-        storage.check()
-    except InsufficientStorage:
-        return "full"
-    except Exception as exc:  # noqa: BLE001 - any other failure means "not healthy"
-        logging.getLogger(__name__).warning("storage check failed: %s", exc)
-        return f"error: {exc.__class__.__name__}"
-    return "ok"
-
-
-def _schema_check(engine, head: str) -> str:
-    """``ok`` when the database is at the schema head this code needs, else where it is."""
-    try:
-        current = current_revision(engine)
-    except Exception as exc:  # noqa: BLE001 - an unreachable database is reported by its check
-        return f"error: {exc.__class__.__name__}"
-    return "ok" if current == head else f"at {current or 'none'}, needs {head}"
-
-
-def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
-    """Raise 503 naming each failing check and what to do about it; ``details`` has them all."""
-    problems = []
-    for name, value in checks.items():
-        if value == "ok":
-            continue
-        if value == "full":
-            problems.append(
-                "the storage is full (free space is below LTI_EXCHANGE_STORAGE_MIN_FREE_BYTES): "
-                "free some space or enlarge the volume"
-            )
-        elif name == "schema" and not value.startswith("error"):
-            problems.append(f"the database schema is {value}: run `lti-exchange db upgrade`")
-        else:
-            problems.append(f"the {name} does not answer (the cause is in the service log)")
-    if problems:
-        raise ApiError(
-            f"{lead}: " + "; ".join(problems) + ".",
-            status=503,
-            code=code,
-            details=checks,
-        )
+    return build(settings)

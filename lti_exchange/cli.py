@@ -1,4 +1,8 @@
-"""The ``lti-exchange`` command: serve, db, token, keys, login."""
+"""The ``lti-exchange`` command: serve, db, token, keys, login.
+
+A thin layer: each command parses its options, calls a service and prints the answer. Modules of
+``lti_exchange`` are imported inside the commands, so that ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,48 @@ import contextlib
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lti_exchange.config import SettingsError, load_settings
+if TYPE_CHECKING:
+    from lti_exchange.app_objects import AppObjects
+    from lti_exchange.config import Settings
 
 
-def _settings():
+def _settings() -> Settings:
+    from lti_exchange.config import SettingsError, load_settings
+
     try:
         return load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def _state():
-    from lti_exchange.state import build_state
+def _note_data_dir(settings: Settings) -> None:
+    """Say on stderr which data directory this command uses, and when it is a new one."""
+    uses = not settings.database_url or not settings.keys_dir or not settings.storage_url
+    if not uses:
+        return
+    data_dir = settings.resolved_data_dir
+    if data_dir.exists():
+        click.echo(f"lti-exchange: data directory {data_dir}", err=True)
+    else:
+        click.echo(
+            f"lti-exchange: creating a new data directory {data_dir} (new database and signing "
+            "keys). A service running with another data directory refuses what is made here: "
+            "set LTI_EXCHANGE_DATA_DIR to the service's.",
+            err=True,
+        )
 
-    return build_state(_settings())
+
+def _state(settings: Settings | None = None, quiet: bool = False) -> AppObjects:
+    from lti_exchange.app_objects import build_app_objects
+
+    settings = settings or _settings()
+    if not quiet:
+        _note_data_dir(settings)
+    return build_app_objects(settings)
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
@@ -47,12 +75,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     from lti_exchange.migrate import ensure_schema
 
+    _check_port_free(host, port)
     # The workers build LMS-facing URLs from this when LTI_EXCHANGE_BASE_URL is unset (never
     # from the Host header); they inherit the environment.
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     os.environ["LTI_EXCHANGE_BIND"] = bind
     settings = _settings()
-    state = _state()
+    state = _state(settings, quiet=True)
     try:
         ensure_schema(state.engine, settings)
     except RuntimeError as exc:
@@ -76,6 +105,29 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     grade_worker = subprocess.Popen([sys.executable, "-m", "lti_exchange.cli", "worker"])
     atexit.register(grade_worker.terminate)
     run_gunicorn(bind, workers=workers, threads=threads)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one clear line when ``host:port`` is taken (gunicorn would retry and log)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"Cannot listen on {host!r}: {exc.strerror}.") from exc
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} is in use on {host}: stop what uses it (another "
+                    "`lti-exchange serve`?) or choose another with --port."
+                ) from exc
+            raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from exc
 
 
 @main.group()
@@ -256,21 +308,20 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
     """Print an access token, creating the user, course and enrolment if needed."""
     from lti_exchange.errors import ApiError
     from lti_exchange.migrate import SchemaOutOfDate, ensure_schema
-    from lti_exchange.refresh import token_pair
-    from lti_exchange.services.provisioning import find_or_create_org, provision
+    from lti_exchange.services.operators import enrol_for_token
+    from lti_exchange.tokens.refresh import token_pair
 
     settings = _settings()
-    state = _state()
+    state = _state(settings)
     try:
         ensure_schema(state.engine, settings)
     except SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from exc
     with state.session_factory() as session:
         try:
-            organisation = find_or_create_org(session, org)
-            enrolment = provision(
+            issued = enrol_for_token(
                 session,
-                org=organisation,
+                org=org,
                 username=username,
                 course_code=course,
                 role=role,
@@ -282,7 +333,14 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
             session.commit()
         except ApiError as exc:
             raise click.ClickException(exc.message) from exc
-        data = token_pair(state, session, enrolment, with_refresh=False, ttl=ttl)
+        if issued.previous_role:
+            click.echo(
+                f"Warning: {username} was {issued.previous_role} in {course} and is now {role} "
+                "(a user has one role per course, and their earlier tokens now act as "
+                f"{role}). For another person, use another --username.",
+                err=True,
+            )
+        data = token_pair(state, session, issued.enrolment, with_refresh=False, ttl=ttl)
     access = data["access_token"]
     _emit(as_json, data, access)
 
@@ -294,42 +352,27 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_revoke(username, course, org, as_json):
     """Revoke the user's tokens issued until now (in one course, or all of them)."""
-    from sqlalchemy import select
-
-    from lti_exchange.models import Course, Enrolment, Organisation, User
-    from lti_exchange.refresh import revoke_enrolments
+    from lti_exchange.errors import ApiError
+    from lti_exchange.services.operators import revoke_tokens
 
     state = _state()
     with state.session_factory() as session:
-        query = (
-            select(Enrolment)
-            .join(User, User.id == Enrolment.user_id)
-            .join(Course, Course.id == Enrolment.course_id)
-            .where(User.username == username)
-        )
-        if course:
-            query = query.where(Course.code == course)
-        if org:
-            org_filter = Organisation.id == int(org) if org.isdigit() else Organisation.name == org
-            query = query.join(Organisation, Organisation.id == User.org_id).where(org_filter)
-        enrolments = session.execute(query).scalars().all()
-        # Access tokens (tokens_not_before) and refresh tokens, in one transaction.
-        revoked_refresh = revoke_enrolments(session, [e.id for e in enrolments])
+        try:
+            result = revoke_tokens(session, username, course, org)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from exc
         session.commit()
-        revoked = [e.course.code for e in enrolments]
-        now = max((e.tokens_not_before for e in enrolments), default=datetime.now(UTC))
-    if not revoked:
-        raise click.ClickException(f"No enrolment of {username!r} matches; nothing revoked.")
     _emit(
         as_json,
         {
             "username": username,
-            "courses": revoked,
-            "refresh_tokens_revoked": revoked_refresh,
-            "revoked_at": now.isoformat(),
+            "courses": result.courses,
+            "refresh_tokens_revoked": result.refresh_tokens_revoked,
+            "revoked_at": result.revoked_at.isoformat(),
         },
-        f"Revoked the tokens of {username} in {len(revoked)} course(s): {', '.join(revoked)} "
-        f"({revoked_refresh} refresh token(s)); they must launch from the LMS again.",
+        f"Revoked the tokens of {username} in {len(result.courses)} course(s): "
+        f"{', '.join(result.courses)} ({result.refresh_tokens_revoked} refresh token(s)); "
+        "they must launch from the LMS again.",
     )
 
 
@@ -383,7 +426,7 @@ def keys_list(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--url", required=True, help="The exchange service URL.")
+@click.option("--url", required=True, help="The exchange service URL, e.g. http://127.0.0.1:8000")
 @click.option("--token", "access_token", required=True, help="Your access token.")
 @click.option("--refresh-token", default=None, help="Your refresh token, if you have one.")
 @click.option(
@@ -391,61 +434,60 @@ def keys_list(as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def login(url, access_token, refresh_token, token_file, as_json):
-    """Store tokens in your token store so nbgrader can use the exchange."""
+    """Check your token with the service and store it (with the URL) so nbgrader can use it."""
     from pathlib import Path
 
-    import requests
-
+    from nbgrader_plugin.connect import LoginProblem, check_login, service_base_url
     from nbgrader_plugin.tokens import TokenEntry, TokenStore
 
     try:
-        entry = TokenEntry.from_access_token(access_token, url.rstrip("/"), refresh_token)
-    except ValueError as exc:
-        raise click.ClickException(f"That is not an access token ({exc}).") from exc
-    try:
-        answer = requests.get(
-            url.rstrip("/") + "/api/v1/me",
-            headers={"Authorization": f"Bearer {access_token}"},
-            timeout=30,
+        base = service_base_url(url)
+        entry = TokenEntry.from_access_token(access_token, base, refresh_token)
+    except ValueError as exc:  # LoginProblem is one
+        message = (
+            str(exc) if isinstance(exc, LoginProblem) else f"That is not an access token ({exc})."
         )
-    except requests.RequestException as exc:
-        raise click.ClickException(f"Cannot reach {url}: {exc}") from exc
-    if answer.status_code != 200:
-        try:
-            message = answer.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {answer.status_code}"
-        raise click.ClickException(f"The exchange refused the token: {message}")
+        raise click.ClickException(message) from exc
+    try:
+        me = check_login(base, access_token)
+    except LoginProblem as exc:
+        raise click.ClickException(str(exc)) from exc
     store = TokenStore(Path(token_file).expanduser() if token_file else None)
     store.save(entry)
-    me = answer.json()
     _emit(
         as_json,
         {**me, "token_file": str(store.path)},
-        f"Logged in as {me['username']} ({me['role']}) in course {me['course_id']}; "
+        f"Logged in as {me['username']} ({me['role']}) in course {me['course_id']} at {base}; "
         f"tokens stored in {store.path}",
     )
 
 
+@main.group()
+def handoff() -> None:
+    """The Jupyter server extension that takes tokens from the LTI landing page."""
+
+
+@handoff.command("enable")
+@click.option("--user", is_flag=True, help="For this user only (~/.jupyter), not the environment.")
+def handoff_enable(user: bool) -> None:
+    """Enable the extension in Jupyter (a wheel install does this; an editable one does not)."""
+    from nbgrader_plugin.server_extension.enable import config_root, enable
+
+    path, changed = enable(config_root(user))
+    click.echo(
+        f"{'Wrote' if changed else 'Already enabled by'} {path}; restart the Jupyter server. "
+        "`jupyter server extension list` shows nbgrader_plugin.server_extension enabled."
+    )
+
+
 def _course_for(session, course: str, org: str | None):
-    from sqlalchemy import select
+    from lti_exchange.errors import ApiError
+    from lti_exchange.services.operators import find_course
 
-    from lti_exchange.models import Course, Organisation
-
-    query = select(Course).where(Course.code == course)
-    if org:
-        org_filter = Organisation.id == int(org) if org.isdigit() else Organisation.name == org
-        query = query.join(Organisation, Organisation.id == Course.org_id).where(org_filter)
-    rows = session.execute(query).scalars().all()
-    if not rows:
-        raise click.ClickException(
-            f"No course {course!r}" + (f" in organisation {org}" if org else "") + "."
-        )
-    if len(rows) > 1:
-        raise click.ClickException(
-            f"Several organisations have a course {course!r}; add --org ORG (id or name)."
-        )
-    return rows[0]
+    try:
+        return find_course(session, course, org)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 @main.group()
@@ -460,48 +502,52 @@ def grades() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def grades_status(course: str, assignment: str | None, org: str | None, as_json: bool) -> None:
     """Per student: pending, sent (when), failed (why) or not sendable (why)."""
-    from sqlalchemy import select
-
-    from lti_exchange.models import Grade
-    from lti_exchange.services.grades import grade_json
+    from lti_exchange.errors import ApiError
+    from lti_exchange.services.context import ServiceContext
+    from lti_exchange.services.grades import GradeService
 
     state = _state()
     with state.session_factory() as session:
-        row = _course_for(session, course, org)
-        query = select(Grade).where(Grade.course_id == row.id)
-        if assignment:
-            query = query.where(Grade.assignment_name == assignment)
-        rows = [
-            grade_json(g)
-            for g in session.execute(
-                query.order_by(Grade.assignment_name, Grade.student_id)
-            ).scalars()
-        ]
-    counts: dict[str, int] = {}
-    for item in rows:
-        counts[item["status"]] = counts.get(item["status"], 0) + 1
+        service = GradeService(ServiceContext(session, state.storage, state.limits))
+        try:
+            status = service.course_status(_course_for(session, course, org), assignment)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from exc
+    counts = {name: n for name, n in status["counts"].items() if n}
     lines = [
         f"{g['assignment_id']:20} {g['student_id']:24} {g['score']:>7g}/{g['max_score']:<7g} "
         f"{g['status']:12} {g['sent_at'] or g['reason'] or ''}"
-        for g in rows
+        for g in status["grades"]
     ]
     lines.append("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    _emit(as_json, {"course_id": course, "counts": counts, "grades": rows}, "\n".join(lines))
+    _emit(
+        as_json,
+        {"course_id": course, "counts": counts, "grades": status["grades"]},
+        "\n".join(lines),
+    )
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run the housekeeping jobs and send the grades that are due now, then exit (for cron).",
+)
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between passes.")
 def worker(once: bool, interval: float) -> None:
-    """Send queued grades to the LMS until stopped (Ctrl-C); restarts lose nothing."""
+    """Send queued grades to the LMS and run the housekeeping jobs (purges, partial-upload sweep,
+    roster syncs) until stopped (Ctrl-C); restarts lose nothing."""
     import signal
     import threading
 
+    from lti_exchange.logging_setup import configure_logging
     from lti_exchange.worker import GradeWorker, summarise
 
     state = _state()
+    configure_logging(state.settings.log_level)
     grade_worker = GradeWorker(state)
     if once:
+        grade_worker.jobs.run_due()
         click.echo(summarise(grade_worker.run_once()))
         return
     stop = threading.Event()
@@ -556,7 +602,7 @@ def storage() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def storage_sweep(older_than: float | None, as_json: bool) -> None:
     """Delete partial uploads left by killed processes (the worker does this every 5 minutes)."""
-    from lti_exchange.worker import sweep_partial_uploads
+    from lti_exchange.jobs.uploads import sweep_partial_uploads
 
     removed = sweep_partial_uploads(_state(), older_than)
     _emit(as_json, {"removed": removed}, f"Removed {removed} partial upload(s).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class Settings:
     roster_sync_interval: int = 3600
     storage_min_free_bytes: int = 64 * 1024**2
     partial_upload_grace: int = 3600
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -125,7 +124,7 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build the settings from defaults, the optional config file, the environment and overrides."""
     environ = os.environ if environ is None else environ
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
 
     config_path = overrides.get("config") or environ.get(f"{ENV_PREFIX}CONFIG", "")

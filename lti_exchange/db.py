@@ -1,10 +1,11 @@
-"""Engine, one session per request, and the declarative base with a naming convention."""
+"""Engine per backend, session factory, and the declarative base with a naming convention.
+
+The request-scoped session lives in ``lti_exchange.web.current`` (this module has no Flask)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, has_app_context
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -53,34 +54,3 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, future=True)
-
-
-def install_query_counter(engine: Engine) -> None:
-    """Count statements per request on ``g`` (exposed as ``X-Query-Count`` when enabled)."""
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _count(*_args: Any) -> None:
-        if has_app_context():
-            g.query_count = g.get("query_count", 0) + 1
-
-
-def get_session() -> Session:
-    """The request's session, created on first use and closed at teardown."""
-    if "db_session" not in g:
-        g.db_session = current_app.extensions["lti_exchange"].session_factory()
-    return g.db_session
-
-
-def rollback_request_session() -> None:
-    session = g.pop("db_session", None) if has_app_context() else None
-    if session is not None:
-        session.rollback()
-        session.close()
-
-
-def close_request_session(_exc: BaseException | None = None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        if session.in_transaction():
-            session.rollback()
-        session.close()

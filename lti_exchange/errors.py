@@ -1,14 +1,9 @@
-"""Domain errors and the one JSON error shape every ``/api/`` response uses."""
+"""Domain errors and the one JSON error shape every ``/api/`` response uses (no Flask: the
+handlers that send them are in ``lti_exchange.web.errors``)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -84,57 +79,3 @@ class InsufficientStorage(ApiError):
             "your instructor or the exchange's operator that its storage is full.",
             **kwargs,
         )
-
-
-def error_response(error: ApiError):
-    response = jsonify(error.to_dict())
-    response.status_code = error.status
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="lti-exchange"'
-    return response
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Install the handlers that turn every failure under ``/api/`` into the JSON error shape."""
-
-    @app.errorhandler(ApiError)
-    def _api_error(error: ApiError):
-        return error_response(error)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException):
-        if not _wants_json():
-            return error
-        status = error.code or 500
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        message = {
-            404: "No such endpoint. See docs/openapi.yaml for the API.",
-            405: f"Method {request.method} is not allowed on {request.path}.",
-        }.get(status, error.description or error.name)
-        response = error_response(
-            ApiError(message, status=status, code=codes.get(status, "http_error"))
-        )
-        if getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: 405 must
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
-        log.exception("Unhandled error on %s %s", request.method, request.path)
-        from lti_exchange.db import rollback_request_session
-
-        rollback_request_session()
-        if not _wants_json():
-            return "Internal server error. The operator can find the details in the log.", 500
-        return error_response(
-            ApiError(
-                "Internal server error. Try again; if it persists, tell your operator "
-                "(the details are in the service log).",
-                status=500,
-                code="internal_error",
-            )
-        )
-
-
-def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")

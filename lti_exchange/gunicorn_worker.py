@@ -93,7 +93,7 @@ class HeadBufferingWorker(ThreadWorker):
         super().finish_request(conn, fs)
 
     def _await_head(self, conn: TConn, initial: bytes) -> None:
-        conn.head = bytearray(initial)  # type: ignore[attr-defined]
+        conn.head = bytearray(initial)
         if head_complete(conn.head):
             self._dispatch(conn)
             return
@@ -111,8 +111,8 @@ class HeadBufferingWorker(ThreadWorker):
             self._forget(conn)
             conn.close()
             return
-        conn.head += data  # type: ignore[attr-defined]
-        if head_complete(conn.head) or len(conn.head) > self.head_limit:  # type: ignore[attr-defined]
+        conn.head += data
+        if head_complete(conn.head) or len(conn.head) > self.head_limit:
             self.poller.unregister(conn.sock)
             del self.heading[conn]
             self._dispatch(conn)
@@ -124,7 +124,7 @@ class HeadBufferingWorker(ThreadWorker):
     def handle(self, conn: TConn):
         head = getattr(conn, "head", None)
         if head is not None:
-            conn.head = None  # type: ignore[attr-defined]
+            conn.head = None
             try:
                 conn.sock.setblocking(True)
                 conn.init()

@@ -39,6 +39,11 @@ class _Gunicorn(BaseApplication):
 
 
 def run_gunicorn(bind: str, *, workers: int = 2, threads: int = 4) -> None:
+    """Serve the app on ``bind``; the service's log lines go to stderr at its log level."""
+    from lti_exchange.config import load_settings
+    from lti_exchange.logging_setup import configure_logging
+
+    configure_logging(load_settings().log_level)
     _Gunicorn(
         {
             **FRONT_DOOR,

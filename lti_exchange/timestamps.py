@@ -30,15 +30,15 @@ def parse_timestamp(text: str) -> datetime:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         try:
-            moment = moment.astimezone(UTC)
+            utc: datetime | None = moment.astimezone(UTC)
         except OverflowError:
-            moment = None
-        if moment is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
+            utc = None
+        if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
             raise InvalidRequest(
                 f"Timestamp {value[:40]!r} is out of range: use a time between the years "
                 f"{MIN_YEAR} and {MAX_YEAR} (UTC), e.g. '2026-11-25 20:51:10.248006 UTC'."
             )
-        return moment
+        return utc
     raise InvalidRequest(
         f"Invalid timestamp {value[:40]!r}; expected e.g. '2026-11-25 20:51:10.248006 UTC'."
     )

@@ -1,10 +1,10 @@
-"""The grade worker: sends outbox entries to the LMS (AGS), with retries and back-off.
+"""The worker: sends grade outbox entries to the LMS (AGS) with retries and back-off, and runs
+the periodic jobs of ``lti_exchange.jobs`` between passes.
 
 Several workers may run at once: each entry is claimed with a conditional update, so no two
-workers send it at the same time; a claim expires, so a killed worker loses nothing.
-
-Every ``SWEEP_INTERVAL`` seconds the worker also deletes partial uploads that a killed server
-process left in the blob storage (older than ``LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE``).
+workers send it at the same time; a claim expires, so a killed worker loses nothing. The jobs
+(roster syncs that launches asked for, purging expired key-value rows and old refresh tokens,
+sweeping partial uploads) are safe to run in several workers too: see each job's module.
 """
 
 from __future__ import annotations
@@ -13,28 +13,28 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lti_exchange.app_objects import AppObjects
+from lti_exchange.jobs import purge, roster, uploads
+from lti_exchange.jobs.periodic import JobRunner, PeriodicJob
 from lti_exchange.lti.platform_client import PlatformClient, PlatformError
 from lti_exchange.lti.store import DatabaseStore
 from lti_exchange.models import Course, Grade, GradeOutbox, LineItem, LtiRegistration, User
 from lti_exchange.models.grade import FAILED, PENDING, SENT
 from lti_exchange.models.types import utcnow
-from lti_exchange.state import ExchangeState
 
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 120
 MAX_BACKOFF = 300
 LINEITEM_LOCK_SECONDS = 60
-SWEEP_INTERVAL = 300.0
 
 
 def backoff(attempts: int) -> float:
@@ -49,40 +49,41 @@ def score_timestamp(last: datetime | None) -> datetime:
     return now
 
 
-def sweep_partial_uploads(state: ExchangeState, older_than: float | None = None) -> int:
-    """Delete partial uploads untouched for the grace period (or ``older_than`` s); how many."""
-    grace = state.settings.partial_upload_grace if older_than is None else older_than
-    removed = state.storage.sweep_partial(grace)
-    if removed:
-        log.info("removed %d partial upload(s) untouched for over %g s", removed, grace)
-    else:
-        log.debug("no partial upload untouched for over %g s", grace)
-    return removed
-
-
-class PartialUploadSweeper:
-    """Runs ``sweep_partial_uploads`` at most once every ``interval`` seconds."""
-
-    def __init__(self, state: ExchangeState, interval: float = SWEEP_INTERVAL) -> None:
-        self.state = state
-        self.interval = interval
-        self._next = 0.0
-
-    def run_if_due(self) -> int | None:
-        """Sweep when due (the first call always is); the count removed, or None when not due."""
-        now = time.monotonic()
-        if now < self._next:
-            return None
-        self._next = now + self.interval
-        return sweep_partial_uploads(self.state)
+def worker_jobs(state: AppObjects, worker_id: str) -> JobRunner:
+    """The periodic jobs every worker runs between grade passes."""
+    sessions = state.session_factory
+    return JobRunner(
+        [
+            PeriodicJob(
+                "roster-sync",
+                roster.POLL_INTERVAL,
+                lambda: roster.run_roster_requests(state, worker_id),
+            ),
+            PeriodicJob(
+                "purge-key-values", purge.PURGE_INTERVAL, lambda: purge.purge_key_values(sessions)
+            ),
+            PeriodicJob(
+                "purge-refresh-tokens",
+                purge.PURGE_INTERVAL,
+                lambda: purge.purge_refresh_tokens(sessions),
+            ),
+            PeriodicJob(
+                "sweep-partial-uploads",
+                uploads.SWEEP_INTERVAL,
+                lambda: uploads.sweep_partial_uploads(state),
+            ),
+        ]
+    )
 
 
 class GradeWorker:
-    def __init__(self, state: ExchangeState, worker_id: str | None = None) -> None:
+    """One worker: grade passes (``run_once``) and, in ``run_forever``, the periodic jobs."""
+
+    def __init__(self, state: AppObjects, worker_id: str | None = None) -> None:
         self.state = state
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.store = DatabaseStore(state.session_factory)
-        self.sweeper = PartialUploadSweeper(state)
+        self.jobs = worker_jobs(state, self.worker_id)
 
     # -- claiming -------------------------------------------------------------------------------
     def claim(self, limit: int = 50) -> list[int]:
@@ -103,16 +104,19 @@ class GradeWorker:
             )
             claimed = []
             for outbox_id in candidates:
-                result = session.execute(
-                    update(GradeOutbox)
-                    .where(
-                        GradeOutbox.id == outbox_id,
-                        or_(GradeOutbox.locked_until.is_(None), GradeOutbox.locked_until < now),
-                    )
-                    .values(
-                        locked_by=self.worker_id,
-                        locked_until=now + timedelta(seconds=CLAIM_SECONDS),
-                    )
+                result = cast(
+                    "CursorResult[Any]",
+                    session.execute(
+                        update(GradeOutbox)
+                        .where(
+                            GradeOutbox.id == outbox_id,
+                            or_(GradeOutbox.locked_until.is_(None), GradeOutbox.locked_until < now),
+                        )
+                        .values(
+                            locked_by=self.worker_id,
+                            locked_until=now + timedelta(seconds=CLAIM_SECONDS),
+                        )
+                    ),
                 )
                 session.commit()
                 if result.rowcount == 1:
@@ -135,14 +139,17 @@ class GradeWorker:
         if entry is None or entry.locked_by != self.worker_id:
             return "deferred"
         grade = session.get(Grade, entry.grade_id)
-        course = session.get(Course, grade.course_id)
+        course = session.get(Course, grade.course_id) if grade is not None else None
+        if grade is None or course is None:  # deleted with its course meanwhile
+            return "deferred"
         user = session.execute(
             select(User).where(User.org_id == course.org_id, User.username == grade.student_id)
         ).scalar_one_or_none()
         registration = session.execute(
             select(LtiRegistration).where(LtiRegistration.org_id == course.org_id)
         ).scalar_one_or_none()
-        if registration is None or user is None or not user.lti_sub or not course.ags_lineitems_url:
+        lineitems_url = course.ags_lineitems_url
+        if registration is None or user is None or not user.lti_sub or not lineitems_url:
             return self._fail(
                 session,
                 entry,
@@ -154,7 +161,7 @@ class GradeWorker:
         )
         version = grade.version
         try:
-            lineitem = self._lineitem(session, client, course, grade)
+            lineitem = self._lineitem(session, client, course, lineitems_url, grade)
             if lineitem is None:
                 return self._retry(
                     session, entry, grade, "another worker is creating the line item", count=False
@@ -173,8 +180,10 @@ class GradeWorker:
             )
         except PlatformError as exc:
             if exc.retryable:
-                return self._retry(session, entry, grade, str(exc))
-            return self._fail(session, entry, grade, f"the LMS refused the score: {exc}")
+                return self._retry(session, entry, grade, str(exc), status=exc.status)
+            return self._fail(
+                session, entry, grade, f"the LMS refused the score: {exc}", status=exc.status
+            )
         session.refresh(grade)
         grade.last_score_timestamp = stamp
         if grade.version == version:
@@ -189,7 +198,12 @@ class GradeWorker:
         return "sent"
 
     def _lineitem(
-        self, session: Session, client: PlatformClient, course: Course, grade: Grade
+        self,
+        session: Session,
+        client: PlatformClient,
+        course: Course,
+        lineitems_url: str,
+        grade: Grade,
     ) -> str | None:
         """The line item of the assignment, found or created once (a lock serialises creation)."""
         row = session.execute(
@@ -204,7 +218,7 @@ class GradeWorker:
             return None
         try:
             url = client.find_or_create_lineitem(
-                course.ags_lineitems_url,
+                lineitems_url,
                 grade.assignment_name,
                 grade.assignment_name,
                 grade.max_score,
@@ -227,8 +241,16 @@ class GradeWorker:
             self.store.delete(lock)
 
     def _retry(
-        self, session: Session, entry: GradeOutbox, grade: Grade, error: str, *, count: bool = True
+        self,
+        session: Session,
+        entry: GradeOutbox,
+        grade: Grade,
+        error: str,
+        *,
+        count: bool = True,
+        status: int | None = None,
     ) -> str:
+        """Put the entry back for later (``count``: an attempt that failed, with back-off)."""
         if count:
             entry.attempts += 1
         delay = backoff(entry.attempts) if count else 1.0
@@ -238,10 +260,31 @@ class GradeWorker:
         if grade.status == PENDING:
             grade.reason = f"waiting to retry ({entry.attempts} attempt(s)): {error}"[:2000]
         session.commit()
-        log.warning("grade %s: retry in %.0f s: %s", grade.id, delay, error)
-        return "retrying" if count else "deferred"
+        if count:
+            log.warning(
+                "grade %d (outbox %d): attempt %d failed (LMS status %s): %s; retrying in %.0f s",
+                grade.id,
+                entry.id,
+                entry.attempts,
+                status if status is not None else "none",
+                error,
+                delay,
+            )
+            return "retrying"
+        log.info("grade %d (outbox %d): deferred %.0f s: %s", grade.id, entry.id, delay, error)
+        return "deferred"
 
-    def _fail(self, session: Session, entry: GradeOutbox, grade: Grade, error: str) -> str:
+    def _fail(
+        self,
+        session: Session,
+        entry: GradeOutbox,
+        grade: Grade,
+        error: str,
+        *,
+        status: int | None = None,
+    ) -> str:
+        """Give up on the entry: the grade is marked failed with ``error`` as its reason."""
+        outbox_id = entry.id
         grade.status, grade.reason = FAILED, error[:2000]
         session.execute(
             delete(GradeOutbox).where(
@@ -249,17 +292,21 @@ class GradeWorker:
             )
         )
         session.commit()
-        log.warning("grade %s failed: %s", grade.id, error)
+        log.warning(
+            "grade %d (outbox %d) failed (LMS status %s): %s",
+            grade.id,
+            outbox_id,
+            status if status is not None else "none",
+            error,
+        )
         return "failed"
 
     def run_forever(self, interval: float = 2.0, stop: threading.Event | None = None) -> None:
+        """Grade passes every ``interval`` seconds, each after the jobs that are due."""
         stop = stop or threading.Event()
         log.info("grade worker %s started", self.worker_id)
         while not stop.is_set():
-            try:
-                self.sweeper.run_if_due()
-            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
-                log.exception("partial upload sweep failed")
+            self.jobs.run_due()  # logs and survives a failing job
             try:
                 counts = self.run_once()
                 if any(counts.values()):
@@ -267,18 +314,6 @@ class GradeWorker:
             except Exception:  # noqa: BLE001 - keep the worker alive; the outbox keeps the work
                 log.exception("grade worker pass failed")
             stop.wait(interval)
-
-
-def start_background_worker(state: ExchangeState, interval: float = 2.0) -> threading.Thread:
-    """Run a worker in a daemon thread (the embedded default's ``serve``)."""
-    thread = threading.Thread(
-        target=GradeWorker(state).run_forever,
-        kwargs={"interval": interval},
-        daemon=True,
-        name="grade-worker",
-    )
-    thread.start()
-    return thread
 
 
 def summarise(counts: dict[str, Any]) -> str:

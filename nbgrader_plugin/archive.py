@@ -14,11 +14,17 @@ import unicodedata
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 MAX_MEMBERS = 10_000
 CHUNK = 1024 * 1024
 MAX_UNPACKED_BYTES = 4 * 1024**3
+
+
+class Readable(Protocol):
+    """What the readers here need of a stream: a file, an HTTP response body, a tar member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class UnsafeArchive(ValueError):
@@ -70,7 +76,7 @@ def pack_directory(
 class HashingReader:
     """Wraps a stream, computing SHA-256 and calling ``progress(n)`` for every chunk read."""
 
-    def __init__(self, source: BinaryIO, progress: Callable[[int], object] | None = None):
+    def __init__(self, source: Readable, progress: Callable[[int], object] | None = None):
         self._source = source
         self._progress = progress
         self.sha256 = hashlib.sha256()
@@ -164,7 +170,7 @@ class _Gunzip:
     """A read-only file over a gzip stream of one or more members (``tarfile`` reads only the
     first), decompressed at most ``CHUNK`` bytes per step; zero padding after the end is allowed."""
 
-    def __init__(self, source: BinaryIO, first: bytes) -> None:
+    def __init__(self, source: Readable, first: bytes) -> None:
         self._source = source
         self._pending = first
         self._inflate = zlib.decompressobj(wbits=31)
@@ -204,7 +210,7 @@ class _Gunzip:
         return out
 
 
-def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
+def _open_tar(stream: Readable) -> tarfile.TarFile:
     """A streaming ``TarFile`` over a plain or gzip-compressed tar stream."""
     first = stream.read(2)
     if len(first) == 1:
@@ -219,7 +225,7 @@ def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
 class _Prefixed:
     """``stream`` with ``first`` (already read from it) put back in front."""
 
-    def __init__(self, stream: BinaryIO, first: bytes) -> None:
+    def __init__(self, stream: Readable, first: bytes) -> None:
         self._stream = stream
         self._first = first
 
@@ -245,7 +251,7 @@ _NAME_ERRORS = {
 
 
 def extract_stream(
-    stream: BinaryIO,
+    stream: Readable,
     dest: Path,
     *,
     skip: Callable[[PurePosixPath], bool] | None = None,

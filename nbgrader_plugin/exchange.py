@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from textwrap import dedent
+from typing import TYPE_CHECKING, NoReturn
 
 from jupyter_core.paths import jupyter_data_dir
 from nbgrader.exchange.abc import Exchange as ABCExchange
@@ -14,7 +15,7 @@ from nbgrader.utils import ignore_patterns
 from traitlets import Bool, Float, Integer, Unicode, default
 
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
-from nbgrader_plugin.tokens import URL_ENV, TokenEntry, TokenStore
+from nbgrader_plugin.tokens import TOKEN_ENV, URL_ENV, TokenEntry, TokenStore
 
 try:
     from tqdm import tqdm
@@ -24,6 +25,10 @@ except ImportError:  # pragma: no cover - tqdm is a dependency; keep working wit
 
 class Exchange(ABCExchange):
     """Settings shared by all lti-exchange plugin classes (``c.Exchange.*``)."""
+
+    if TYPE_CHECKING:  # nbgrader is untyped; its ``fail`` logs and raises ``ExchangeError``
+
+        def fail(self, msg: str) -> NoReturn: ...
 
     service_url = Unicode(
         "",
@@ -81,16 +86,28 @@ class Exchange(ABCExchange):
         """The course named by ``--course``, or every course the user holds a token for."""
         if self.coursedir.course_id:
             return [self.coursedir.course_id]
-        return sorted(self.token_entries())
+        return sorted(self.connected_entries())
 
     def require_course(self) -> str:
         if not self.coursedir.course_id:
-            entries = self.token_entries()
+            entries = self.connected_entries()
             if len(entries) == 1:
                 self.coursedir.course_id = next(iter(entries))
             else:
                 self.fail("No course id specified. Re-run with --course flag.")
         return self.coursedir.course_id
+
+    def connected_entries(self) -> dict[str, TokenEntry]:
+        """The token entries, failing with how to connect when there are none."""
+        entries = self.token_entries()
+        if not entries:
+            self.fail(
+                f"You are not connected to an exchange: there is no token in "
+                f"{self.token_store.path} and {TOKEN_ENV} is not set. Launch an assignment "
+                "from your LMS (its page connects your notebook server), or run "
+                "`lti-exchange login --url URL --token TOKEN`, then try again."
+            )
+        return entries
 
     def client(self, course_id: str) -> ExchangeClient:
         entry = self.token_entries().get(course_id)
@@ -99,13 +116,33 @@ class Exchange(ABCExchange):
                 f"You have no access token for course '{course_id}'. Launch the course's "
                 "assignment from your LMS (or run `lti-exchange login`), then try again."
             )
-        url = self.service_url or entry.service_url
+        url = self.exchange_url(entry)
         if not url:
             self.fail(
                 "No exchange URL is configured: set c.Exchange.service_url in "
                 f"nbgrader_config.py or the {URL_ENV} environment variable."
             )
         return ExchangeClient(url, entry, store=self.token_store, timeout=self.timeout)
+
+    def exchange_url(self, entry: TokenEntry) -> str:
+        """The URL stored with the token (where ``lti-exchange login`` or the LMS hand-off
+        checked it), else the configured one; a configured URL that differs is warned about and
+        not used, since the token belongs to the service that issued it."""
+        configured = self.service_url.strip().rstrip("/")
+        stored = (entry.service_url or "").strip().rstrip("/")
+        if stored and configured and stored != configured:
+            self.log.warning(
+                "c.Exchange.service_url (or $%s) is %s, but your token for course %s was stored "
+                "for %s; using %s. To use %s, run `lti-exchange login --url %s --token TOKEN`.",
+                URL_ENV,
+                configured,
+                entry.course_id,
+                stored,
+                stored,
+                configured,
+                configured,
+            )
+        return stored or configured
 
     @contextlib.contextmanager
     def failures(self, action: str) -> Iterator[None]:
@@ -134,16 +171,42 @@ class Exchange(ABCExchange):
             log=self.log,
         )
 
-    def check_size(self, source: Path) -> None:
-        total = sum(
-            p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink()
+    def check_size(self, source: Path, refuse_dropped_files: bool = False) -> None:
+        """Fail when ``source`` is over ``CourseDirectory.max_dir_size`` or, with
+        ``refuse_dropped_files``, holds files nbgrader would leave out for being over
+        ``CourseDirectory.max_file_size``; the message names the values to set (in kB, as
+        nbgrader counts them: 1 kB = 1000 bytes)."""
+        limits = self.size_limits(source, refuse_dropped_files)
+        if limits:
+            self.fail(limits)
+
+    def size_limits(self, source: Path, refuse_dropped_files: bool = False) -> str:
+        """The message for ``check_size``, or '' when everything fits."""
+        total, too_large = _folder_sizes(
+            source, self.coursedir, 1000 * self.coursedir.max_file_size
         )
-        limit = 1000 * self.coursedir.max_dir_size
-        if total > limit:
-            self.fail(
-                f"The folder {source} holds {total} bytes, more than the limit of {limit} "
-                "(CourseDirectory.max_dir_size, in kB). Remove large files and try again."
+        dir_limit, file_limit = self.coursedir.max_dir_size, self.coursedir.max_file_size
+        problems, settings = [], []
+        if refuse_dropped_files and too_large:
+            biggest = max(size for _name, size in too_large)
+            names = ", ".join(f"{name} ({_kb(size)} kB)" for name, size in too_large[:5])
+            problems.append(
+                f"{len(too_large)} file(s) over CourseDirectory.max_file_size ({file_limit} kB), "
+                f"which nbgrader would leave out: {names}"
             )
+            settings.append(f"c.CourseDirectory.max_file_size = {_kb(biggest)}")
+        if total > 1000 * dir_limit:
+            problems.append(
+                f"{_kb(total)} kB in all, over CourseDirectory.max_dir_size ({dir_limit} kB)"
+            )
+        if settings or total > 1000 * dir_limit:
+            settings.append(f"c.CourseDirectory.max_dir_size = {max(dir_limit, _kb(total))}")
+        if not problems:
+            return ""
+        return (
+            f"{source} holds {'; and '.join(problems)}. Remove large files, or set (in kB) "
+            f"{' and '.join(settings)} in nbgrader_config.py, then try again."
+        )
 
     @contextlib.contextmanager
     def progress(self, total: int | None, description: str) -> Iterator[Callable[[int], object]]:
@@ -166,3 +229,29 @@ class Exchange(ABCExchange):
 
     def copy_files(self) -> None:
         pass
+
+
+def _kb(size: int) -> int:
+    """Bytes in nbgrader's kB (1000 bytes), rounded up so that a limit of this value holds it."""
+    return -(-size // 1000)
+
+
+def _folder_sizes(
+    source: Path, coursedir, max_file_bytes: int
+) -> tuple[int, list[tuple[str, int]]]:
+    """The total size of the files under ``source`` that nbgrader's ignore/include rules keep,
+    and those of them over ``max_file_bytes`` (no limit when 0)."""
+    keep = ignore_patterns(exclude=coursedir.ignore, include=coursedir.include)
+    total, too_large = 0, []
+    for directory, dirnames, filenames in os.walk(source):
+        skipped = keep(directory, dirnames + filenames)
+        dirnames[:] = [d for d in dirnames if d not in skipped]
+        for name in filenames:
+            file = Path(directory, name)
+            if name in skipped or file.is_symlink() or not file.is_file():
+                continue
+            size = file.stat().st_size
+            total += size
+            if max_file_bytes and size > max_file_bytes:
+                too_large.append((str(file.relative_to(source)), size))
+    return total, sorted(too_large)

@@ -35,14 +35,28 @@ class LtiGradeExporter(ExportPlugin):
         if not course_id:
             raise SystemExit("No course id: run it in the course directory, or pass --course.")
         store = TokenStore()
-        entry = store.load().get(course_id)
+        try:
+            entry = store.load().get(course_id)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
         if entry is None:
             raise SystemExit(
                 f"You have no access token for course '{course_id}': launch the course from "
                 "your LMS (or run `lti-exchange login`), then try again."
             )
         exchange_url = self.config.get("Exchange", {}).get("service_url", "")
-        url = self.service_url or exchange_url or os.environ.get(URL_ENV) or entry.service_url
+        configured = (self.service_url or exchange_url or os.environ.get(URL_ENV, "")).rstrip("/")
+        # As for the exchange classes: the token goes to the service it was stored for.
+        url = (entry.service_url or "").rstrip("/") or configured
+        if configured and url != configured:
+            self.log.warning(
+                "The configured exchange URL is %s, but your token for course %s was stored "
+                "for %s; using %s.",
+                configured,
+                course_id,
+                url,
+                url,
+            )
         if not url:
             raise SystemExit("No exchange URL: set c.Exchange.service_url in nbgrader_config.py.")
         return ExchangeClient(url, entry, store=store)

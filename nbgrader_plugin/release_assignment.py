@@ -35,7 +35,7 @@ class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
     def copy_files(self) -> None:
         course_id = self.coursedir.course_id
         assignment_id = self.coursedir.assignment_id
-        self.check_size(self.src_path)
+        self.check_size(self.src_path, refuse_dropped_files=True)
         self.log.info("Source: %s", self.src_path)
         handle, size = pack_directory(self.src_path, ignore=self.ignore())
         with handle, self.failures("Releasing the assignment"):

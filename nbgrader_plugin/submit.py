@@ -31,6 +31,7 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
         entry = self.token_entries().get(course_id)
         if entry is None:
             self.client(course_id)  # fails with the "no token" message
+            return
         self.student_id = entry.username or ""
         configured = self.coursedir.student_id
         if configured not in ("", "*") and configured != self.student_id:

@@ -95,7 +95,14 @@ class TokenStore:
                 entries[course_id] = TokenEntry(**fields)
         env_token = os.environ.get(TOKEN_ENV, "").strip()
         if env_token:
-            entry = TokenEntry.from_access_token(env_token, os.environ.get(URL_ENV))
+            try:
+                entry = TokenEntry.from_access_token(env_token, os.environ.get(URL_ENV))
+            except ValueError as exc:
+                raise ValueError(
+                    f"The environment variable {TOKEN_ENV} holds no usable access token ({exc}). "
+                    f"Unset it, or set it to the access token of your LMS launch or of "
+                    "`lti-exchange token issue`."
+                ) from exc
             entries[entry.course_id] = entry
         return entries
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install everything and run the whole test suite on SQLite, PostgreSQL and MariaDB.
+# Install everything and run the whole test suite: the tests marked all_backends on SQLite,
+# PostgreSQL and MariaDB, every other test on the main backend (see tests/conftest.py).
 # Usage: scripts/test.sh [pytest args...]
 # Env: LTI_EXCHANGE_TEST_BACKENDS (default sqlite,postgresql,mariadb),
-#      LTI_EXCHANGE_TEST_MAIN_BACKEND (default postgresql: where database-independent tests, those
-#      marked one_backend, run), PYTHON (default python3).
+#      LTI_EXCHANGE_TEST_MAIN_BACKEND (default postgresql: where the tests not marked all_backends
+#      run), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,7 @@ phase_done databases
 echo "== lint"
 .venv/bin/ruff check lti_exchange nbgrader_plugin tests bench config
 .venv/bin/ruff format --check lti_exchange nbgrader_plugin tests bench config
+.venv/bin/mypy  # lti_exchange and nbgrader_plugin, configured in pyproject.toml
 .venv/bin/hadolint Dockerfile
 phase_done lint
 

@@ -1,13 +1,34 @@
-"""Shared fixtures.
+"""Shared fixtures, and which database backends a test runs on.
 
-- ``backend``: each database backend named in ``LTI_EXCHANGE_TEST_BACKENDS`` (comma-separated:
-  ``sqlite``, ``postgresql``, ``mariadb``; default ``sqlite``). Tests that use the fixtures below
-  run once per backend.
+Backends: ``LTI_EXCHANGE_TEST_BACKENDS`` names them (comma-separated: ``sqlite``, ``postgresql``,
+``mariadb``; default ``sqlite``); ``LTI_EXCHANGE_TEST_MAIN_BACKEND`` is the main one (default: the
+first listed; ``scripts/test.sh`` uses PostgreSQL).
+
+- A test that uses the database fixtures below runs on the **main backend only**: the HTTP API,
+  the LTI rules and everything nbgrader or Jupyter drives behave the same on every database.
+- ``@pytest.mark.all_backends`` makes it run on **every** listed backend. Use it where behaviour
+  differs by database, and say why next to the mark: concurrency (simultaneous first launches,
+  concurrent refreshes, worker claims, the line-item lock, release/grade races), migrations vs
+  models, case-sensitive ids (MariaDB's default collation ignores case), column and number ranges,
+  timestamp precision, the key-value store's insert-if-absent and atomic pop (nonce replay), query
+  counts.
+- ``@pytest.mark.one_backend`` is the default said out loud: it wins over a module-wide
+  ``all_backends`` for the tests of such a module that do not depend on the database (the closest
+  mark decides).
+
+Fixtures:
+
+- ``backend``: each backend the test runs on (see above).
 - ``database_url``: a fresh, empty database on that backend (dropped after the session).
 - ``live_server``: the real service under gunicorn (2 workers, ``config/gunicorn.conf.py``) on a
   loopback port, migrated with ``lti-exchange db upgrade``; ``.issue_token(...)`` mints tokens with
   the service's own key ring and provisioning code.
 - ``course``: a fresh course id per test (tests share one server and never collide).
+
+Helpers live in one place each: ``tests/support.py`` (the error shape, tar archives, notebooks),
+``tests/factories.py`` (tokens minted by the service's own code), ``tests/end_to_end/helpers.py``
+(people with their own HOME running nbgrader, in this process unless
+``LTI_EXCHANGE_TEST_NBGRADER=subprocess``).
 """
 
 from __future__ import annotations
@@ -23,6 +44,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.factories import issue_access_token
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -101,10 +124,10 @@ class LiveServer:
 
     def state(self):
         if self._state is None:
+            from lti_exchange.app_objects import build_app_objects
             from lti_exchange.config import load_settings
-            from lti_exchange.state import build_state
 
-            self._state = build_state(load_settings(self.env))
+            self._state = build_app_objects(load_settings(self.env))
         return self._state
 
     def settings_env(self) -> dict[str, str]:
@@ -119,32 +142,8 @@ class LiveServer:
         ttl: int | None = None,
         **profile,
     ) -> str:
-        from lti_exchange.services.provisioning import find_or_create_org, provision
-
-        state = self.state()
-        with state.session_factory() as session:
-            organisation = find_or_create_org(session, org)
-            enrolment = provision(
-                session,
-                org=organisation,
-                username=username,
-                course_code=course,
-                role=role,
-                **profile,
-            )
-            session.commit()
-            return state.tokens.mint(
-                user_id=enrolment.user.id,
-                org_id=organisation.id,
-                username=username,
-                course_id=course,
-                course_title=enrolment.course.title,
-                role=role,
-                lms_user_id=enrolment.user.lms_user_id,
-                name=enrolment.user.name,
-                email=enrolment.user.email,
-                ttl=ttl,
-            )
+        """Provision ``username`` and mint an access token with the service's own code."""
+        return issue_access_token(self.state(), username, course, role, org=org, ttl=ttl, **profile)
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
         headers = kwargs.pop("headers", {})
@@ -246,17 +245,33 @@ def course() -> str:
     return f"c{uuid.uuid4().hex[:8]}"
 
 
-# --- which backends a test runs on --------------------------------------------------------------
-# Tests run on every backend in LTI_EXCHANGE_TEST_BACKENDS unless marked ``one_backend``: their
-# behaviour does not depend on the database (archive parsing, HTTP headers, ...), so they run on
-# LTI_EXCHANGE_TEST_MAIN_BACKEND only (default: the first backend listed).
+# --- which backends a test runs on (see the module docstring) -----------------------------------
 MAIN_BACKEND = os.environ.get("LTI_EXCHANGE_TEST_MAIN_BACKEND", "").strip() or BACKENDS[0]
 
 
 def pytest_configure(config) -> None:
+    if MAIN_BACKEND not in BACKENDS:
+        raise pytest.UsageError(
+            f"LTI_EXCHANGE_TEST_MAIN_BACKEND={MAIN_BACKEND} is not among "
+            f"LTI_EXCHANGE_TEST_BACKENDS={','.join(BACKENDS)}: add it there or choose another."
+        )
     config.addinivalue_line(
-        "markers", "one_backend: database-independent; run on the main test backend only"
+        "markers",
+        "all_backends: behaviour differs by database (concurrency, migrations, collation, ranges, "
+        "timestamp precision, key-value store, query counts); run on every test backend",
     )
+    config.addinivalue_line(
+        "markers",
+        "one_backend: database-independent (the default); overrides a module-wide all_backends",
+    )
+
+
+def runs_on_every_backend(item) -> bool:
+    """The closest of ``all_backends``/``one_backend`` decides; neither means the main backend."""
+    for marker in item.iter_markers():
+        if marker.name in ("all_backends", "one_backend"):
+            return marker.name == "all_backends"
+    return False
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -264,7 +279,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec else None
-        if backend and item.get_closest_marker("one_backend") and backend != MAIN_BACKEND:
+        if backend and backend != MAIN_BACKEND and not runs_on_every_backend(item):
             drop.append(item)
         else:
             keep.append(item)

@@ -15,7 +15,7 @@ def _reject_empty_segments() -> None:
     App-wide, because such paths match no route (so blueprint hooks would not run); the same
     goes for control characters, which the URL converters never match.
     """
-    if not request.path.startswith(bp.url_prefix + "/"):
+    if not request.path.startswith(f"{bp.url_prefix}/"):
         return
     if "//" in request.path:
         raise InvalidIdentifier(
@@ -28,4 +28,4 @@ def _reject_empty_segments() -> None:
         )
 
 
-from lti_exchange.api import assignments, feedback, grades, me, submissions, tokens  # noqa: E402,F401,I001
+from lti_exchange.api import assignments, feedback, grades, me, refresh, submissions  # noqa: E402,F401,I001

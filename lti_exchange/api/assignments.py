@@ -10,12 +10,12 @@ from lti_exchange.api.common import (
     STAFF,
     archive_body,
     blob_response,
-    caller_for,
     context,
 )
 from lti_exchange.api.serializers import assignment_json, release_json
-from lti_exchange.body_limits import archive_upload
 from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.web.bearer import caller_for
+from lti_exchange.web.body_limits import archive_upload
 
 
 @bp.get("/courses/<path:course_id>/assignments")

@@ -1,41 +1,32 @@
-"""Helpers shared by the API views: services for this request, auth, streaming responses."""
+"""Helpers shared by the API views: services for this request, bodies, streaming responses."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, request, stream_with_context
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
-from lti_exchange.auth import Caller, authorise_course
-from lti_exchange.body_limits import check_json_depth, read_bounded_body, too_large
-from lti_exchange.db import get_session
-from lti_exchange.errors import ApiError, InvalidRequest
+from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
-from lti_exchange.state import ExchangeState
+from lti_exchange.web.body_limits import check_json_depth, read_bounded_body, too_large
+from lti_exchange.web.current import app_objects, get_session
 
 ANY_ROLE = COURSE_ROLES
 STAFF = STAFF_ROLES
 ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/octet-stream")
 
 
-def state() -> ExchangeState:
-    return current_app.extensions["lti_exchange"]
-
-
 def context() -> ServiceContext:
-    st = state()
-    return ServiceContext(session=get_session(), storage=st.storage, limits=st.limits)
-
-
-def caller_for(course_id: str, roles: Iterable[str]) -> Caller:
-    return authorise_course(get_session(), course_id, roles)
+    """The services' context for this request: its session, the blob store and the limits."""
+    objects = app_objects()
+    return ServiceContext(session=get_session(), storage=objects.storage, limits=objects.limits)
 
 
 def archive_body() -> BinaryIO:
@@ -48,19 +39,17 @@ def archive_body() -> BinaryIO:
             code="unsupported_media_type",
             status=415,
         )
-    limit = state().settings.max_upload_bytes
+    limit = app_objects().settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
-        from lti_exchange.errors import PayloadTooLarge
-
         raise PayloadTooLarge(
             f"The upload ({request.content_length} bytes) is larger than the limit of {limit} "
             "bytes. Remove large files from the folder, or ask your operator to raise "
             "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
             details={"limit": limit},
         )
-    state().storage.ensure_room(request.content_length or 0)  # 507 before reading a byte
+    app_objects().storage.ensure_room(request.content_length or 0)  # 507 before reading a byte
     if request.content_length is not None:
-        return _DeclaredLengthStream(request.stream, request.content_length)
+        return _DeclaredLengthStream(request.stream, request.content_length)  # type: ignore[return-value]  # read like a file
     return _ChunkedStream(request.stream)  # type: ignore[return-value]
 
 
@@ -76,7 +65,7 @@ def _incomplete_body(exc: Exception) -> InvalidRequest:
 class _ChunkedStream(io.RawIOBase):
     """A body without ``Content-Length``: a malformed or cut-off chunked body is a 400."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
 
     def readable(self) -> bool:

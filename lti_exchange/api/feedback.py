@@ -9,12 +9,12 @@ from lti_exchange.api.common import (
     ANY_ROLE,
     STAFF,
     archive_body,
-    caller_for,
     context,
     tar_stream_response,
 )
-from lti_exchange.body_limits import archive_upload
 from lti_exchange.services.feedback import FeedbackService
+from lti_exchange.web.bearer import caller_for
+from lti_exchange.web.body_limits import archive_upload
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/feedback")

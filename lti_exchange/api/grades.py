@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from lti_exchange.api import bp
-from lti_exchange.api.common import STAFF, caller_for, context, json_body
+from lti_exchange.api.common import STAFF, context, json_body
 from lti_exchange.services.grades import GradeService, parse_grades
+from lti_exchange.web.bearer import caller_for
 
 
 @bp.post("/courses/<path:course_id>/grades")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask import jsonify
-from sqlalchemy import select
 
 from lti_exchange.api import bp
-from lti_exchange.api.common import ANY_ROLE, STAFF, caller_for
-from lti_exchange.auth import current_claims
-from lti_exchange.db import get_session
-from lti_exchange.models import Enrolment, User
+from lti_exchange.api.common import ANY_ROLE, STAFF
+from lti_exchange.services.members import course_members
+from lti_exchange.web.bearer import caller_for, current_claims
+from lti_exchange.web.current import get_session
 
 
 @bp.get("/me")
@@ -32,12 +31,7 @@ def whoami():
 @bp.get("/courses/<path:course_id>/members")
 def list_members(course_id: str):
     caller = caller_for(course_id, STAFF)
-    rows = get_session().execute(
-        select(Enrolment, User)
-        .join(User, User.id == Enrolment.user_id)
-        .where(Enrolment.course_id == caller.course.id)
-        .order_by(User.username)
-    )
+    rows = course_members(get_session(), caller.course.id)
     return jsonify(
         course_id=caller.course.code,
         members=[

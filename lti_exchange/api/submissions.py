@@ -11,12 +11,10 @@ from lti_exchange.api.common import (
     archive_body,
     blob_response,
     bool_arg,
-    caller_for,
     context,
     json_body,
     tar_stream_response,
 )
-from lti_exchange.body_limits import archive_upload
 from lti_exchange.errors import InvalidRequest
 from lti_exchange.services.submissions import (
     MAX_COLLECT_IDS,
@@ -25,6 +23,8 @@ from lti_exchange.services.submissions import (
     submission_json,
 )
 from lti_exchange.timestamps import parse_timestamp
+from lti_exchange.web.bearer import caller_for
+from lti_exchange.web.body_limits import archive_upload
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")

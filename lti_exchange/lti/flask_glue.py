@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 from pylti1p3.contrib.flask import (
     FlaskCacheDataStorage,
     FlaskCookieService,
@@ -13,7 +13,7 @@ from pylti1p3.contrib.flask import (
 from lti_exchange.lti.message_launch import HardenedMessageLaunch
 from lti_exchange.lti.store import DatabaseStore
 from lti_exchange.lti.tool_conf import DatabaseToolConf
-from lti_exchange.state import ExchangeState
+from lti_exchange.web.current import app_objects
 
 LAUNCH_DATA_LIFETIME = 4 * 3600
 
@@ -53,21 +53,17 @@ class OIDCLogin(FlaskOIDCLogin):
         return nonce
 
 
-def state() -> ExchangeState:
-    return current_app.extensions["lti_exchange"]
-
-
 def store() -> DatabaseStore:
-    return DatabaseStore(state().session_factory)
+    return DatabaseStore(app_objects().session_factory)
 
 
 def lti_request() -> FlaskRequest:
-    secure = state().settings.secure_cookies
+    secure = app_objects().settings.secure_cookies
     return FlaskRequest(request_is_secure=request.is_secure if secure is None else secure)
 
 
 def tool_conf() -> DatabaseToolConf:
-    return DatabaseToolConf(state().session_factory, state().tool_keys)
+    return DatabaseToolConf(app_objects().session_factory, app_objects().tool_keys)
 
 
 def data_storage() -> SharedDataStorage:
@@ -82,7 +78,7 @@ def oidc_login(conf: DatabaseToolConf) -> OIDCLogin:
 
 
 def message_launch(conf: DatabaseToolConf) -> HardenedMessageLaunch:
-    settings = state().settings
+    settings = app_objects().settings
     req = lti_request()
     launch = HardenedMessageLaunch(
         req,

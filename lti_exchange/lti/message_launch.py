@@ -75,6 +75,7 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
                 f"{self.get_client_id()!r} (the LMS must be registered with "
                 "`lti-exchange platform add`)"
             ) from exc
+        assert self._registration is not None, "Registration not yet set"  # as pylti1p3 does
         client_id = self._registration.get_client_id()
         if azp is not None and azp != client_id:
             raise LtiException("id_token azp is not this tool's client_id")
@@ -94,6 +95,7 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
             return super().get_public_key()
         except LtiException as exc:
             header = self._jwt.get("header", {})
+            assert self._registration is not None, "Registration not yet set"  # as pylti1p3 does
             url = self._registration.get_key_set_url()
             if "Unable to find public key" not in str(exc) or header.get("alg") != "RS256":
                 raise
@@ -104,9 +106,9 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
             self._registration.set_key_set(None)
             return super().get_public_key()
 
-    def _may_refetch(self, issuer: str) -> bool:
+    def _may_refetch(self, issuer: str | None) -> bool:
         minute = int(time.time() // 60)
-        digest = hashlib.sha256(issuer.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(str(issuer).encode()).hexdigest()[:32]
         return any(
             self.store.add(f"jwks-refetch-{digest}-{minute}-{slot}", True, 120)
             for slot in range(JWKS_REFETCHES_PER_MINUTE)
@@ -117,6 +119,7 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
         """RS256 only (never from the header), the registration's issuer, ``leeway`` seconds of
         clock skew both ways (pylti1p3: none), and a maximum ``iat`` age (pylti1p3: none)."""
         public_key, _alg = self.get_public_key()
+        assert self._registration is not None, "Registration not yet set"  # as pylti1p3 does
         try:
             claims = jwt.decode(
                 self._get_id_token(),

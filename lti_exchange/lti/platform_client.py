@@ -22,7 +22,6 @@ from lti_exchange.models import LtiRegistration
 AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 SCOPE_LINEITEM = AGS + "lineitem"
 SCOPE_SCORE = AGS + "score"
-SCOPE_RESULT = AGS + "result.readonly"
 SCOPE_NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"

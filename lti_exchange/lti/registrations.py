@@ -38,7 +38,7 @@ def upsert_registration(session: Session, data: RegistrationInput) -> LtiRegistr
         row = LtiRegistration(org_id=org.id, issuer=data.issuer, client_id=data.client_id)
         session.add(row)
     elif data.name:
-        session.get(Organisation, row.org_id).name = data.name
+        session.get_one(Organisation, row.org_id).name = data.name
     row.auth_login_url = data.auth_login_url
     row.auth_token_url = data.auth_token_url
     row.key_set_url = data.key_set_url
@@ -51,7 +51,7 @@ def upsert_registration(session: Session, data: RegistrationInput) -> LtiRegistr
         if deployment_id not in existing:
             row.deployments.append(LtiDeployment(deployment_id=deployment_id))
     session.flush()
-    row.organisation_name = session.get(Organisation, row.org_id).name  # type: ignore[attr-defined]
+    row.organisation_name = session.get_one(Organisation, row.org_id).name  # type: ignore[attr-defined]
     return row
 
 

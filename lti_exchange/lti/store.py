@@ -62,23 +62,31 @@ class DatabaseStore:
     def add(self, key: str, value: Any, timeout: int | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent (or expired); True when this call stored it."""
         expires = utcnow() + timedelta(seconds=timeout or DEFAULT_TIMEOUT)
-        with self._sessions() as session:
-            session.execute(
-                delete(KeyValue).where(KeyValue.key == _key(key), KeyValue.expires_at <= utcnow())
-            )
-            session.add(KeyValue(key=_key(key), value=json.dumps(value), expires_at=expires))
-            try:
+        # Insert first: a DELETE of an absent key takes a gap lock on InnoDB, and concurrent
+        # adds of neighbouring keys then deadlock. Only a taken key is checked for expiry.
+        for _attempt in range(2):
+            with self._sessions() as session:
+                session.add(KeyValue(key=_key(key), value=json.dumps(value), expires_at=expires))
+                try:
+                    session.commit()
+                    return True
+                except IntegrityError:
+                    session.rollback()
+                stale = session.execute(
+                    delete(KeyValue).where(
+                        KeyValue.key == _key(key), KeyValue.expires_at <= utcnow()
+                    )
+                )
                 session.commit()
-            except IntegrityError:
-                session.rollback()
-                return False
-        return True
+                if not stale.rowcount:  # type: ignore[attr-defined]  # DML gives a CursorResult
+                    return False  # taken and live
+        return False
 
     def delete(self, key: str) -> bool:
         with self._sessions() as session:
             result = session.execute(delete(KeyValue).where(KeyValue.key == _key(key)))
             session.commit()
-            return bool(result.rowcount)
+            return bool(result.rowcount)  # type: ignore[attr-defined]  # DML gives a CursorResult
 
     def pop(self, key: str) -> Any:
         """Return the value and delete it, atomically: a second ``pop`` gets None."""
@@ -91,12 +99,6 @@ class DatabaseStore:
             value, expired = row.value, row.expires_at <= utcnow()
             result = session.execute(delete(KeyValue).where(KeyValue.key == _key(key)))
             session.commit()
-            if result.rowcount != 1 or expired:
+            if result.rowcount != 1 or expired:  # type: ignore[attr-defined]  # DML gives a CursorResult
                 return None
             return json.loads(value)
-
-    def purge_expired(self) -> int:
-        with self._sessions() as session:
-            result = session.execute(delete(KeyValue).where(KeyValue.expires_at <= utcnow()))
-            session.commit()
-            return result.rowcount

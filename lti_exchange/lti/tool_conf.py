@@ -66,7 +66,7 @@ class DatabaseToolConf(ToolConfAbstract):
             session.expunge(rows[0])
             return rows[0]
 
-    def find_registration_by_params(
+    def find_registration_by_params(  # type: ignore[override]  # pylti1p3 handles None
         self, iss: str, client_id: str | None, *args: Any, **kwargs: Any
     ) -> Registration | None:
         row = self._lookup(iss, client_id)

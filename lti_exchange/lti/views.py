@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
-import time
 from typing import Any
 
-from flask import jsonify, make_response, render_template, request
+from flask import Blueprint, jsonify, make_response, render_template, request
 from pylti1p3.deep_link_resource import DeepLinkResource
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.lineitem import LineItem
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 
-from lti_exchange.db import get_session
 from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
-from lti_exchange.lti import bp
-from lti_exchange.lti.flask_glue import message_launch, oidc_login, state, store, tool_conf
+from lti_exchange.jobs.roster import request_roster_sync_if_due
+from lti_exchange.logging_setup import current_request_id
+from lti_exchange.lti.flask_glue import message_launch, oidc_login, store, tool_conf
 from lti_exchange.lti.headers import lms_frame_origins, lms_page
-from lti_exchange.lti.nrps import sync_in_background_if_due
-from lti_exchange.lti.provision import (
-    CLAIM,
-    LaunchRejected,
-    RetryProvisioning,
-    provision_launch,
-)
 from lti_exchange.lti.tool_conf import tool_jwks
-from lti_exchange.models import Assignment, LtiRegistration, Release
-from lti_exchange.refresh import token_pair
+from lti_exchange.models import LtiRegistration
+from lti_exchange.services.launch import deep_link_choices, record_launch
+from lti_exchange.services.provisioning import CLAIM, LaunchRejected
+from lti_exchange.tokens.refresh import token_pair
+from lti_exchange.web.current import app_objects, get_session
+
+log = logging.getLogger(__name__)
+bp = Blueprint("lti", __name__, url_prefix="/lti", template_folder="../templates")
 
 DEEP_LINK_TTL = 1800
-PROVISION_ATTEMPTS = 4
 DEEP_LINKING = "LtiDeepLinkingRequest"
 MAX_SCORE_LIMIT = 1_000_000
 
@@ -43,7 +39,7 @@ class BaseUrlUnset(ApiError):
 
 def base_url() -> str:
     """Our public URL: ``LTI_EXCHANGE_BASE_URL``, else the bind address; never ``Host``."""
-    url = state().settings.public_base_url
+    url = app_objects().settings.public_base_url
     if not url:
         raise BaseUrlUnset(
             "This tool does not know its public address, so it cannot answer the LMS. "
@@ -54,7 +50,7 @@ def base_url() -> str:
 
 def frame_origins(registration: LtiRegistration | None = None) -> list[str]:
     """The LMS origins that may frame our pages (see ``headers``)."""
-    return lms_frame_origins(get_session(), state().settings.frame_origins, registration)
+    return lms_frame_origins(get_session(), app_objects().settings.frame_origins, registration)
 
 
 def wants_json() -> bool:
@@ -68,6 +64,14 @@ class LaunchError(ApiError):
 
 @bp.errorhandler(ApiError)
 def _lti_error(error: ApiError):
+    log.warning(
+        "LTI request refused: %s %s: %d %s (request %s)",
+        request.method,
+        request.path,
+        error.status,
+        error.code,
+        current_request_id(),
+    )
     if wants_json():
         response = jsonify(error.to_dict())
     else:
@@ -141,40 +145,18 @@ def launch():
             code="lti_target_mismatch",
         )
     session = get_session()
-    registration = session.execute(
-        select(LtiRegistration).where(
-            LtiRegistration.issuer == conf.row.issuer,
-            LtiRegistration.client_id == conf.row.client_id,
+    try:
+        registration, launched = record_launch(
+            session, app_objects().settings, conf.row.issuer, conf.row.client_id, claims
         )
-    ).scalar_one()
-    settings = state().settings
-    for attempt in range(PROVISION_ATTEMPTS):
-        try:
-            launched = provision_launch(
-                session,
-                registration,
-                claims,
-                username_rule=settings.lti_username_rule,
-                course_id_param=settings.lti_course_id_param,
-            )
-            session.flush()
-            break
-        except LaunchRejected as exc:
-            raise LaunchError(str(exc), code="lti_launch_unusable") from exc
-        except (IntegrityError, OperationalError, RetryProvisioning):
-            # A concurrent first launch of the same user or course (or a deadlock, which
-            # InnoDB resolves by rolling back the whole transaction): start the unit again.
-            session.rollback()
-            if attempt == PROVISION_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-            registration = session.get(LtiRegistration, registration.id)
+    except LaunchRejected as exc:
+        raise LaunchError(str(exc), code="lti_launch_unusable") from exc
     if claims.get(CLAIM + "message_type") == DEEP_LINKING:
         return _deep_link_page(session, message, launched, frame_origins(registration))
-    pair = token_pair(state(), session, launched.enrolment)
+    pair = token_pair(app_objects(), session, launched.enrolment)
     session.commit()
     if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
-        sync_in_background_if_due(state(), launched.course.id)
+        request_roster_sync_if_due(app_objects(), launched.course.id)
     return _answer_launch(pair, launched, registration)
 
 
@@ -210,12 +192,7 @@ def _deep_link_page(session, message, launched, origins: list[str]):
         raise Forbidden(
             "Only instructors can add assignments to the course.", code="role_forbidden"
         )
-    rows = session.execute(
-        select(Assignment.name, Release.notebooks)
-        .outerjoin(Release, Release.id == Assignment.current_release_id)
-        .where(Assignment.course_id == launched.course.id, Assignment.released.is_(True))
-        .order_by(Assignment.name)
-    ).all()
+    assignments = deep_link_choices(session, launched.course.id)
     session.commit()  # release the write lock before the store's own transaction (SQLite)
     token = secrets.token_urlsafe(32)
     store().set(
@@ -223,7 +200,6 @@ def _deep_link_page(session, message, launched, origins: list[str]):
         {"launch_id": message.get_launch_id(), "course_id": launched.course.code},
         DEEP_LINK_TTL,
     )
-    assignments = [name for name, _notebooks in rows]
     body = {
         "message_type": DEEP_LINKING,
         "course_id": launched.course.code,
@@ -323,7 +299,7 @@ def parse_max_score(raw: object) -> float | None:
 # -- keys and configuration -------------------------------------------------------------------
 @bp.get("/jwks")
 def jwks():
-    response = jsonify(tool_jwks(state().tool_keys))
+    response = jsonify(tool_jwks(app_objects().tool_keys))
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 

@@ -9,11 +9,11 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from lti_exchange.archives import ArchiveManifest, store_archive
-from lti_exchange.auth import Caller, not_found
+from lti_exchange.archives.upload import ArchiveManifest, store_archive
 from lti_exchange.errors import Conflict, InvalidArchive
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
+from lti_exchange.services.authorisation import Caller, not_found
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.storage import StoredBlob
@@ -52,17 +52,14 @@ class AssignmentService:
         if not any(not m.is_dir for m in manifest.members):
             self.ctx.delete_blobs_quietly([blob.key])
             raise InvalidArchive("The release archive holds no files.")
-        try:
-            release = run_with_retry(
+        return self.ctx.commit_or_delete_blobs(
+            [blob.key],
+            lambda: run_with_retry(
                 self.session,
                 lambda: self._record_release(caller, name, blob, manifest),
                 what=f"release assignment '{name}'",
-            )
-        except BaseException:
-            self.session.rollback()
-            self.ctx.delete_blobs_quietly([blob.key])
-            raise
-        return release
+            ),
+        )
 
     def _record_release(
         self, caller: Caller, name: str, blob: StoredBlob, manifest: ArchiveManifest

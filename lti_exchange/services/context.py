@@ -6,15 +6,17 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from lti_exchange.archives import ArchiveLimits
-from lti_exchange.auth import Caller
+from lti_exchange.archives.upload import ArchiveLimits
 from lti_exchange.models import Event
 from lti_exchange.models.types import utcnow
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.storage import BlobStorage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,3 +53,16 @@ class ServiceContext:
         for key in keys:
             with contextlib.suppress(OSError):
                 self.storage.delete(key)
+
+    def commit_or_delete_blobs(self, keys: list[str], unit: Callable[[], T]) -> T:
+        """Run ``unit``, which commits the rows that point at the stored blobs ``keys``; if it
+        fails, roll back and delete those blobs, so no blob is left without its row.
+
+        ``keys`` is read only on failure: a unit that stores blobs as it goes appends to it.
+        """
+        try:
+            return unit()
+        except BaseException:
+            self.session.rollback()
+            self.delete_blobs_quietly(keys)
+            raise

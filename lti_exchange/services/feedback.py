@@ -11,15 +11,15 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from lti_exchange.archives import scan_archive
-from lti_exchange.auth import Caller
+from lti_exchange.archives.stream import stream_tar
+from lti_exchange.archives.upload import scan_archive
 from lti_exchange.errors import Forbidden, InvalidArchive, NotFound
 from lti_exchange.identifiers import is_valid_identifier, validate_identifier
 from lti_exchange.models import Feedback, Submission, User
 from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.storage import StoredBlob
-from lti_exchange.tararchive import stream_tar
 from lti_exchange.timestamps import format_timestamp, parse_timestamp
 
 MAX_TIMESTAMP_FILE = 200
@@ -72,14 +72,13 @@ class FeedbackService:
             stored.append(blob.key)
             entry.notebooks[stem] = blob
 
-        try:
+        def store_and_link() -> list[dict]:
             scan_archive(body, self.ctx.limits, on_file=on_file)
-            released = self._link(caller, assignment.id, by_student)
+            linked = self._link(caller, assignment.id, by_student)
             self.session.commit()
-        except BaseException:
-            self.session.rollback()
-            self.ctx.delete_blobs_quietly(stored)
-            raise
+            return linked
+
+        released = self.ctx.commit_or_delete_blobs(stored, store_and_link)
         self.ctx.delete_blobs_quietly([key for r in released for key in r.pop("_replaced")])
         return released
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from lti_exchange.auth import Caller
 from lti_exchange.errors import InvalidRequest
 from lti_exchange.identifiers import validate_identifier
-from lti_exchange.models import Enrolment, Grade, GradeOutbox, User
+from lti_exchange.models import Course, Enrolment, Grade, GradeOutbox, User
 from lti_exchange.models.grade import FAILED, GRADE_STATUSES, NOT_SENDABLE, PENDING, SENT
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.timestamps import format_timestamp, parse_timestamp
@@ -150,7 +150,7 @@ class GradeService:
                 item.score,
                 item.max_score,
             )
-            if same and grade.status in (PENDING, SENT) and reason is None:
+            if same and grade is not None and grade.status in (PENDING, SENT) and reason is None:
                 counts["unchanged"] += 1
                 touched.append(grade)
                 continue
@@ -190,11 +190,15 @@ class GradeService:
             .where(GradeOutbox.grade_id == grade.id)
             .values(available_at=now, attempts=0, locked_by=None, locked_until=None)
         )
-        if changed.rowcount == 0:
+        if changed.rowcount == 0:  # type: ignore[attr-defined]  # DML gives a CursorResult
             self.session.add(GradeOutbox(grade_id=grade.id, available_at=now, created_at=now))
 
     def status(self, caller: Caller, assignment: str | None = None) -> dict[str, Any]:
-        query = select(Grade).where(Grade.course_id == caller.course.id)
+        return self.course_status(caller.course, assignment)
+
+    def course_status(self, course: Course, assignment: str | None = None) -> dict[str, Any]:
+        """Each grade of ``course`` (or of one assignment) with its status, and the counts."""
+        query = select(Grade).where(Grade.course_id == course.id)
         if assignment is not None:
             query = query.where(
                 Grade.assignment_name == validate_identifier(assignment, "assignment")
@@ -208,7 +212,7 @@ class GradeService:
         for grade in grades:
             counts[grade.status] += 1
         return {
-            "course_id": caller.course.code,
+            "course_id": course.code,
             "counts": counts,
             "grades": [grade_json(g) for g in grades],
             "failed": [grade_json(g) for g in grades if g.status == FAILED],

@@ -19,8 +19,15 @@ T = TypeVar("T")
 ATTEMPTS = 12
 
 
-def run_with_retry(session: Session, unit: Callable[[], T], *, what: str) -> T:
-    """Call ``unit`` (which commits) until it succeeds, rolling back between attempts.
+def run_with_retry(
+    session: Session,
+    unit: Callable[[], T],
+    *,
+    what: str,
+    also: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call ``unit`` (which commits, or flushes for its caller to commit) until it succeeds,
+    rolling back between attempts; ``also`` names more exceptions that mean "run it again".
 
     A concurrent writer can make a transaction fail on a unique constraint (both inserted the
     same row), a deadlock (InnoDB), a serialisation failure (PostgreSQL) or a stale snapshot
@@ -30,9 +37,10 @@ def run_with_retry(session: Session, unit: Callable[[], T], *, what: str) -> T:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return unit()
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError) + also as exc:
             session.rollback()
-            log.info("%s: concurrent write (attempt %d): %s", what, attempt, exc.orig)
+            cause = getattr(exc, "orig", exc)
+            log.info("%s: concurrent write (attempt %d): %s", what, attempt, cause)
             if attempt == ATTEMPTS:
                 raise Conflict(
                     f"Could not {what} because of concurrent changes to the same data. "

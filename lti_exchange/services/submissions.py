@@ -10,17 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from lti_exchange.archives import store_archive
-from lti_exchange.auth import Caller
+from lti_exchange.archives.stream import stream_tar
+from lti_exchange.archives.upload import store_archive
 from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Submission, User
 from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
-from lti_exchange.tararchive import stream_tar
 
 MAX_COLLECT_IDS = 10_000
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: no PostgreSQL or MariaDB row has a larger one
+SubmissionRows = list[tuple[Submission, User]]  # (the class below has a method named ``list``)
 
 
 class SubmissionService:
@@ -39,7 +40,8 @@ class SubmissionService:
                 code="not_released",
             )
         blob, manifest = store_archive(body, self.ctx.storage, "submissions", self.ctx.limits)
-        try:
+
+        def record() -> Submission:
             submission = Submission(
                 assignment_id=assignment.id,
                 user_id=caller.user.id,
@@ -59,11 +61,9 @@ class SubmissionService:
                 at=submission.timestamp,
             )
             self.session.commit()
-        except BaseException:
-            self.session.rollback()
-            self.ctx.delete_blobs_quietly([blob.key])
-            raise
-        return submission, assignment
+            return submission
+
+        return self.ctx.commit_or_delete_blobs([blob.key], record), assignment
 
     def list(
         self,
@@ -149,7 +149,7 @@ class SubmissionService:
         submission_ids: Iterable[int] | None = None,
         students: Iterable[str] | None = None,
         since: datetime | None = None,
-    ) -> list[tuple[Submission, User]]:
+    ) -> SubmissionRows:
         """Explicit submissions, or the newest submission per student (optionally newer than
         ``since`` and limited to ``students``)."""
         assignment = self.assignments.find(caller, name)
@@ -182,9 +182,7 @@ class SubmissionService:
             newest.setdefault(user.id, (submission, user))
         return list(newest.values())
 
-    def collect(
-        self, caller: Caller, name: str, chosen: list[tuple[Submission, User]]
-    ) -> Iterator[bytes]:
+    def collect(self, caller: Caller, name: str, chosen: SubmissionRows) -> Iterator[bytes]:
         """Mark ``chosen`` collected and return a tar stream: ``manifest.json`` then one member
         ``submissions/<id>.tar`` per submission holding its stored archive unchanged."""
         assignment = self.assignments.find(caller, name)

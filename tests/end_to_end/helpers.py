@@ -1,12 +1,27 @@
-"""Roles with their own HOME and Jupyter dirs, running the real ``nbgrader`` command line."""
+"""Roles with their own HOME and Jupyter dirs, running the real ``nbgrader`` command line.
+
+``Role.nbgrader`` runs nbgrader in this process by default (the way nbgrader's own
+``nbgrader.tests.run_nbgrader`` does: the role's environment and working directory for the call,
+then ``NbGraderApp.reset()``), which saves an interpreter start and nbgrader's imports per call.
+``Role(..., in_process=False)`` runs the real ``nbgrader`` and ``lti-exchange`` executables
+instead; ``Role.run`` runs any executable (``test_learner_cannot_release`` runs the real
+``lti-exchange login`` and ``nbgrader release_assignment`` so, the smoke test of both);
+``LTI_EXCHANGE_TEST_NBGRADER=subprocess`` makes every role do so, to rule out state that leaks
+between in-process runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +59,54 @@ class Result:
         return [line for line in self.output.splitlines() if needle in line]
 
 
+_IN_PROCESS = threading.Lock()  # os.environ, the working directory and nbgrader's app are global
+
+
+@contextlib.contextmanager
+def _role_process_state(env: dict[str, str], cwd: Path) -> Iterator[io.StringIO]:
+    """Run with ``env`` as the environment and ``cwd`` as the directory; capture the output."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    output = io.StringIO()
+    with _IN_PROCESS:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                yield output
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+
+
+def run_nbgrader_in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """``nbgrader *args`` as the command line would run it; the exit code and all it printed."""
+    from jupyter_core.application import NoStart
+    from nbgrader.apps import NbGraderApp
+
+    with _role_process_state(env, cwd) as output:
+        app = NbGraderApp.instance()
+        try:
+            app.initialize(args)
+            app.start()
+            code = 0
+        except NoStart:  # how jupyter apps say "done" after a subcommand ran
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            app.reset()
+        return code, output.getvalue()
+
+
 class Role:
     """One person: a HOME of their own, a working directory, and nothing shared with others."""
 
-    def __init__(self, name: str, base: Path, service_url: str) -> None:
+    def __init__(self, name: str, base: Path, service_url: str, *, in_process: bool = True) -> None:
         self.name = name
+        forced = os.environ.get("LTI_EXCHANGE_TEST_NBGRADER") == "subprocess"
+        self.in_process = in_process and not forced
         self.home = base / name
         self.work = self.home / "work"
         self.work.mkdir(parents=True)
@@ -83,15 +141,39 @@ class Role:
         return result
 
     def nbgrader(self, *args: str, cwd: Path | None = None, expect: int = 0) -> Result:
-        return self.run(str(BIN / "nbgrader"), *args, cwd=cwd, expect=expect)
+        if not self.in_process:
+            return self.run(str(BIN / "nbgrader"), *args, cwd=cwd, expect=expect)
+        code, output = run_nbgrader_in_process(list(args), self.env, cwd or self.work)
+        result = Result(code, output)
+        assert code == expect, (
+            f"{self.name}: nbgrader {' '.join(args)} (in-process) exited {code}, "
+            f"expected {expect}:\n{output[-4000:]}"
+        )
+        return result
+
+    def lti_exchange(self, *args: str, expect: int = 0) -> Result:
+        """The ``lti-exchange`` command as this user (through click's runner when in-process)."""
+        if not self.in_process:
+            return self.run(str(BIN / "lti-exchange"), *args, expect=expect)
+        from click.testing import CliRunner
+
+        from lti_exchange.cli import main
+
+        with _role_process_state(self.env, self.work):
+            done = CliRunner().invoke(main, list(args))
+        result = Result(done.exit_code, done.output)
+        assert done.exit_code == expect, (
+            f"{self.name}: lti-exchange {' '.join(args)} (in-process) exited {done.exit_code}, "
+            f"expected {expect}:\n{done.output[-4000:]}\n{done.exception!r}"
+        )
+        return result
 
     def login(self, url: str, token: str) -> Result:
-        return self.run(str(BIN / "lti-exchange"), "login", "--url", url, "--token", token)
+        return self.lti_exchange("login", "--url", url, "--token", token)
 
     def login_pair(self, url: str, launch: dict) -> Result:
         """Store the tokens of an LTI launch answer, as the hand-off would."""
-        return self.run(
-            str(BIN / "lti-exchange"),
+        return self.lti_exchange(
             "login",
             "--url",
             url,
@@ -103,6 +185,13 @@ class Role:
 
     def ui_listing(self, course_id: str, cwd: Path | None = None) -> dict:
         """What the Assignments UI gets: nbgrader's own handler logic, run as this user."""
+        if self.in_process:
+            from nbgrader.server_extensions.assignment_list.handlers import AssignmentList
+
+            with _role_process_state(self.env, cwd or self.work):
+                lister = AssignmentList()
+                lister.root_dir = "."
+                return lister.list_assignments(course_id=course_id)
         out = self.run(str(BIN / "python"), "-c", LIST_SNIPPET, course_id, cwd=cwd)
         return json.loads(out.output.strip().splitlines()[-1])
 

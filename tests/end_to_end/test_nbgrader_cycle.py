@@ -11,14 +11,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from nbgrader.utils import parse_utc
 
 from tests.conftest import free_port
-from tests.end_to_end.helpers import JupyterServer, Role, no_traceback, submitted_lines
-
-# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
-pytestmark = pytest.mark.one_backend
+from tests.end_to_end.helpers import BIN, JupyterServer, Role, no_traceback, submitted_lines
 
 
 def latest(group_listing: dict, student: str, assignment: str = "ps1") -> dict:
@@ -252,15 +248,18 @@ def test_full_cycle(live_server, tmp_path):
 
 
 def test_learner_cannot_release(live_server, tmp_path):
+    """Also the smoke test of the real executables: ``lti-exchange login`` and the refused
+    ``nbgrader release_assignment`` run as processes of their own."""
     course = f"course{uuid.uuid4().hex[:6]}"
     mallory = Role("mallory", tmp_path, live_server.url)
-    mallory.login(live_server.url, live_server.issue_token("mallory", course, "Learner"))
+    token = live_server.issue_token("mallory", course, "Learner")
+    mallory.run(str(BIN / "lti-exchange"), "login", "--url", live_server.url, "--token", token)
     mallory.nbgrader("quickstart", course)
     root = mallory.work / course
     with open(root / "nbgrader_config.py", "a") as fh:
         fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
     mallory.nbgrader("generate_assignment", "ps1", cwd=root)
-    refused = mallory.nbgrader("release_assignment", "ps1", cwd=root, expect=1)
+    refused = mallory.run(str(BIN / "nbgrader"), "release_assignment", "ps1", cwd=root, expect=1)
     assert "needs the role Instructor or TeachingAssistant" in refused.output
     no_traceback(refused)
     assert not Path(root / "released").exists()

@@ -16,43 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-MiB = 1024 * 1024
+from tests.support import NOTEBOOK, TAR, MiB, assert_error, make_tar
+
 MAX_UPLOAD = 48 * MiB
-TAR = {"Content-Type": "application/x-tar"}
-NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def assert_error(answer, status: int, code: str | None = None, *words: str) -> dict:
-    """Check the JSON error shape: ``status``, ``code``, a message naming ``words``."""
-    assert answer.status_code == status, answer.text[:2000]
-    assert answer.headers["Content-Type"].startswith("application/json"), answer.headers
-    body = answer.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert {"status", "code", "message"} <= set(error), error
-    assert set(error) <= {"status", "code", "message", "details"}, error
-    assert error["status"] == status
-    assert isinstance(error["code"], str) and error["code"], error
-    if code is not None:
-        assert error["code"] == code, error
-    message = error["message"]
-    assert isinstance(message, str) and len(message) >= 20, error
-    for word in words:
-        assert word.lower() in message.lower(), (word, message)
-    return error
-
-
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def tar_with(*special: tarfile.TarInfo) -> bytes:
@@ -120,16 +89,11 @@ def gzipped_zeros(size: int) -> bytes:
 
 
 # name -> (body, extra headers, status, code, words in the message)
+# Member checks (links, devices, '..') are tested one by one in tests/unit/test_archives.py;
+# a few here show that a refused member leaves nothing behind.
 BAD_UPLOADS = {
     "absolute": (tar_with(member("/etc/evil.txt")), {}, 400, "invalid_archive", ["absolute"]),
     "dotdot": (tar_with(member("../escape.txt")), {}, 400, "invalid_archive", [".."]),
-    "nested-dotdot": (
-        tar_with(member("sub/../../escape.txt")),
-        {},
-        400,
-        "invalid_archive",
-        [".."],
-    ),
     "symlink": (
         tar_with(member("link", tarfile.SYMTYPE, linkname="/etc/passwd")),
         {},
@@ -137,21 +101,6 @@ BAD_UPLOADS = {
         "invalid_archive",
         ["link"],
     ),
-    "hardlink": (
-        tar_with(member("hard", tarfile.LNKTYPE, linkname="p1.ipynb")),
-        {},
-        400,
-        "invalid_archive",
-        ["link"],
-    ),
-    "chardev": (
-        tar_with(member("null", tarfile.CHRTYPE, devmajor=1, devminor=3)),
-        {},
-        400,
-        "invalid_archive",
-        ["regular file"],
-    ),
-    "fifo": (tar_with(member("pipe", tarfile.FIFOTYPE)), {}, 400, "invalid_archive", ["regular"]),
     "501-members": (many_members(501), {}, 413, "archive_too_many_members", ["500"]),
     "gzip-bomb": (
         None,
@@ -260,19 +209,16 @@ def request_head(live_server, method: str, path: str, headers: dict[str, str]) -
 
 # --- identifiers -----------------------------------------------------------------------------
 
+# Percent-encoded, as a client would send them: the rule itself is tested case by case in
+# tests/unit/test_rules.py; these are the ones where URL decoding and routing could interfere.
 BAD_IDS = {
     "dotdot-slash": "..%2Fx",
     "slash": "a%2Fb",
     "dotdot": "%2E%2E",
-    "dot": ".hidden",
-    "101-chars": "a" * 101,
-    "newline": "a%0Ab",
     "trailing-newline": "ps1%0A",
     "nul": "a%00b",
-    "space": "a%20b",
-    "tab": "a%09b",
     "unicode": "%C3%A9t%C3%A9",
-    "backslash": "a%5Cb",
+    "101-chars": "a" * 101,
 }
 
 
@@ -309,6 +255,7 @@ def test_empty_assignment_id(live_server, setup, operation):
     assert setup.snapshot() == before
 
 
+@pytest.mark.all_backends  # column lengths are enforced differently by each database
 def test_longest_valid_assignment_id_is_accepted(live_server, setup):
     name = "a" * 100
     answer = setup.post_archive("release", make_tar({"p1.ipynb": NOTEBOOK}), name=name)

@@ -9,14 +9,12 @@ against the same server, the way a browser would run it.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import tomllib
 from pathlib import Path
 
@@ -25,25 +23,13 @@ import requests
 
 from tests.conftest import ROOT, free_port
 from tests.end_to_end.helpers import BIN, JupyterServer, Role
-
-# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
-pytestmark = pytest.mark.one_backend
+from tests.support import make_tar
 
 SHIPPED_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbgrader_plugin.json"
 INSTALLED_CONFIG = (
     Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader_plugin.json"
 )
 TAR = {"Content-Type": "application/x-tar"}
-
-
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 class Notebook:
@@ -86,11 +72,11 @@ class Notebook:
 def notebook(live_server, tmp_path_factory):
     role = Role("dana", tmp_path_factory.mktemp("handoff"), live_server.url)
     if not INSTALLED_CONFIG.is_file():
-        # setuptools' editable installs skip data files; a wheel install puts this very file in
-        # <prefix>/etc/jupyter/jupyter_server_config.d. Enable the extension with it, per user.
-        user_config = role.home / ".jupyter" / "jupyter_server_config.d"
-        user_config.mkdir()
-        shutil.copy(SHIPPED_CONFIG, user_config / SHIPPED_CONFIG.name)
+        # setuptools' editable installs skip data files (a wheel install puts SHIPPED_CONFIG in
+        # <prefix>/etc/jupyter/jupyter_server_config.d): enable it the documented way, per user.
+        role.run(str(BIN / "lti-exchange"), "handoff", "enable", "--user")
+        written = role.home / ".jupyter" / "jupyter_server_config.d" / SHIPPED_CONFIG.name
+        assert json.loads(written.read_text()) == json.loads(SHIPPED_CONFIG.read_text())
     server = JupyterServer(role, free_port())
     yield Notebook(server, live_server.url)
     server.stop()
@@ -394,18 +380,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 """
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the page script")
-def test_handoff_script_relays_tokens_only_from_the_exchange(
-    live_server, notebook, course, tmp_path
-):
+def run_page(notebook, tmp_path, messages: list[dict]) -> dict:
+    """Run the hand-off page's script under Node with ``messages`` posted to it; what it did."""
     session, html = browser_session(notebook)
-    access = live_server.issue_token("dana", course, "Learner")
-    evil = live_server.issue_token("mallory", course, "Learner")
-    tokens = {
-        "type": "lti-exchange:tokens",
-        "refresh_token": "r-" + course,
-        "service_url": live_server.url,
-    }
     harness = tmp_path / "harness.js"
     harness.write_text(HARNESS)
     done = subprocess.run(
@@ -416,19 +393,7 @@ def test_handoff_script_relays_tokens_only_from_the_exchange(
                 "config": json.dumps(page_config(html)),
                 "base": notebook.server.url,
                 "cookie": "; ".join(f"{c.name}={c.value}" for c in session.cookies),
-                "messages": [
-                    {
-                        "origin": "https://evil.example",
-                        "reply": False,
-                        "data": {**tokens, "access_token": evil},
-                    },
-                    {"origin": live_server.url, "reply": False, "data": {"type": "other"}},
-                    {
-                        "origin": live_server.url,
-                        "reply": True,
-                        "data": {**tokens, "access_token": access},
-                    },
-                ],
+                "messages": messages,
             }
         ),
         capture_output=True,
@@ -436,7 +401,33 @@ def test_handoff_script_relays_tokens_only_from_the_exchange(
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    return {**json.loads(done.stdout), "xsrf_token": page_config(html)["xsrf_token"]}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the page script")
+def test_handoff_script_relays_tokens_only_from_the_exchange(
+    live_server, notebook, course, tmp_path
+):
+    access = live_server.issue_token("dana", course, "Learner")
+    evil = live_server.issue_token("mallory", course, "Learner")
+    tokens = {
+        "type": "lti-exchange:tokens",
+        "refresh_token": "r-" + course,
+        "service_url": live_server.url,
+    }
+    out = run_page(
+        notebook,
+        tmp_path,
+        [
+            {
+                "origin": "https://evil.example",
+                "reply": False,
+                "data": {**tokens, "access_token": evil},
+            },
+            {"origin": live_server.url, "reply": False, "data": {"type": "other"}},
+            {"origin": live_server.url, "reply": True, "data": {**tokens, "access_token": access}},
+        ],
+    )
 
     ready = out["posted"][0]
     assert ready == {
@@ -450,7 +441,7 @@ def test_handoff_script_relays_tokens_only_from_the_exchange(
     request = out["requests"][0]
     assert request["url"] == "/lti-exchange/tokens" and request["method"] == "POST"
     assert request["credentials"] == "same-origin"
-    assert request["headers"]["X-XSRFToken"] == page_config(html)["xsrf_token"]
+    assert request["headers"]["X-XSRFToken"] == out["xsrf_token"]
     assert json.loads(request["body"]) == {
         "access_token": access,
         "refresh_token": "r-" + course,
@@ -468,37 +459,23 @@ def test_handoff_script_relays_tokens_only_from_the_exchange(
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the page script")
 def test_handoff_script_reports_a_refusal_to_the_exchange(live_server, notebook, course, tmp_path):
-    session, html = browser_session(notebook)
     expired = live_server.issue_token("dana", course, "Learner", ttl=-3600)
-    harness = tmp_path / "harness.js"
-    harness.write_text(HARNESS)
-    done = subprocess.run(
-        ["node", str(harness)],
-        input=json.dumps(
+    out = run_page(
+        notebook,
+        tmp_path,
+        [
             {
-                "script": page_script(html),
-                "config": json.dumps(page_config(html)),
-                "base": notebook.server.url,
-                "cookie": "; ".join(f"{c.name}={c.value}" for c in session.cookies),
-                "messages": [
-                    {
-                        "origin": live_server.url,
-                        "reply": True,
-                        "data": {
-                            "type": "lti-exchange:tokens",
-                            "access_token": expired,
-                            "service_url": live_server.url,
-                        },
-                    },
-                ],
-            }
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
+                "origin": live_server.url,
+                "reply": True,
+                "data": {
+                    "type": "lti-exchange:tokens",
+                    "access_token": expired,
+                    "service_url": live_server.url,
+                },
+            },
+        ],
     )
-    assert done.returncode == 0, done.stderr
-    reply = json.loads(done.stdout)["posted"][-1]
+    reply = out["posted"][-1]
     assert reply["origin"] == live_server.url
     assert reply["data"]["ok"] is False
     assert reply["data"]["code"] == "token_expired"

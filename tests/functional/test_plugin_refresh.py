@@ -7,55 +7,16 @@ import json
 import subprocess
 import time
 
-import pytest
-from sqlalchemy import select
-
 from tests.end_to_end.helpers import BIN, Role
-from tests.functional.test_smoke import make_tar
-
-# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
-pytestmark = pytest.mark.one_backend
-
-
-def refresh_token_for(server, username: str, course: str) -> str:
-    from lti_exchange.models import Course, Enrolment, User
-    from lti_exchange.refresh import token_pair
-
-    state = server.state()
-    with state.session_factory() as session:
-        enrolment = session.execute(
-            select(Enrolment)
-            .join(User, User.id == Enrolment.user_id)
-            .join(Course, Course.id == Enrolment.course_id)
-            .where(User.username == username, Course.code == course)
-        ).scalar_one()
-        pair = token_pair(state, session, enrolment)
-        session.commit()
-        return pair["refresh_token"]
+from tests.factories import issue_access_token, issue_refresh_token
+from tests.support import make_tar
 
 
 def expired_token(server, username: str, course: str) -> str:
-    server.issue_token(username, course)  # make sure the enrolment exists
-    from lti_exchange.models import Course, Enrolment, User
-
-    state = server.state()
-    with state.session_factory() as session:
-        enrolment = session.execute(
-            select(Enrolment)
-            .join(User, User.id == Enrolment.user_id)
-            .join(Course, Course.id == Enrolment.course_id)
-            .where(User.username == username, Course.code == course)
-        ).scalar_one()
-        return state.tokens.mint(
-            user_id=enrolment.user_id,
-            org_id=enrolment.course.org_id,
-            username=username,
-            course_id=course,
-            course_title=None,
-            role="Learner",
-            now=int(time.time()) - 7200,
-            ttl=600,
-        )
+    """An access token for ``username`` that expired an hour and fifty minutes ago."""
+    return issue_access_token(
+        server.state(), username, course, now=int(time.time()) - 7200, ttl=600
+    )
 
 
 def write_store(role: Role, server, course: str, access: str, refresh: str) -> None:
@@ -93,7 +54,7 @@ def test_plugin_refreshes_expired_access_token(live_server, course, tmp_path):
     )
     dana = Role("dana", tmp_path, live_server.url)
     old_access = expired_token(live_server, "dana", course)
-    old_refresh = refresh_token_for(live_server, "dana", course)
+    old_refresh = issue_refresh_token(live_server.state(), "dana", course)
     write_store(dana, live_server, course, old_access, old_refresh)
 
     listed = dana.nbgrader("list", "--course", course)
@@ -108,7 +69,7 @@ def test_plugin_refreshes_expired_access_token(live_server, course, tmp_path):
 def test_revoked_session_says_launch_again(live_server, course, tmp_path):
     erin = Role("erin", tmp_path, live_server.url)
     access = expired_token(live_server, "erin", course)
-    refresh = refresh_token_for(live_server, "erin", course)
+    refresh = issue_refresh_token(live_server.state(), "erin", course)
     write_store(erin, live_server, course, access, refresh)
     subprocess.run(
         [str(BIN / "lti-exchange"), "token", "revoke", "--user", "erin", "--course", course],

@@ -1,17 +1,8 @@
 """The live service answers health checks and the basic API round trip."""
 
-import io
-import tarfile
+import pytest
 
-
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+from tests.support import make_tar
 
 
 def test_healthz(live_server):
@@ -22,6 +13,7 @@ def test_healthz(live_server):
     assert answer.json()["status"] == "ok"
 
 
+@pytest.mark.all_backends  # one plain cycle on each backend: blobs, rows and listings
 def test_release_list_submit(live_server, course):
     teacher = live_server.issue_token("teacher", course, "Instructor")
     alice = live_server.issue_token("alice", course, "Learner")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from lti_exchange.body_limits import MAX_BODY_BYTES
+from lti_exchange.web.body_limits import MAX_BODY_BYTES
 from tests.security.conftest import peak_rss_mb
 from tests.support import TAR, MiB, assert_error, make_tar
 

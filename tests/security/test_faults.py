@@ -28,10 +28,13 @@ import requests
 
 from lti_exchange.errors import InsufficientStorage
 from lti_exchange.storage import FilesystemStorage
-from lti_exchange.worker import PartialUploadSweeper
+from lti_exchange.worker import GradeWorker
 from tests.conftest import BIN, ROOT, LiveServer, start_server, stop_server
 from tests.security.conftest import worker_pids
 from tests.support import NOTEBOOK, TAR, MiB, assert_error, make_tar
+
+# /readyz asks each database; the tests marked one_backend do not.
+pytestmark = pytest.mark.all_backends
 
 RESERVE = 1 * MiB
 GRACE = 3600  # the default LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE
@@ -307,13 +310,13 @@ def test_partial_upload_of_a_killed_worker_is_swept(small_disk_server, small, ca
     old = time.time() - GRACE - 60
     os.utime(left, (old, old))
 
-    caplog.set_level(logging.INFO, logger="lti_exchange.worker")
-    sweeper = PartialUploadSweeper(server.state())
-    assert sweeper.run_if_due() == 1
+    caplog.set_level(logging.INFO, logger="lti_exchange.jobs.uploads")
+    jobs = GradeWorker(server.state()).jobs
+    assert jobs.run_due()["sweep-partial-uploads"] == 1
     assert not left.exists()
     assert fresh.exists()
     assert "removed 1 partial upload(s)" in caplog.text
-    assert sweeper.run_if_due() is None, "the next sweep waits for the interval"
+    assert "sweep-partial-uploads" not in jobs.run_due(), "the next sweep waits for the interval"
 
     swept = subprocess.run(
         [str(BIN / "lti-exchange"), "storage", "sweep", "--json"],

@@ -9,7 +9,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
+import pytest
+
 from tests.support import TAR, make_tar
+
+# The races live in the database.
+pytestmark = pytest.mark.all_backends
 
 CONCURRENCY = 8  # the live server's 2 workers x 4 threads: all in flight at once
 

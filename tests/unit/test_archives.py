@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lti_exchange.archives import ArchiveLimits, scan_archive, store_archive
+from lti_exchange.archives.upload import ArchiveLimits, scan_archive, store_archive
 from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
 from lti_exchange.storage import FilesystemStorage
 from nbgrader_plugin.archive import UnsafeArchive, extract_stream
@@ -314,7 +314,7 @@ def test_extract_stream_refuses_unsafe_members(workspace, member):
     assert not (dest / "link").exists()
 
 
-# --- the bounded reader (lti_exchange.tar_reader), archives built by hand ------------------------
+# --- the bounded reader (lti_exchange.archives.reader), archives built by hand ---------------
 
 
 def accepted(data: bytes, tmp_path: Path, limits: ArchiveLimits = LIMITS):
@@ -582,7 +582,7 @@ def test_concatenated_gzip_members_and_zero_padding_are_read(tmp_path):
 def test_gzip_output_is_bounded_per_step_and_in_total():
     """A gzip bomb whose tar is valid but followed by a flood of zeros: refused at the cap, and
     no decompression step ever returns more than CHUNK bytes."""
-    from lti_exchange import tar_reader
+    from lti_exchange.archives import reader as tar_reader
 
     flood = io.BytesIO()
     with gzip.GzipFile(fileobj=flood, mode="wb", compresslevel=9) as packed:

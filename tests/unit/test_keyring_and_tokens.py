@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lti_exchange.config import load_settings
 from lti_exchange.errors import Unauthenticated
 from lti_exchange.keyring import KeyRing
-from lti_exchange.tokens import AUDIENCE, TOKEN_KEY_PREFIX, TokenService
+from lti_exchange.tokens.access import AUDIENCE, TOKEN_KEY_PREFIX, TokenService
 
 
 def make_settings(tmp_path, **env):
@@ -389,7 +389,7 @@ def test_tokens_minted_after_a_revocation_are_not_revoked():
     that enrolment's not-before carries an iat_ms at or after it."""
     from datetime import UTC, datetime
 
-    from lti_exchange.tokens import revocation_instant, revocation_ms
+    from lti_exchange.tokens.access import revocation_instant, revocation_ms
 
     moment = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     assert revocation_instant(moment) == datetime(2030, 1, 2, 3, 4, 5, 124000, tzinfo=UTC)
@@ -402,7 +402,7 @@ def test_tokens_minted_after_a_revocation_are_not_revoked():
 def test_mint_never_issues_before_the_enrolment_not_before(settings, tokens):
     from datetime import UTC, datetime, timedelta
 
-    from lti_exchange.tokens import revocation_ms
+    from lti_exchange.tokens.access import revocation_ms
 
     ahead = datetime.now(UTC) + timedelta(seconds=5)  # a revoking clock ahead of ours
     claims = tokens.verify(mint(tokens, not_before=ahead))

@@ -29,6 +29,8 @@ from lti_exchange.api import common
 from lti_exchange.config import load_settings
 from lti_exchange.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from lti_exchange.models import COURSE_ROLES
+from tests.factories import issue_access_token, issue_refresh_token
+from tests.support import make_tar
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -380,16 +382,6 @@ def test_bodies_and_download_headers_follow_the_view_helpers(app, spec):
 # --------------------------------------------------------------------------- live responses
 
 
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def tar_names(data: bytes) -> list[str]:
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         return archive.getnames()
@@ -402,45 +394,15 @@ class ApiSession:
         self.app = app
         self.spec = spec
         self.client = app.test_client()
+        self.state = app.extensions["lti_exchange"]
         self.seen: dict[str, set[str]] = {}
 
     def token(self, username: str, course: str, role: str) -> str:
-        from lti_exchange.services.provisioning import find_or_create_org, provision
-
-        state = self.app.extensions["lti_exchange"]
-        with state.session_factory() as session:
-            org = find_or_create_org(session, "openapi-org")
-            enrolment = provision(
-                session, org=org, username=username, course_code=course, role=role
-            )
-            session.commit()
-            return state.tokens.mint(
-                user_id=enrolment.user.id,
-                org_id=org.id,
-                username=username,
-                course_id=course,
-                course_title=None,
-                role=role,
-            )
+        return issue_access_token(self.state, username, course, role, org="openapi-org")
 
     def refresh_token(self, username: str, course: str) -> str:
         """A refresh token issued by the service's own code for an existing enrolment."""
-        from sqlalchemy import select
-
-        from lti_exchange.models import Course, Enrolment, User
-        from lti_exchange.refresh import token_pair
-
-        state = self.app.extensions["lti_exchange"]
-        with state.session_factory() as session:
-            enrolment = session.execute(
-                select(Enrolment)
-                .join(User, User.id == Enrolment.user_id)
-                .join(Course, Course.id == Enrolment.course_id)
-                .where(User.username == username, Course.code == course)
-            ).scalar_one()
-            pair = token_pair(state, session, enrolment)
-            session.commit()
-            return pair["refresh_token"]
+        return issue_refresh_token(self.state, username, course)
 
     def call(
         self,

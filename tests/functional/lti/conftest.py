@@ -1,8 +1,8 @@
 """Fixtures for LTI launches against the live service.
 
-- ``platform``: one ``SimulatedPlatform`` per live server (so per backend), registered with the
-  real ``lti-exchange platform add`` command under a unique issuer with two deployment ids; its
-  ``org_id`` is the organisation the registration created.
+- ``platform``: one ``SimulatedPlatform`` per live server (so per backend), registered with
+  ``lti-exchange platform add`` (through click's runner) under a unique issuer with two deployment
+  ids; its ``org_id`` is the organisation the registration created.
 - ``make_platform``: more platforms for one test (a second organisation, a rotating platform),
   started, registered and stopped after the test.
 - ``browser``: a fresh cookie-keeping ``requests.Session`` (one browser).
@@ -11,33 +11,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner, Result
 
+from lti_exchange.cli import main
 from tests.lms.platform import SimulatedPlatform
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[3]
 
+def lti_exchange(live_server, *args: str, expect: int | None = 0) -> Result:
+    """The ``lti-exchange`` command with the live server's settings, run through click's runner.
 
-def lti_exchange(live_server, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
-    """Run the real ``lti-exchange`` command with the live server's settings."""
-    done = subprocess.run(
-        [str(BIN / "lti-exchange"), *args],
-        env=live_server.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (``start_server`` runs ``lti-exchange db upgrade`` as a real process for every server.)
+    """
+    done = CliRunner(env=live_server.settings_env()).invoke(main, list(args))
     if expect is not None:
-        assert done.returncode == expect, (
-            f"lti-exchange {' '.join(args)} exited {done.returncode}, expected {expect}:\n"
-            f"{done.stdout}\n{done.stderr}"
+        assert done.exit_code == expect, (
+            f"lti-exchange {' '.join(args)} exited {done.exit_code}, expected {expect}:\n"
+            f"{done.stdout}\n{done.stderr}\n{done.exception!r}"
         )
     return done
 

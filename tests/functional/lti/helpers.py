@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 
 import requests
+
+from tests.support import make_tar
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 LAUNCH_KEYS = {
@@ -116,16 +116,6 @@ def notebook(text: str = "print('hello')") -> bytes:
             "nbformat_minor": 5,
         }
     ).encode()
-
-
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def release(live_server, course_id: str, token: str, assignment_id: str = "ps1") -> dict:

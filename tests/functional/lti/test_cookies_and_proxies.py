@@ -38,6 +38,7 @@ def test_cookie_less_launch_needs_the_state_of_its_own_login(platform, browser):
     assert "State not found" in answer.json()["error"]["message"]
 
 
+@pytest.mark.all_backends  # single-use state: the key-value store's atomic pop
 def test_cookie_less_replay_is_refused(platform, browser):
     first = platform.launch(browser, form={"state": drop_cookies(browser)})
     assert first.status_code == 200

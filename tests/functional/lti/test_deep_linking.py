@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import jwt
+import pytest
 import requests
 
 from tests.functional.lti.helpers import (
@@ -72,6 +73,7 @@ def respond(live_server, token, assignment_id="ps1", max_score=10, accept_json=T
     return requests.post(f"{live_server.url}/lti/deep-link", data=body, headers=headers, timeout=30)
 
 
+@pytest.mark.all_backends  # single-use deep-link session: the key-value store's atomic pop
 def test_deep_linking_round_trip(live_server, platform, browser):
     user, context, teacher = course_with_releases(live_server, platform, browser, "ps1", "ps2")
     answer = deep_link_launch(platform, browser, user, context, deployment_id="2")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 
-import pytest
 import requests
 
 from tests.end_to_end.helpers import Role
@@ -13,9 +12,6 @@ from tests.functional.lti.conftest import lti_exchange
 from tests.functional.lti.helpers import launched
 from tests.functional.lti.test_grades import drain
 from tests.lms.platform import INSTRUCTOR, LmsContext, LmsUser
-
-# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
-pytestmark = pytest.mark.one_backend
 
 
 def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):

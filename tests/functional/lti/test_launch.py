@@ -13,15 +13,11 @@ from tests.lms.platform import (
     CLAIM_CONTEXT,
     CLAIM_CUSTOM,
     CLAIM_LIS,
-    CONTENT_DEVELOPER,
-    CONTEXT_ADMIN,
-    INSTITUTION_ADMIN,
     INSTITUTION_FACULTY,
     INSTITUTION_MENTOR,
     INSTITUTION_STUDENT,
     INSTRUCTOR,
     LEARNER,
-    MENTOR,
     SYSTEM_ADMIN,
     SYSTEM_USER,
     TEACHING_ASSISTANT,
@@ -201,6 +197,7 @@ def test_key_rotation_at_the_platform(live_server, make_platform, browser):
     assert lms.jwks_requests == refetched
 
 
+@pytest.mark.all_backends  # the re-fetch budget is the key-value store's insert-if-absent
 def test_unknown_kids_do_not_make_the_tool_fetch_the_jwks_each_time(make_platform, browser):
     """Re-downloading on a kid miss is rate-limited: random kids cannot turn the tool into a
     request amplifier against the LMS."""
@@ -306,38 +303,12 @@ def test_certification_valid_launch_with_email_and_no_context(platform, browser,
 
 
 # --- roles -----------------------------------------------------------------------------------
+# The whole table is tests/unit/test_rules.py; these show the API applies that rule.
 ROLE_CASES = [
     ("canvas-ta", [TEACHING_ASSISTANT, INSTRUCTOR], "TeachingAssistant"),
-    ("canvas-ta-reversed", [INSTRUCTOR, TEACHING_ASSISTANT], "TeachingAssistant"),
-    (
-        "canvas-ta-lowercase-path",
-        [
-            "http://purl.imsglobal.org/vocab/lis/v2/membership/instructor#TeachingAssistant",
-            INSTRUCTOR,
-        ],
-        "TeachingAssistant",
-    ),
-    ("ta-subrole-alone", [TEACHING_ASSISTANT], "TeachingAssistant"),
     ("membership-instructor", [INSTRUCTOR], "Instructor"),
-    ("membership-learner", [LEARNER], "Learner"),
-    ("short-learner", ["Learner"], "Learner"),
-    ("short-instructor", ["Instructor"], "Instructor"),
-    ("learner-and-instructor", [LEARNER, INSTRUCTOR], "Instructor"),
-    ("instructor-and-learner", [INSTRUCTOR, LEARNER], "Instructor"),
-    ("content-developer", [CONTENT_DEVELOPER], "Instructor"),
-    ("unknown-role", [UNKNOWN_ROLE], "Learner"),
-    ("empty-list", [], "Learner"),
-    ("empty-string", [""], "Learner"),
-    ("mentor-only", [MENTOR], "Learner"),
     ("system-administrator", [SYSTEM_ADMIN], "Instructor"),
-    ("institution-administrator", [INSTITUTION_ADMIN], "Instructor"),
-    ("context-administrator", [CONTEXT_ADMIN], "Instructor"),
-    ("institution-faculty-only", [INSTITUTION_FACULTY], "Learner"),
-    (
-        "learner-subrole-named-instructor",
-        ["http://purl.imsglobal.org/vocab/lis/v2/membership/Learner#Instructor"],
-        "Learner",
-    ),
+    ("unknown-role", [UNKNOWN_ROLE], "Learner"),
     ("test-user-learner", [TEST_USER, LEARNER], "Learner"),
 ]
 
@@ -383,26 +354,9 @@ def test_username_from_sub_is_stable(platform, browser):
     assert launched(platform.launch(browser, user=other))["username"] != first["username"]
 
 
+# Every sanitising case is in tests/unit/test_rules.py; these show the launch applies it.
 @pytest.mark.parametrize(
-    "preferred",
-    [
-        "José Müller/../etc",
-        "-leading-dash",
-        ".hidden",
-        "name with spaces",
-        "x" * 300,
-        "trailing-newline\n",
-        "semi;colon$(rm -rf)",
-    ],
-    ids=[
-        "unicode-and-slashes",
-        "leading-dash",
-        "leading-dot",
-        "spaces",
-        "long",
-        "newline",
-        "shell",
-    ],
+    "preferred", ["José Müller/../etc", "x" * 300], ids=["unicode-and-slashes", "long"]
 )
 def test_usernames_are_sanitised(platform, browser, preferred):
     user = LmsUser.make(preferred_username=preferred)
@@ -424,6 +378,7 @@ def test_same_user_launching_again_keeps_the_username(platform, browser):
     assert second["course_id"] == first["course_id"]
 
 
+@pytest.mark.all_backends  # unique-username retry: savepoint + IntegrityError differ by database
 def test_colliding_preferred_usernames_get_different_usernames(platform, browser):
     shared = f"sam{tag()}"
     first_user = LmsUser.make("Sam", "One", preferred_username=shared)
@@ -551,6 +506,7 @@ def test_launch_claims_reach_the_tool(platform, browser):
     assert "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice" in claims
 
 
+@pytest.mark.all_backends  # concurrency: the races live in the database
 def test_simultaneous_first_launches_into_a_new_course(live_server, platform):
     """A class opening the assignment at the same moment, before the course exists: every
     launch succeeds (on both workers) and they all land in one course."""
@@ -587,6 +543,7 @@ def test_simultaneous_first_launches_into_a_new_course(live_server, platform):
     assert len({b["username"] for b in bodies}) == len(people)
 
 
+@pytest.mark.all_backends  # concurrency: the races live in the database
 def test_simultaneous_first_launches_of_one_user(live_server, platform, browser):
     """A new user opening the assignment in several tabs at once gets one account."""
     import threading

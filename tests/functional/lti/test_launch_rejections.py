@@ -126,6 +126,7 @@ def test_bad_payload_in_a_browser_gets_an_html_error_page(platform, browser):
 
 
 # --- replay, state and nonce ---------------------------------------------------------------------
+@pytest.mark.all_backends  # single-use nonce: the key-value store's insert-if-absent
 def test_replay_in_the_same_browser_is_rejected(platform, browser):
     answer = platform.launch(browser, roles=[LEARNER], replay=True)
     launched(answer.lti.first_response, "Learner")
@@ -133,6 +134,7 @@ def test_replay_in_the_same_browser_is_rejected(platform, browser):
     assert error["status"] == 401
 
 
+@pytest.mark.all_backends  # single-use nonce: the key-value store's insert-if-absent
 def test_replay_from_another_browser_is_rejected(platform, browser):
     first = platform.launch(browser, roles=[LEARNER])
     launched(first)

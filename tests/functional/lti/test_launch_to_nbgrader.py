@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 
 from tests.end_to_end.helpers import BIN, Role, no_traceback
 from tests.functional.lti.helpers import describe, launched, release
 from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
-
-# Drives nbgrader/Jupyter above the HTTP API: the database makes no difference here.
-pytestmark = pytest.mark.one_backend
 
 
 def test_launch_then_fetch_and_submit_with_the_real_nbgrader(live_server, platform, tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import jsonify
 
 from lti_exchange.api import bp
-from lti_exchange.api.common import json_body, state
-from lti_exchange.db import get_session
+from lti_exchange.api.common import json_body
 from lti_exchange.errors import InvalidRequest
-from lti_exchange.refresh import rotate
+from lti_exchange.tokens.refresh import rotate
+from lti_exchange.web.current import app_objects, get_session
 
 
 @bp.post("/token/refresh")
@@ -16,4 +16,4 @@ def refresh_token():
     token = json_body().get("refresh_token")
     if not isinstance(token, str) or not token or len(token) > 512:
         raise InvalidRequest('Send {"refresh_token": "..."} as a JSON body.')
-    return jsonify(rotate(state(), get_session(), token))
+    return jsonify(rotate(app_objects(), get_session(), token))

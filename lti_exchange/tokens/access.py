@@ -130,7 +130,7 @@ class TokenService:
             raise Unauthenticated(
                 f"The access token was not signed by this service. {RELAUNCH_HINT}"
             )
-        options = {"require": ["exp", "iat", "sub", "aud", "iss"]}
+        options: jwt.types.Options = {"require": ["exp", "iat", "sub", "aud", "iss"]}
         issuer = self.settings.token_issuer if self.settings.base_url else None
         try:
             claims = jwt.decode(

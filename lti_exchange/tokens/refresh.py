@@ -4,6 +4,7 @@ out after a launch or a refresh."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -11,11 +12,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lti_exchange.app_objects import AppObjects
 from lti_exchange.errors import Unauthenticated
+from lti_exchange.logging_setup import current_request_id
 from lti_exchange.models import Enrolment, RefreshToken
 from lti_exchange.models.types import utcnow
-from lti_exchange.state import ExchangeState
-from lti_exchange.tokens import revocation_instant
+from lti_exchange.tokens.access import revocation_instant
+
+log = logging.getLogger(__name__)
 
 PREFIX = "lxr_"
 RELAUNCH = "Launch the assignment from your LMS again to sign in."
@@ -42,7 +46,7 @@ def issue_refresh_token(session: Session, enrolment: Enrolment, ttl: int) -> str
 
 
 def token_pair(
-    state: ExchangeState,
+    objects: AppObjects,
     session: Session,
     enrolment: Enrolment,
     *,
@@ -51,7 +55,7 @@ def token_pair(
 ) -> dict[str, Any]:
     """Mint an access token (and a refresh token) for ``enrolment``: the launch/refresh JSON."""
     user, course = enrolment.user, enrolment.course
-    access = state.tokens.mint(
+    access = objects.tokens.mint(
         user_id=user.id,
         org_id=course.org_id,
         username=user.username,
@@ -67,7 +71,7 @@ def token_pair(
     body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": ttl or state.settings.access_token_ttl,
+        "expires_in": ttl or objects.settings.access_token_ttl,
         "username": user.username,
         "course_id": course.code,
         "role": enrolment.role,
@@ -75,12 +79,12 @@ def token_pair(
     }
     if with_refresh:
         body["refresh_token"] = issue_refresh_token(
-            session, enrolment, state.settings.refresh_token_ttl
+            session, enrolment, objects.settings.refresh_token_ttl
         )
     return body
 
 
-def rotate(state: ExchangeState, session: Session, token: str) -> dict[str, Any]:
+def rotate(objects: AppObjects, session: Session, token: str) -> dict[str, Any]:
     """Trade a refresh token for a new pair. A token used twice revokes the whole family."""
     row = session.execute(
         select(RefreshToken).where(RefreshToken.token_hash == _hash(token)).with_for_update()
@@ -89,8 +93,16 @@ def rotate(state: ExchangeState, session: Session, token: str) -> dict[str, Any]
     if row is None:
         raise Unauthenticated(f"Unknown refresh token. {RELAUNCH}", code="invalid_refresh_token")
     if row.used_at is not None:
-        revoke_enrolments(session, [row.enrolment_id])
+        revoked = revoke_enrolments(session, [row.enrolment_id])
         session.commit()
+        log.warning(
+            "refresh token %d reused: every session of enrolment %d ended (%d refresh token(s) "
+            "revoked) (request %s)",
+            row.id,
+            row.enrolment_id,
+            revoked,
+            current_request_id(),
+        )
         raise Unauthenticated(
             f"This refresh token was already used; for safety all your sessions in this course "
             f"have been ended. {RELAUNCH}",
@@ -111,13 +123,13 @@ def rotate(state: ExchangeState, session: Session, token: str) -> dict[str, Any]
         .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
         .values(used_at=now)
     )
-    if claimed.rowcount != 1:  # a concurrent refresh spent it first
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult; a concurrent refresh spent it first
         session.rollback()
         raise Unauthenticated(
             f"This refresh token was just used by another request. {RELAUNCH}",
             code="refresh_token_reused",
         )
-    pair = token_pair(state, session, enrolment)
+    pair = token_pair(objects, session, enrolment)
     session.commit()
     return pair
 
@@ -142,4 +154,4 @@ def revoke_enrolments(session: Session, enrolment_ids: list[int]) -> int:
         .where(RefreshToken.enrolment_id.in_(enrolment_ids), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return result.rowcount
+    return result.rowcount  # type: ignore[attr-defined]  # DML gives a CursorResult

@@ -1,18 +1,17 @@
-"""Who is calling: the bearer token's claims checked against the live enrolment row."""
+"""Who is calling: verified token claims checked against the live enrolment row (no Flask)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import STAFF_ROLES, Course, Enrolment, User
-from lti_exchange.tokens import RELAUNCH_HINT, TokenClaims, revocation_ms
+from lti_exchange.tokens.access import RELAUNCH_HINT, TokenClaims, revocation_ms
 
 
 @dataclass(frozen=True)
@@ -29,30 +28,14 @@ class Caller:
         return self.role in STAFF_ROLES
 
 
-def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated(
-            "This request needs an access token (Authorization: Bearer ...). "
-            "Launch the assignment from your LMS, or run `lti-exchange login`."
-        )
-    return token.strip()
-
-
-def current_claims() -> TokenClaims:
-    if "token_claims" not in g:
-        g.token_claims = current_app.extensions["lti_exchange"].tokens.verify(bearer_token())
-    return g.token_claims
-
-
-def authorise_course(session: Session, course_code: str, roles: Iterable[str]) -> Caller:
+def authorise_course(
+    session: Session, claims: TokenClaims, course_code: str, roles: Iterable[str]
+) -> Caller:
     """Return the caller when their token and live enrolment allow ``roles`` in ``course_code``.
 
     One query: the enrolment joined with its user and course, scoped to the token's organisation.
     """
     validate_identifier(course_code, "course")
-    claims = current_claims()
     if claims.course_id != course_code:
         exists = session.execute(
             select(Course.id).where(Course.org_id == claims.org_id, Course.code == course_code)

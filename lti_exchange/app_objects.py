@@ -1,4 +1,5 @@
-"""The per-process objects the app shares between requests (engine, storage, key rings)."""
+"""The app's objects, built once per process and shared by every request, command and worker:
+settings, engine, session factory, blob store, key rings and the token service (no Flask)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from lti_exchange.archives import ArchiveLimits
+from lti_exchange.archives.upload import ArchiveLimits
 from lti_exchange.config import Settings
 from lti_exchange.db import make_engine, make_session_factory
 from lti_exchange.keyring import KeyRing
 from lti_exchange.storage import BlobStorage, make_storage
-from lti_exchange.tokens import TOKEN_KEY_PREFIX, TokenService
+from lti_exchange.tokens.access import TOKEN_KEY_PREFIX, TokenService
 
 TOOL_KEY_PREFIX = "tool"
 
 
 @dataclass
-class ExchangeState:
+class AppObjects:
+    """What ``build_app_objects`` opens; the web layer reaches it through ``web.current``."""
+
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
@@ -36,11 +39,11 @@ class ExchangeState:
         )
 
 
-def build_state(settings: Settings) -> ExchangeState:
+def build_app_objects(settings: Settings) -> AppObjects:
     """Open the database and storage and load the key ring described by ``settings``."""
     engine = make_engine(settings)
     token_keys = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX)
-    return ExchangeState(
+    return AppObjects(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),

@@ -1,8 +1,8 @@
 """Receive an uploaded tar archive in one streamed pass: store it, hash it, and check every member.
 
 An archive is hostile until checked. It is parsed by our own bounded reader
-(``lti_exchange.tar_reader``, never ``tarfile``); every member must be a regular file or a folder
-with a name that unpacks the same way on Linux, macOS and Windows (``lti_exchange.archive_names``:
+(``archives.reader``, never ``tarfile``); every member must be a regular file or a folder
+with a name that unpacks the same way on Linux, macOS and Windows (``archives.names``:
 no absolute paths, no ``..``, no duplicates or file/folder clashes, even after case and Unicode
 folding), a sane modification time, a bounded number of members and a bounded unpacked size.
 Nothing is published unless every check passes.
@@ -14,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from lti_exchange.archive_names import NameTree, normalise_member_name
-from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
-from lti_exchange.storage import BlobStorage, StoredBlob
-from lti_exchange.tar_reader import (
+from lti_exchange.archives.names import NameTree, normalise_member_name
+from lti_exchange.archives.reader import (
     BLOCK,
     CHUNK,
     MAX_PATH_BYTES,
@@ -26,6 +24,8 @@ from lti_exchange.tar_reader import (
     TarReader,
     open_source,
 )
+from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
+from lti_exchange.storage import BlobStorage, StoredBlob
 
 __all__ = [
     "ArchiveLimits",

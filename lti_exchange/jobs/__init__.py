@@ -1,0 +1,8 @@
+"""What the worker does besides sending grades, each on its own schedule (``worker.py`` runs them):
+
+- ``periodic``: the small runner — each job at most once per interval, a failure logged and retried
+  at the next interval.
+- ``purge``: expired key-value rows and spent or expired refresh tokens, in bounded batches.
+- ``roster``: roster syncs that instructor launches asked for, one worker per course at a time.
+- ``uploads``: partial uploads a killed server process left in the blob storage.
+"""

@@ -1,0 +1,1 @@
+"""Our tokens: access tokens (access) and refresh tokens with the launch token pair (refresh)."""

@@ -1,0 +1,1 @@
+"""The Flask layer: app factory, request session, bearer parsing, error handlers, body limits."""

@@ -1,0 +1,150 @@
+"""The Flask app: settings → database (schema check) → storage → keys → blueprints → hooks;
+``/healthz``, ``/readyz`` and ``/``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify
+from sqlalchemy import text
+
+from lti_exchange import __version__
+from lti_exchange.app_objects import build_app_objects
+from lti_exchange.config import Settings, load_settings
+from lti_exchange.errors import ApiError, InsufficientStorage
+from lti_exchange.lti.headers import install_default_headers
+from lti_exchange.migrate import current_revision, ensure_schema, head_revision
+from lti_exchange.web.body_limits import install_body_limits
+from lti_exchange.web.current import EXTENSION, close_request_session, install_query_counter
+from lti_exchange.web.errors import register_error_handlers
+from lti_exchange.web.request_id import install_request_id
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app: settings → database → storage → keys → blueprints → errors."""
+    settings = settings or load_settings()
+    objects = build_app_objects(settings)
+    ensure_schema(objects.engine, settings)
+    objects.token_keys.ensure_key()
+    objects.tool_keys.ensure_key()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.extensions[EXTENSION] = objects
+    install_request_id(app)
+    app.teardown_appcontext(close_request_session)
+    if settings.expose_query_count:
+        install_query_counter(objects.engine)
+
+        @app.after_request
+        def _query_count(response):
+            response.headers["X-Query-Count"] = str(g.get("query_count", 0))
+            return response
+
+    from lti_exchange.api import bp as api_bp
+    from lti_exchange.lti.views import bp as lti_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(lti_bp)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    register_error_handlers(app)
+    install_body_limits(app)
+    install_default_headers(app)
+
+    @app.get("/healthz")
+    def healthz():
+        checks = {
+            "database": _check(lambda: _ping(objects.engine)),
+            "storage": _storage_check(objects.storage),
+        }
+        _fail_unless_ok(checks, "unavailable", "The service is unhealthy")
+        return jsonify(status="ok", version=__version__, **checks)
+
+    schema_head = head_revision()
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {
+            "database": _check(lambda: _ping(objects.engine)),
+            "schema": _schema_check(objects.engine, schema_head),
+            "storage": _storage_check(objects.storage),
+        }
+        _fail_unless_ok(checks, "not_ready", "Not ready to serve")
+        return jsonify(status="ok", version=__version__, **checks)
+
+    @app.get("/")
+    def index():
+        return jsonify(
+            service="lti-exchange",
+            version=__version__,
+            api="/api/v1",
+            health="/healthz",
+            ready="/readyz",
+        )
+
+    return app
+
+
+def _ping(engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        log.warning("health check failed: %s", exc)
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def _storage_check(storage) -> str:
+    """``ok``, ``full`` (free space below the reserve, or ENOSPC) or ``error: <kind>``."""
+    try:
+        storage.check()
+    except InsufficientStorage:
+        return "full"
+    except Exception as exc:  # noqa: BLE001 - any other failure means "not healthy"
+        log.warning("storage check failed: %s", exc)
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def _schema_check(engine, head: str) -> str:
+    """``ok`` when the database is at the schema head this code needs, else where it is."""
+    try:
+        current = current_revision(engine)
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is reported by its check
+        return f"error: {exc.__class__.__name__}"
+    return "ok" if current == head else f"at {current or 'none'}, needs {head}"
+
+
+def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
+    """Raise 503 naming each failing check and what to do about it; ``details`` has them all."""
+    problems = []
+    for name, value in checks.items():
+        if value == "ok":
+            continue
+        if value == "full":
+            problems.append(
+                "the storage is full (free space is below LTI_EXCHANGE_STORAGE_MIN_FREE_BYTES): "
+                "free some space or enlarge the volume"
+            )
+        elif name == "schema" and not value.startswith("error"):
+            problems.append(f"the database schema is {value}: run `lti-exchange db upgrade`")
+        else:
+            problems.append(f"the {name} does not answer (the cause is in the service log)")
+    if problems:
+        raise ApiError(
+            f"{lead}: " + "; ".join(problems) + ".",
+            status=503,
+            code=code,
+            details=checks,
+        )

@@ -1,0 +1,35 @@
+"""The request's bearer token: parsed from ``Authorization``, verified once, then authorised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flask import g, request
+
+from lti_exchange.errors import Unauthenticated
+from lti_exchange.services.authorisation import Caller, authorise_course
+from lti_exchange.tokens.access import TokenClaims
+from lti_exchange.web.current import app_objects, get_session
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "This request needs an access token (Authorization: Bearer ...). "
+            "Launch the assignment from your LMS, or run `lti-exchange login`."
+        )
+    return token.strip()
+
+
+def current_claims() -> TokenClaims:
+    """The verified claims of the request's access token (verified once per request)."""
+    if "token_claims" not in g:
+        g.token_claims = app_objects().tokens.verify(bearer_token())
+    return g.token_claims
+
+
+def caller_for(course_code: str, roles: Iterable[str]) -> Caller:
+    """The caller acting in ``course_code`` with one of ``roles`` (401/403/404 otherwise)."""
+    return authorise_course(get_session(), current_claims(), course_code, roles)

@@ -1,0 +1,50 @@
+"""The one accessor for the app's objects, and the request's database session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, has_app_context
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from lti_exchange.app_objects import AppObjects
+
+EXTENSION = "lti_exchange"
+
+
+def app_objects() -> AppObjects:
+    """The current app's shared objects (engine, storage, key rings, settings)."""
+    return current_app.extensions[EXTENSION]
+
+
+def get_session() -> Session:
+    """The request's session, created on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = app_objects().session_factory()
+    return g.db_session
+
+
+def rollback_request_session() -> None:
+    session = g.pop("db_session", None) if has_app_context() else None
+    if session is not None:
+        session.rollback()
+        session.close()
+
+
+def close_request_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        if session.in_transaction():
+            session.rollback()
+        session.close()
+
+
+def install_query_counter(engine: Engine) -> None:
+    """Count statements per request on ``g`` (exposed as ``X-Query-Count`` when enabled)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args: Any) -> None:
+        if has_app_context():
+            g.query_count = g.get("query_count", 0) + 1
