@@ -228,7 +228,7 @@ class Server:
                 user_id=enrolment.user.id,
                 org_id=org.id,
                 username=username,
-                course_id=course,
+                course_code=course,
                 course_title=enrolment.course.title,
                 role=role,
                 lms_user_id=enrolment.user.lms_user_id,

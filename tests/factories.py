@@ -51,7 +51,7 @@ def issue_access_token(
             user_id=enrolment.user.id,
             org_id=organisation.id,
             username=username,
-            course_id=course,
+            course_code=course,
             course_title=enrolment.course.title,
             role=role,
             lms_user_id=enrolment.user.lms_user_id,
@@ -70,3 +70,33 @@ def issue_refresh_token(objects: Any, username: str, course: str) -> str:
         pair = token_pair(objects, session, find_enrolment(session, username, course))
         session.commit()
         return pair["refresh_token"]
+
+
+def registered_app(data_dir, *, auth_login_url: str = "https://lms.example.edu/auth", **env: str):
+    """An in-process app (its test client) with these settings and one LMS registration
+    (issuer ``https://lms.example.edu``, client ``tool-1``, deployment ``1``)."""
+    from lti_exchange import create_app
+    from lti_exchange.config import load_settings
+    from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
+
+    settings = load_settings(
+        {
+            "LTI_EXCHANGE_DATA_DIR": str(data_dir),
+            **{f"LTI_EXCHANGE_{name.upper()}": value for name, value in env.items()},
+        }
+    )
+    app = create_app(settings)
+    with app.extensions["lti_exchange"].session_factory() as session:
+        upsert_registration(
+            session,
+            RegistrationInput(
+                issuer="https://lms.example.edu",
+                client_id="tool-1",
+                deployment_ids=["1"],
+                auth_login_url=auth_login_url,
+                auth_token_url="https://lms.example.edu/token",
+                key_set_url="https://lms.example.edu/jwks",
+            ),
+        )
+        session.commit()
+    return app.test_client()

@@ -14,7 +14,7 @@ from lti_exchange.web.current import get_session
 @bp.get("/me")
 def whoami():
     claims = current_claims()
-    caller = caller_for(claims.course_id, ANY_ROLE)
+    caller = caller_for(claims.course_code, ANY_ROLE)
     return jsonify(
         username=caller.user.username,
         org_id=caller.course.org_id,

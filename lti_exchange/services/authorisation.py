@@ -36,14 +36,14 @@ def authorise_course(
     One query: the enrolment joined with its user and course, scoped to the token's organisation.
     """
     validate_identifier(course_code, "course")
-    if claims.course_id != course_code:
+    if claims.course_code != course_code:
         exists = session.execute(
             select(Course.id).where(Course.org_id == claims.org_id, Course.code == course_code)
         ).first()
         if exists is None:
             raise not_found("course", course_code, course_code)
         raise Forbidden(
-            f"Your access token is for course '{claims.course_id}', not '{course_code}'. "
+            f"Your access token is for course '{claims.course_code}', not '{course_code}'. "
             f"Launch '{course_code}' from your LMS to get a token for it.",
             code="wrong_course",
         )

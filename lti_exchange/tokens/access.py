@@ -44,7 +44,7 @@ class TokenClaims:
     sub: str
     org_id: int
     username: str
-    course_id: str
+    course_code: str  # the nbgrader course id (the claim ``course_id``)
     role: str
     iat: int
     exp: int
@@ -73,7 +73,7 @@ class TokenService:
         user_id: int,
         org_id: int,
         username: str,
-        course_id: str,
+        course_code: str,
         course_title: str | None,
         role: str,
         lms_user_id: str | None = None,
@@ -83,7 +83,7 @@ class TokenService:
         now: int | None = None,
         not_before: datetime | None = None,
     ) -> str:
-        """Sign an access token for ``username`` in ``course_id`` valid for ``ttl`` seconds.
+        """Sign a token for ``username`` in course ``course_code``, valid for ``ttl`` seconds.
 
         ``not_before`` is the enrolment's ``tokens_not_before``: the token's ``iat_ms`` is never
         below it, so a token minted right after a revocation (or with a clock behind the one
@@ -104,7 +104,7 @@ class TokenService:
             "jti": uuid.uuid4().hex,
             "org_id": org_id,
             "username": username,
-            "course_id": course_id,
+            "course_id": course_code,
             "course_title": course_title,
             "role": role,
             "lms_user_id": lms_user_id,
@@ -153,7 +153,7 @@ class TokenService:
                 sub=str(claims["sub"]),
                 org_id=int(claims["org_id"]),
                 username=str(claims["username"]),
-                course_id=str(claims["course_id"]),
+                course_code=str(claims["course_id"]),
                 role=str(claims["role"]),
                 iat=int(claims["iat"]),
                 exp=int(claims["exp"]),

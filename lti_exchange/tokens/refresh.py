@@ -59,7 +59,7 @@ def token_pair(
         user_id=user.id,
         org_id=course.org_id,
         username=user.username,
-        course_id=course.code,
+        course_code=course.code,
         course_title=course.title,
         role=enrolment.role,
         lms_user_id=user.lms_user_id,

@@ -49,7 +49,7 @@ def reminted(live_server, token: str, **changes) -> str:
         "user_id": int(claims["sub"]),
         "org_id": claims["org_id"],
         "username": claims["username"],
-        "course_id": claims["course_id"],
+        "course_code": claims["course_id"],
         "course_title": claims["course_title"],
         "role": claims["role"],
     }
@@ -122,7 +122,7 @@ def test_expired_token(live_server, course, student):
         user_id=int(claims["sub"]),
         org_id=claims["org_id"],
         username="alice",
-        course_id=course,
+        course_code=course,
         course_title=None,
         role="Learner",
         now=int(time.time()) - 3600,

@@ -14,10 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from lti_exchange import create_app
-from lti_exchange.config import load_settings
 from lti_exchange.lti.headers import origin
-from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
+from tests.factories import registered_app
 from tests.functional.lti.conftest import browser, make_platform, platform  # noqa: F401
 from tests.functional.lti.helpers import launched
 from tests.functional.lti.test_deep_linking import deep_link_launch, respond
@@ -199,28 +197,9 @@ def app_with(tmp_path):
     """An in-process app with these settings and one registration."""
 
     def make(**env: str):
-        settings = load_settings(
-            {
-                "LTI_EXCHANGE_DATA_DIR": str(tmp_path / "data"),
-                **{f"LTI_EXCHANGE_{name.upper()}": value for name, value in env.items()},
-            }
+        return registered_app(
+            tmp_path / "data", auth_login_url="https://login.example.edu:8443/auth", **env
         )
-        app = create_app(settings)
-        state = app.extensions["lti_exchange"]
-        with state.session_factory() as session:
-            upsert_registration(
-                session,
-                RegistrationInput(
-                    issuer="https://lms.example.edu",
-                    client_id="tool-1",
-                    deployment_ids=["1"],
-                    auth_login_url="https://login.example.edu:8443/auth",
-                    auth_token_url="https://lms.example.edu/token",
-                    key_set_url="https://lms.example.edu/jwks",
-                ),
-            )
-            session.commit()
-        return app.test_client()
 
     return make
 

@@ -47,7 +47,7 @@ def mint(tokens: TokenService, **changes) -> str:
         "user_id": 7,
         "org_id": 3,
         "username": "alice",
-        "course_id": "intro",
+        "course_code": "intro",
         "course_title": "Intro",
         "role": "Learner",
         "lms_user_id": "lms-7",
@@ -133,12 +133,12 @@ def test_token_of_the_old_key_verifies_after_rotation(tokens, ring):
 def test_prune_removes_superseded_keys_and_their_tokens_stop_verifying(settings, tokens, ring):
     old_token = mint(tokens)
     old_kid = jwt.get_unverified_header(old_token)["kid"]
-    assert tokens.verify(old_token).course_id == "intro"
+    assert tokens.verify(old_token).course_code == "intro"
     new = ring.generate()
     new_token = mint(tokens)
 
     assert ring.prune(overlap_seconds=3600, now=time.time() + 10) == []
-    assert tokens.verify(old_token).course_id == "intro"
+    assert tokens.verify(old_token).course_code == "intro"
 
     assert ring.prune(overlap_seconds=0, now=time.time() + 10) == [old_kid]
     assert ring.get(old_kid) is None
@@ -149,7 +149,7 @@ def test_prune_removes_superseded_keys_and_their_tokens_stop_verifying(settings,
         tokens.verify(old_token)
     assert refused.value.status == 401
     assert "not signed by this service" in refused.value.message
-    assert tokens.verify(new_token).course_id == "intro"
+    assert tokens.verify(new_token).course_code == "intro"
 
 
 def test_prune_never_removes_the_active_key(ring):
@@ -188,7 +188,7 @@ def test_mint_and_verify_round_trip(tokens, ring):
     assert header["kid"] == ring.active.kid
     claims = tokens.verify(token)
     assert (claims.user_id, claims.org_id, claims.username) == (7, 3, "alice")
-    assert (claims.course_id, claims.role) == ("intro", "Learner")
+    assert (claims.course_code, claims.role) == ("intro", "Learner")
     assert before <= claims.iat <= int(time.time())
     assert claims.exp == claims.iat + 120
     assert claims.jti

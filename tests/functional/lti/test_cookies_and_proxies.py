@@ -6,9 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lti_exchange import create_app
-from lti_exchange.config import load_settings
-from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
+from tests.factories import registered_app
 
 
 def drop_cookies(browser):
@@ -51,29 +49,9 @@ def test_cookie_less_replay_is_refused(platform, browser):
 @pytest.fixture
 def proxied_app(tmp_path):
     def make(trusted_proxies: int, **env: str):
-        settings = load_settings(
-            {
-                "LTI_EXCHANGE_DATA_DIR": str(tmp_path / f"data{trusted_proxies}"),
-                "LTI_EXCHANGE_TRUSTED_PROXIES": str(trusted_proxies),
-                **{f"LTI_EXCHANGE_{name.upper()}": value for name, value in env.items()},
-            }
+        return registered_app(
+            tmp_path / f"data{trusted_proxies}", trusted_proxies=str(trusted_proxies), **env
         )
-        app = create_app(settings)
-        state = app.extensions["lti_exchange"]
-        with state.session_factory() as session:
-            upsert_registration(
-                session,
-                RegistrationInput(
-                    issuer="https://lms.example.edu",
-                    client_id="tool-1",
-                    deployment_ids=["1"],
-                    auth_login_url="https://lms.example.edu/auth",
-                    auth_token_url="https://lms.example.edu/token",
-                    key_set_url="https://lms.example.edu/jwks",
-                ),
-            )
-            session.commit()
-        return app.test_client()
 
     return make
 
