@@ -27,8 +27,9 @@ Tunables (environment):
     clients get 408. Heads are read by each worker's event loop, so slow clients hold no thread.
 
 The front-door settings (worker class, header limits, access logger) come from
-``lti_exchange.server.FRONT_DOOR``, shared with ``lti-exchange serve``. Heads are bounded by
-``limit_request_line`` / ``limit_request_fields`` / ``limit_request_field_size`` (4xx beyond).
+``lti_exchange.serving.gunicorn_app.FRONT_DOOR``, shared with ``lti-exchange serve``. Heads are
+bounded by ``limit_request_line`` / ``limit_request_fields`` / ``limit_request_field_size`` (4xx
+beyond).
 
 The access log never records query strings or request headers (so no tokens or
 ``Authorization`` values end up in logs): only client address, method, the raw (still
@@ -44,7 +45,7 @@ import sys
 
 from lti_exchange.logging_setup import configure_logging
 from lti_exchange.public_url import url_from_bind
-from lti_exchange.server import FRONT_DOOR
+from lti_exchange.serving.gunicorn_app import FRONT_DOOR
 
 
 def _int_env(name: str, default: int) -> int:

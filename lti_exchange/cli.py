@@ -100,7 +100,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     import atexit
     import subprocess
 
-    from lti_exchange.server import run_gunicorn
+    from lti_exchange.serving.gunicorn_app import run_gunicorn
 
     grade_worker = subprocess.Popen([sys.executable, "-m", "lti_exchange.cli", "worker"])
     atexit.register(grade_worker.terminate)

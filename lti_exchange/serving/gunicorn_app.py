@@ -10,13 +10,13 @@ from gunicorn.app.base import BaseApplication
 # What both ways of running gunicorn use: bounded request heads, heads read without holding a
 # thread (slow clients), and an access log with the raw encoded path and no query string.
 FRONT_DOOR: dict[str, Any] = {
-    "worker_class": "lti_exchange.gunicorn_worker.HeadBufferingWorker",
+    "worker_class": "lti_exchange.serving.head_buffering.HeadBufferingWorker",
     "limit_request_line": 8190,  # LTI login GETs carry hints and target_link_uri in the query
     "limit_request_fields": 50,
     "limit_request_field_size": 8190,
     "worker_connections": 250,  # per worker, kept-alive and still-sending clients included
     "keepalive": 5,
-    "logger_class": "lti_exchange.gunicorn_logging.RawPathLogger",
+    "logger_class": "lti_exchange.serving.access_log.RawPathLogger",
     "accesslog": "-",
     # %(U)s is the raw, still percent-encoded path (RawPathLogger); no query, no header atoms.
     "access_log_format": "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms",

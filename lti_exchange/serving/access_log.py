@@ -2,7 +2,8 @@
 
 Gunicorn's ``%(U)s`` is ``PATH_INFO``, already decoded: ``/a%2e%2e/b`` and ``/a../b`` log alike,
 and attack probes become unreadable. ``RawPathLogger`` makes ``%(U)s`` the raw path instead;
-``lti_exchange.server.FRONT_DOOR`` names it for both ``serve`` and ``config/gunicorn.conf.py``.
+``lti_exchange.serving.gunicorn_app.FRONT_DOOR`` names it for both ``serve`` and
+``config/gunicorn.conf.py``.
 """
 
 from __future__ import annotations
