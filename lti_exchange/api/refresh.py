@@ -7,6 +7,7 @@ from flask import jsonify
 from lti_exchange.api import bp
 from lti_exchange.api.common import json_body
 from lti_exchange.errors import InvalidRequest
+from lti_exchange.services.retry import run_with_retry
 from lti_exchange.tokens.refresh import rotate
 from lti_exchange.web.current import app_objects, get_session
 
@@ -16,4 +17,10 @@ def refresh_token():
     token = json_body().get("refresh_token")
     if not isinstance(token, str) or not token or len(token) > 512:
         raise InvalidRequest('Send {"refresh_token": "..."} as a JSON body.')
-    return jsonify(rotate(app_objects(), get_session(), token))
+    session = get_session()
+    # Concurrent refreshes of one token can deadlock on its row (InnoDB): run the whole
+    # rotation again; the rerun then sees the token spent and answers 401.
+    pair = run_with_retry(
+        session, lambda: rotate(app_objects(), session, token), what="refresh your session"
+    )
+    return jsonify(pair)
