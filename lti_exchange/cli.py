@@ -283,6 +283,45 @@ def platform_remove(issuer: str, client_id: str, as_json: bool) -> None:
     )
 
 
+@platform.command("invite")
+@click.option("--name", default=None, help="A name for the organisation it will create.")
+@click.option(
+    "--ttl",
+    type=click.IntRange(60, 30 * 24 * 3600),
+    default=24 * 3600,
+    show_default=True,
+    help="Seconds the URL stays valid.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def platform_invite(name: str | None, ttl: int, as_json: bool) -> None:
+    """Print a one-time LTI Dynamic Registration URL to paste into an LMS (Moodle, Canvas,
+    Brightspace, …); the LMS that opens it first is registered as a new organisation."""
+    from datetime import timedelta
+
+    from lti_exchange.lti.dynamic_registration import create_invitation, invitation_url
+    from lti_exchange.lti.store import DatabaseStore
+
+    if name is not None and not 0 < len(name.strip()) <= 150:
+        raise click.ClickException("--name must be 1 to 150 characters.")
+    settings = _settings()
+    base = settings.public_base_url
+    if not base:
+        raise click.ClickException(
+            "This exchange does not know its public address: set LTI_EXCHANGE_BASE_URL (e.g. "
+            "https://exchange.example.edu) as the service has it."
+        )
+    state = _state(settings)
+    token = create_invitation(DatabaseStore(state.session_factory), name and name.strip(), ttl)
+    url = invitation_url(base, token)
+    expires = (datetime.now(UTC) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
+    _emit(
+        as_json,
+        {"registration_url": url, "expires_at": expires, "name": name},
+        f"{url}\nPaste this URL into the LMS's tool registration (LTI Advantage / dynamic "
+        f"registration). It works once, until {expires}.",
+    )
+
+
 @main.group()
 def token() -> None:
     """Issue and revoke tokens."""
@@ -585,6 +624,44 @@ def roster_sync(course: str, org: str | None, as_json: bool) -> None:
         f"Roster of {course}: {data['members']} member(s), {data['created']} new, "
         f"{data['deactivated']} marked as having left.",
     )
+
+
+@main.group()
+def course() -> None:
+    """Which nbgrader course an LMS course (context) is."""
+
+
+@course.command("map")
+@click.option("--org", required=True, help="Organisation id or name (see `platform list`).")
+@click.option("--context", "context_id", required=True, help="The LMS context (course) id.")
+@click.option("--course-id", "course_code", required=True, help="The nbgrader course id.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def course_map(org: str, context_id: str, course_code: str, as_json: bool) -> None:
+    """Map an LMS context to an nbgrader course id: its course is renamed (assignments,
+    submissions, grades and enrolments stay with it); a context nobody launched yet gets it at
+    its first launch. Refused when another course has the id."""
+    from lti_exchange.errors import ApiError
+    from lti_exchange.services.course_mapping import map_context
+
+    state = _state()
+    with state.session_factory() as session:
+        try:
+            result = map_context(session, org, context_id, course_code)
+            session.commit()
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from exc
+    texts = {
+        "unchanged": f"Context {context_id!r} is already course {course_code!r}; nothing changed.",
+        "created": f"Context {context_id!r} is now course {course_code!r} (created; its first "
+        "launch uses it).",
+        "adopted": f"Context {context_id!r} is now the existing course {course_code!r}.",
+        "renamed": f"Renamed course {result.previous_course_id!r} to {course_code!r} (context "
+        f"{context_id!r}): its {result.assignments} assignment(s), {result.submissions} "
+        "submission(s), grades and enrolments stay with it. Tokens issued for the old id stop "
+        "working for it: users launch again from the LMS, and nbgrader's course_id must become "
+        f"{course_code!r}.",
+    }
+    _emit(as_json, result.as_dict(), texts[result.action])
 
 
 @main.group()

@@ -9,6 +9,7 @@ sweeping partial uploads) are safe to run in several workers too: see each job's
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -27,14 +28,16 @@ from lti_exchange.jobs.periodic import JobRunner, PeriodicJob
 from lti_exchange.lti.platform_client import PlatformClient, PlatformError
 from lti_exchange.lti.store import DatabaseStore
 from lti_exchange.models import Course, Grade, GradeOutbox, LineItem, LtiRegistration, User
-from lti_exchange.models.grade import FAILED, PENDING, SENT
+from lti_exchange.models.grade import FAILED, NOT_SENDABLE, PENDING, SENT
 from lti_exchange.models.types import utcnow
+from lti_exchange.services.resource_links import GradeTarget, grade_target
 
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 120
 MAX_BACKOFF = 300
 LINEITEM_LOCK_SECONDS = 60
+NO_LINEITEM = ""  # _lineitem: none exists and the platform forbids creating one
 
 
 def backoff(attempts: int) -> float:
@@ -148,36 +151,49 @@ class GradeWorker:
         registration = session.execute(
             select(LtiRegistration).where(LtiRegistration.org_id == course.org_id)
         ).scalar_one_or_none()
-        lineitems_url = course.ags_lineitems_url
-        if registration is None or user is None or not user.lti_sub or not lineitems_url:
+        if registration is None or user is None or not user.lti_sub:
             return self._fail(
                 session,
                 entry,
                 grade,
                 "the course or student is no longer linked to an LMS (registration removed?)",
             )
+        target = grade_target(session, course, grade.assignment_name)
+        problem = target.problem()
+        if problem is not None:
+            return self._not_sendable(session, entry, grade, problem)
         client = clients.get(registration.id) or clients.setdefault(
             registration.id, PlatformClient(registration, self.state.tool_keys, self.store)
         )
         version = grade.version
         try:
-            lineitem = self._lineitem(session, client, course, lineitems_url, grade)
-            if lineitem is None:
-                return self._retry(
-                    session, entry, grade, "another worker is creating the line item", count=False
-                )
+            lineitems = list(target.lineitem_urls)  # coupled grading: the links' own columns
+            if not lineitems:
+                found = self._lineitem(session, client, course, target, grade)
+                if found is None:
+                    return self._retry(
+                        session,
+                        entry,
+                        grade,
+                        "another worker is creating the line item",
+                        count=False,
+                    )
+                if found == NO_LINEITEM:
+                    return self._not_sendable(session, entry, grade, target.cannot_create())
+                lineitems = [found]
             stamp = score_timestamp(grade.last_score_timestamp)
-            client.post_score(
-                lineitem,
-                {
-                    "userId": user.lti_sub,
-                    "scoreGiven": grade.score,
-                    "scoreMaximum": grade.max_score,
-                    "activityProgress": "Completed",
-                    "gradingProgress": "FullyGraded",
-                    "timestamp": stamp.isoformat(timespec="milliseconds"),
-                },
-            )
+            for lineitem in lineitems:
+                client.post_score(
+                    lineitem,
+                    {
+                        "userId": user.lti_sub,
+                        "scoreGiven": grade.score,
+                        "scoreMaximum": grade.max_score,
+                        "activityProgress": "Completed",
+                        "gradingProgress": "FullyGraded",
+                        "timestamp": stamp.isoformat(timespec="milliseconds"),
+                    },
+                )
         except PlatformError as exc:
             if exc.retryable:
                 return self._retry(session, entry, grade, str(exc), status=exc.status)
@@ -202,10 +218,14 @@ class GradeWorker:
         session: Session,
         client: PlatformClient,
         course: Course,
-        lineitems_url: str,
+        target: GradeTarget,
         grade: Grade,
     ) -> str | None:
-        """The line item of the assignment, found or created once (a lock serialises creation)."""
+        """The assignment's own line item (no coupled column): remembered, else looked up by
+        ``resourceLinkId`` / ``resourceId`` + ``tag``, else created once (a lock serialises
+        creation). None: another worker holds the lock; ``NO_LINEITEM``: none exists and the
+        platform does not let the tool create one."""
+        assert target.lineitems_url is not None  # GradeTarget.problem() checked it
         row = session.execute(
             select(LineItem).where(
                 LineItem.course_id == course.id, LineItem.assignment_name == grade.assignment_name
@@ -217,12 +237,16 @@ class GradeWorker:
         if not self.store.add(lock, self.worker_id, LINEITEM_LOCK_SECONDS):
             return None
         try:
-            url = client.find_or_create_lineitem(
-                lineitems_url,
-                grade.assignment_name,
-                grade.assignment_name,
-                grade.max_score,
+            url = client.find_lineitem(
+                target.lineitems_url,
+                resource_id=grade.assignment_name,
+                resource_link_id=target.resource_link_id,
+                scope=target.lookup_scope(),
             )
+            if url is None and not target.can_create:
+                return NO_LINEITEM
+            if url is None:
+                url = self._create_lineitem(client, target, grade)
             try:
                 with session.begin_nested():
                     session.add(
@@ -239,6 +263,42 @@ class GradeWorker:
             return url
         finally:
             self.store.delete(lock)
+
+    @staticmethod
+    def _create_lineitem(client: PlatformClient, target: GradeTarget, grade: Grade) -> str:
+        """Create the column, tied to the assignment's link; if the LMS no longer knows that
+        link (deleted: 404/400), create it for the course without ``resourceLinkId``."""
+        assert target.lineitems_url is not None
+        create = functools.partial(
+            client.create_lineitem,
+            target.lineitems_url,
+            resource_id=grade.assignment_name,
+            label=grade.assignment_name,
+            score_maximum=grade.max_score,
+        )
+        try:
+            return create(resource_link_id=target.resource_link_id)
+        except PlatformError as exc:
+            if target.resource_link_id is None or exc.status not in (400, 404):
+                raise
+            log.warning(
+                "the LMS refused a line item for resource link %r (%s); creating it without",
+                target.resource_link_id,
+                exc,
+            )
+            return create(resource_link_id=None)
+
+    def _not_sendable(self, session: Session, entry: GradeOutbox, grade: Grade, reason: str) -> str:
+        """The LMS setup does not allow this grade: ``not_sendable`` with what to change."""
+        grade.status, grade.reason = NOT_SENDABLE, reason[:2000]
+        session.execute(
+            delete(GradeOutbox).where(
+                GradeOutbox.id == entry.id, GradeOutbox.locked_by == self.worker_id
+            )
+        )
+        session.commit()
+        log.warning("grade %d (outbox %d) not sendable: %s", grade.id, entry.id, reason)
+        return "failed"
 
     def _retry(
         self,

@@ -28,6 +28,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# The browser tests (tests/browser) drive Debian's chromium with Playwright; no browser download.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 phase_done install
 
 export LTI_EXCHANGE_TEST_BACKENDS="${LTI_EXCHANGE_TEST_BACKENDS:-sqlite,postgresql,mariadb}"

@@ -9,6 +9,7 @@ from pylti1p3.contrib.flask import (
     FlaskOIDCLogin,
     FlaskRequest,
 )
+from pylti1p3.exception import LtiException
 
 from lti_exchange.lti.message_launch import HardenedMessageLaunch
 from lti_exchange.lti.store import DatabaseStore
@@ -52,6 +53,11 @@ class OIDCLogin(FlaskOIDCLogin):
         self._state_params = {**self._state_params, "nonce": nonce}
         return nonce
 
+    def set_cookies(self, response):
+        """Put the login's state cookie on ``response`` (a page instead of the redirect)."""
+        self._cookie_service.update_response(response)
+        return response
+
 
 def store() -> DatabaseStore:
     return DatabaseStore(app_objects().session_factory)
@@ -89,3 +95,15 @@ def message_launch(conf: DatabaseToolConf) -> HardenedMessageLaunch:
     launch.set_launch_data_lifetime(LAUNCH_DATA_LIFETIME)
     trusted = {a.strip() for a in settings.lti_trusted_audiences.split(",") if a.strip()}
     return launch.configure(store(), settings.lti_clock_leeway, settings.lti_iat_max_age, trusted)
+
+
+def restored_launch(conf: DatabaseToolConf, launch_id: str) -> HardenedMessageLaunch:
+    """A launch validated earlier (its data cached under ``launch_id``), configured as a fresh
+    one: pylti1p3's ``from_cache`` with our audience rules. Raises ``LtiException`` when gone."""
+    launch = message_launch(conf)
+    data = launch.get_session_service().get_launch_data(launch_id)
+    if not data:
+        raise LtiException("Launch data not found")
+    launch.set_launch_id(launch_id).set_auto_validation(enable=False).set_jwt({"body": data})
+    launch.set_restored().validate_registration()
+    return launch

@@ -26,6 +26,7 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
     registration errors that are 4xx instead of 500."""
 
     store: DatabaseStore
+    cookie_bound: bool = False  # set by validate_state: the state cookie came with the launch
     leeway: int = 60
     iat_max_age: int = 600
     trusted_audiences: frozenset[str] = frozenset()
@@ -141,11 +142,15 @@ class HardenedMessageLaunch(FlaskMessageLaunch):
     def validate_state(self) -> HardenedMessageLaunch:
         """Accept the state cookie, or — when the browser blocked the cookie (LMS iframe without
         third-party cookies) — the server-side record of this state whose nonce must be the
-        id_token's."""
+        id_token's. Without the cookie the launch is valid but not bound to this browser
+        (``cookie_bound`` stays False): the caller must bind it before answering tokens
+        (``browser_binding``)."""
         state = self._get_request_param("state")
         if not state:
             raise LtiException("Missing state param")
+        self.cookie_bound = False
         if self._cookie_service.get_cookie(state) == state:
+            self.cookie_bound = True
             return self
         params = self._session_service.get_state_params(state) or {}
         try:

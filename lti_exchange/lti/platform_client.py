@@ -1,5 +1,8 @@
 """Calls from the tool to the LMS: OAuth2 client credentials (a JWT assertion signed with our
 tool key), AGS line items and scores, and NRPS memberships. Works without any browser session.
+
+Each call asks for the one scope it needs; the worker chooses only scopes the platform offered
+in the launch's AGS claim (``services.resource_links.GradeTarget``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from lti_exchange.models import LtiRegistration
 
 AGS = "https://purl.imsglobal.org/spec/lti-ags/scope/"
 SCOPE_LINEITEM = AGS + "lineitem"
+SCOPE_LINEITEM_READONLY = AGS + "lineitem.readonly"
 SCOPE_SCORE = AGS + "score"
 SCOPE_NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
 LINEITEMS_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 MEMBERSHIPS_TYPE = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
+TAG = "nbgrader"  # the ``tag`` of every line item the tool creates
 TIMEOUT = (10, 60)
 MAX_PAGES = 1000
 
@@ -147,29 +152,65 @@ class PlatformClient:
             url, params = following, None
 
     # -- AGS ------------------------------------------------------------------------------------
-    def find_or_create_lineitem(
-        self, lineitems_url: str, resource_id: str, label: str, score_maximum: float
+    def find_lineitem(
+        self,
+        lineitems_url: str,
+        *,
+        resource_id: str,
+        resource_link_id: str | None,
+        scope: str = SCOPE_LINEITEM,
+    ) -> str | None:
+        """The nbgrader line item of ``resource_id``: first among the columns of the resource
+        link (``resourceLinkId``), then by ``resourceId`` + ``tag``; never matched by label."""
+
+        def matches(item: Any) -> bool:
+            return isinstance(item, dict) and item.get("resourceId") == resource_id
+
+        lookups: list[tuple[dict[str, str], Any]] = []
+        if resource_link_id:
+            lookups.append(
+                (
+                    {"resource_link_id": resource_link_id},
+                    lambda item: matches(item) and item.get("resourceLinkId") == resource_link_id,
+                )
+            )
+        lookups.append(
+            (
+                {"resource_id": resource_id, "tag": TAG},
+                lambda item: matches(item) and item.get("tag") == TAG,
+            )
+        )
+        for params, wanted in lookups:
+            for page in self._pages(lineitems_url, [scope], LINEITEMS_TYPE, params):
+                body = page.json()
+                for item in body if isinstance(body, list) else []:
+                    if wanted(item) and isinstance(item.get("id"), str):
+                        return item["id"]
+        return None
+
+    def create_lineitem(
+        self,
+        lineitems_url: str,
+        *,
+        resource_id: str,
+        label: str,
+        score_maximum: float,
+        resource_link_id: str | None,
     ) -> str:
-        """The line item whose ``resourceId`` is ``resource_id`` (never matched by label)."""
-        for page in self._pages(
-            lineitems_url,
-            [SCOPE_LINEITEM],
-            LINEITEMS_TYPE,
-            {"resource_id": resource_id, "tag": "nbgrader"},
-        ):
-            for item in page.json():
-                if item.get("resourceId") == resource_id and item.get("tag") == "nbgrader":
-                    return item["id"]
+        """A new line item with ``resourceId``, ``tag`` and (when given) ``resourceLinkId``."""
+        item: dict[str, Any] = {
+            "label": label,
+            "scoreMaximum": score_maximum,
+            "resourceId": resource_id,
+            "tag": TAG,
+        }
+        if resource_link_id:
+            item["resourceLinkId"] = resource_link_id
         created = self._call(
             "POST",
             lineitems_url,
             [SCOPE_LINEITEM],
-            json={
-                "label": label,
-                "scoreMaximum": score_maximum,
-                "resourceId": resource_id,
-                "tag": "nbgrader",
-            },
+            json=item,
             headers={"Content-Type": LINEITEM_TYPE, "Accept": LINEITEM_TYPE},
         )
         return created.json()["id"]

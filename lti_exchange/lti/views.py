@@ -16,8 +16,15 @@ from lti_exchange.errors import ApiError, Forbidden, InvalidRequest, Unauthentic
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.jobs.roster import request_roster_sync_if_due
 from lti_exchange.logging_setup import current_request_id
+from lti_exchange.lti.browser_binding import (
+    login_state_params,
+    proven_launch,
+    storage_login_page,
+    unbound_launch,
+)
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, store, tool_conf
 from lti_exchange.lti.headers import lms_frame_origins, lms_page
+from lti_exchange.lti.link_views import bind_link, landing_link
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import LtiRegistration
 from lti_exchange.services.launch import deep_link_choices, record_launch
@@ -110,7 +117,7 @@ def login():
         )
     conf = tool_conf()
     login = oidc_login(conf)
-    login.pass_params_to_launch({"target_link_uri": target})
+    login.pass_params_to_launch(login_state_params(params, target))
     try:
         redirect = login.get_redirect_object(base_url() + "/lti/launch")
     except (OIDCException, LtiException) as exc:
@@ -120,7 +127,9 @@ def login():
             "administrator to run `lti-exchange platform add`.",
             code="unknown_platform",
         ) from exc
-    return redirect.do_redirect()
+    # The platform offers its storage (lti_storage_target): a page stores the state there first.
+    page = storage_login_page(login, redirect.get_redirect_url(), conf.row, frame_origins)
+    return page or redirect.do_redirect()
 
 
 # -- launch -----------------------------------------------------------------------------------
@@ -144,6 +153,22 @@ def launch():
             "LMS.",
             code="lti_target_mismatch",
         )
+    if not message.cookie_bound:  # no state cookie: bind via the platform's storage, or a new
+        # window; never tokens here (login CSRF; see browser_binding)
+        return unbound_launch(message, conf.row, frame_origins(conf.row), base_url(), wants_json())
+    return _complete_launch(conf, message, claims)
+
+
+@bp.post("/launch/bind")
+def launch_bind():
+    """Complete a launch whose state the platform's storage confirmed (``browser_binding``)."""
+    conf = tool_conf()
+    message = proven_launch(conf, base_url())
+    return _complete_launch(conf, message, message.get_launch_data())
+
+
+def _complete_launch(conf, message, claims: dict[str, Any]):
+    """A launch bound to this browser: provision user/course/enrolment, answer tokens or a page."""
     session = get_session()
     try:
         registration, launched = record_launch(
@@ -157,13 +182,16 @@ def launch():
     session.commit()
     if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
         request_roster_sync_if_due(app_objects(), launched.course.id)
-    return _answer_launch(pair, launched, registration)
+    return _answer_launch(pair, launched, registration, claims)
 
 
-def _answer_launch(pair: dict[str, Any], launched, registration: LtiRegistration):
+def _answer_launch(
+    pair: dict[str, Any], launched, registration: LtiRegistration, claims: dict[str, Any]
+):
     if wants_json():
         response = jsonify(pair)
     else:
+        link = landing_link(launched, claims)  # the LMS link, its assignment, the bind form
         template = registration.notebook_url_template or ""
         notebook_url = template.format(
             username=launched.user.username, course_id=launched.course.code
@@ -178,12 +206,16 @@ def _answer_launch(pair: dict[str, Any], launched, registration: LtiRegistration
                     role=launched.roles.role,
                     service_url=base_url(),
                     handoff_url=(notebook_url + "lti-exchange/handoff") if notebook_url else "",
+                    link=link,
                 )
             ),
             frame_origins(registration),
         )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+bp.add_url_rule("/resource-link", "bind_resource_link", bind_link, methods=["POST"])
 
 
 # -- deep linking -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from lti_exchange.models.event import EVENT_KINDS, Event
 from lti_exchange.models.grade import GRADE_STATUSES, Grade, GradeOutbox, LineItem
 from lti_exchange.models.lti import KeyValue, LtiDeployment, LtiRegistration, RefreshToken
 from lti_exchange.models.org import Organisation
+from lti_exchange.models.resource_link import ResourceLink
 from lti_exchange.models.submission import Feedback, Submission
 from lti_exchange.models.user import User
 
@@ -39,6 +40,7 @@ __all__ = [
     "RefreshToken",
     "Organisation",
     "Release",
+    "ResourceLink",
     "Submission",
     "User",
 ]

@@ -20,6 +20,7 @@ EVENT_KINDS = (
     "collected",
     "feedback_released",
     "feedback_fetched",
+    "course_renamed",  # details {"from", "to", "by"}: services.course_mapping
 )
 
 

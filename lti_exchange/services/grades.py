@@ -15,6 +15,7 @@ from lti_exchange.models import Course, Enrolment, Grade, GradeOutbox, User
 from lti_exchange.models.grade import FAILED, GRADE_STATUSES, NOT_SENDABLE, PENDING, SENT
 from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
+from lti_exchange.services.resource_links import NO_ENDPOINT, GradeTarget, grade_targets
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.timestamps import format_timestamp, parse_timestamp
 
@@ -104,19 +105,21 @@ class GradeService:
         ).all()
         return {user.username: (user, enrolment_id is not None) for user, enrolment_id in rows}
 
-    def unsendable_reason(self, caller: Caller, user: User | None, enrolled: bool) -> str | None:
-        if not caller.course.ags_lineitems_url:
-            return (
-                "the course has no LMS gradebook endpoint: an instructor must launch the tool "
-                "from the LMS course (with grades enabled) first"
-            )
+    def unsendable_reason(
+        self, target: GradeTarget, user: User | None, enrolled: bool
+    ) -> str | None:
+        """Why this grade cannot go to the LMS (None: it can); ``target`` from
+        ``services.resource_links.grade_targets`` (the LMS's gradebook and granted scopes)."""
+        problem = target.problem()
+        if problem == NO_ENDPOINT:
+            return problem
         if user is None or not enrolled:
             return "not enrolled in the LMS course (never launched, not in the roster)"
         if not user.lti_sub:
             return "no LMS user id (created by an operator, not by the LMS)"
         if user.test_user:
             return "the LMS's student-view test user"
-        return None
+        return problem
 
     def push(self, caller: Caller, grades: list[GradeInput]) -> dict[str, Any]:
         """Record the grades; queue the changed, sendable ones. Unchanged grades send nothing.
@@ -139,12 +142,13 @@ class GradeService:
                 )
             ).scalars()
         }
+        targets = grade_targets(self.session, caller.course, {g.assignment_id for g in grades})
         counts = {"queued": 0, "unchanged": 0, "not_sendable": 0}
         now = self.ctx.clock()
         touched = []
         for item in grades:
             user, enrolled = recipients.get(item.student_id, (None, False))
-            reason = self.unsendable_reason(caller, user, enrolled)
+            reason = self.unsendable_reason(targets[item.assignment_id], user, enrolled)
             grade = existing.get((item.assignment_id, item.student_id))
             same = grade is not None and (grade.score, grade.max_score) == (
                 item.score,

@@ -15,6 +15,7 @@ from lti_exchange.services.provisioning import (
     RetryProvisioning,
     provision_launch,
 )
+from lti_exchange.services.resource_links import record_resource_link
 from lti_exchange.services.retry import run_with_retry
 
 
@@ -45,6 +46,7 @@ def record_launch(
             username_rule=settings.lti_username_rule,
             course_id_param=settings.lti_course_id_param,
         )
+        record_resource_link(session, launched.course, claims)
         session.flush()
         return registration, launched
 

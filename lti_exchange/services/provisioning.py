@@ -21,11 +21,19 @@ from lti_exchange.identifiers import MAX_IDENTIFIER_LENGTH, is_valid_identifier,
 from lti_exchange.lti.roles import LaunchRoles, map_roles
 from lti_exchange.models import (
     COURSE_ROLES,
+    STAFF_ROLES,
     Course,
     Enrolment,
     LtiRegistration,
     Organisation,
     User,
+)
+from lti_exchange.services.course_mapping import (
+    CourseMappingConflict,
+    candidates,
+    follow_launch,
+    requested_code,
+    slug,
 )
 
 
@@ -171,7 +179,7 @@ def provision_launch(
     org_id = registration.org_id
     rule = registration.username_claim or username_rule
     user = _user(session, org_id, sub, claims, rule, roles)
-    course = _course(session, org_id, claims, context, course_id_param)
+    course = _course(session, org_id, claims, context, course_id_param, roles.course_role)
     enrolment = session.execute(
         select(Enrolment).where(Enrolment.user_id == user.id, Enrolment.course_id == course.id)
     ).scalar_one_or_none()
@@ -243,24 +251,31 @@ def _course(
     claims: dict[str, Any],
     context: dict[str, Any],
     course_id_param: str,
+    course_role: str,
 ) -> Course:
+    """The context's course: found by context id (following a changed ``nbgrader_course_id``,
+    see ``services.course_mapping``), else created with a readable id."""
     context_id = str(context["id"])[:255]
+    wanted = requested_code(claims.get(CLAIM + "custom"), course_id_param)
     course = session.execute(
         select(Course).where(Course.org_id == org_id, Course.lti_context_id == context_id)
     ).scalar_one_or_none()
     if course is None:
-        custom = claims.get(CLAIM + "custom") or {}
-        wanted = custom.get(course_id_param) if isinstance(custom, dict) else None
-        base = (
-            wanted
-            if isinstance(wanted, str) and wanted.strip() and not wanted.startswith("$")
-            else None
-        )
-        base = sanitise(
-            (base or context.get("label") or context.get("title") or "course").strip(), "course"
-        )
-        suffix = hashlib.sha256(context_id.encode()).hexdigest()[:8]
-        course = _create_course(session, org_id, context_id, base, suffix)
+        label = str(context.get("label") or context.get("title") or "course")
+        course = _create_course(session, org_id, context_id, wanted or slug(label))
+    elif wanted is not None:
+        try:
+            follow_launch(
+                session,
+                course,
+                wanted,
+                staff=course_role in STAFF_ROLES,
+                param=course_id_param,
+            )
+        except CourseMappingConflict as exc:
+            raise LaunchRejected(str(exc)) from exc
+        except IntegrityError as exc:  # a concurrent launch renamed it or took the id
+            raise RetryProvisioning(str(exc)) from exc
     if context.get("title"):
         course.title = str(context["title"])[:255]
     course.lti_deployment_id = claims.get(CLAIM + "deployment_id")
@@ -274,18 +289,16 @@ def _course(
     return course
 
 
-def _create_course(
-    session: Session, org_id: int, context_id: str, base: str, suffix: str
-) -> Course:
-    """The course for a new LMS context: ``base`` as its code, or ``base-<hash>`` when another
-    context already has that code. Safe against concurrent first launches of the context."""
+def _create_course(session: Session, org_id: int, context_id: str, base: str) -> Course:
+    """The course for a new LMS context: ``base`` as its code, or ``base`` with a short suffix
+    when another context already has that code. Safe against concurrent first launches."""
 
     def by_context() -> Course | None:
         return session.execute(
             select(Course).where(Course.org_id == org_id, Course.lti_context_id == context_id)
         ).scalar_one_or_none()
 
-    for candidate in (base, f"{base[: MAX_IDENTIFIER_LENGTH - 9]}-{suffix}"):
+    for candidate in candidates(base, context_id):
         existing = session.execute(
             select(Course).where(Course.org_id == org_id, Course.code == candidate)
         ).scalar_one_or_none()

@@ -44,10 +44,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             return response
 
     from lti_exchange.api import bp as api_bp
+    from lti_exchange.lti.register_view import bp as lti_register_bp
     from lti_exchange.lti.views import bp as lti_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(lti_bp)
+    app.register_blueprint(lti_register_bp)  # /lti/register: LTI Dynamic Registration
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

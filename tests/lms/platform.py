@@ -22,6 +22,9 @@ What it does, as Moodle, Canvas, Blackboard or Brightspace would:
 
 Launches feed the services: everyone who launched in a context is a member of its NRPS roster
 (with the launch roles), and the launch's resource link is a valid ``resourceLinkId`` there.
+A deep-linking response adds its links (with their custom parameters) to the context and, for a
+link with a ``lineItem``, the column (coupled grading); launches of such a link carry its
+``lineitem`` (see ``services.py``: ``add_link``, ``offer_ags``, ``ags_claim``).
 """
 
 from __future__ import annotations
@@ -447,6 +450,7 @@ class SimulatedPlatform(PlatformServices):
             }
         if pending.deep_linking is not None:
             claims[CLAIM_DL_SETTINGS] = pending.deep_linking
+            self._note_deep_linking(pending.context, pending.deep_linking)
         lis: dict[str, str] = {}
         if pending.user.person_sourcedid is not None:
             lis["person_sourcedid"] = pending.user.person_sourcedid
@@ -455,19 +459,20 @@ class SimulatedPlatform(PlatformServices):
             claims[CLAIM_CONTEXT] = context.claim()
             lis["course_offering_sourcedid"] = f"sis-course-{context.id}"
             lis["course_section_sourcedid"] = f"sis-section-{context.id}"
-            claims[CLAIM_AGS] = {
-                "scope": list(AGS_SCOPES),
-                "lineitems": f"{self.url}/api/ags/{context.id}/lineitems",
-                "lineitem": f"{self.url}/api/ags/{context.id}/lineitems/1",
-            }
+            ags = self.ags_claim(context, claims.get(CLAIM_RESOURCE_LINK))
+            if ags is not None:
+                claims[CLAIM_AGS] = ags
             claims[CLAIM_NRPS] = {
                 "context_memberships_url": f"{self.url}/api/nrps/{context.id}/memberships",
                 "service_versions": ["2.0"],
             }
         if lis:
             claims[CLAIM_LIS] = lis
-        if pending.custom is not None:
-            claims[CLAIM_CUSTOM] = dict(pending.custom)
+        custom = pending.custom
+        if custom is None and pending.message_type == "LtiResourceLinkRequest":
+            custom = self.link_custom(context, claims[CLAIM_RESOURCE_LINK]["id"])
+        if custom is not None:
+            claims[CLAIM_CUSTOM] = dict(custom)
         self._note_launch(context, pending.user, pending.roles, claims.get(CLAIM_RESOURCE_LINK))
         if pending.mutate is not None:
             claims = pending.mutate(claims)
@@ -542,6 +547,10 @@ class SimulatedPlatform(PlatformServices):
                 return Response(f"invalid deep linking response: {exc}", status=400)
             with self._lock:
                 self.deep_link_responses.append(claims)
+            try:  # as an LMS does: add the links, and the columns of those with a lineItem
+                self._add_deep_linked_links(claims)
+            except ValueError as exc:
+                return Response(f"unusable content item: {exc}", status=400)
             return Response("deep linking response received", mimetype="text/plain")
 
         @app.get("/return")

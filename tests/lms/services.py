@@ -6,7 +6,9 @@
 - ``POST /token``: OAuth2 client credentials with a signed JWT client assertion (RFC 7523, LTI
   Security §4.1): RS256 only, checked against the tool's JWKS at ``{tool_url}/lti/jwks``; ``iss``
   = ``sub`` = a registered client id, ``aud`` = the token URL, ``exp`` in the future, ``iat`` not
-  in the future (30 s leeway), ``jti`` single use; scopes out of ``SUPPORTED_SCOPES``.
+  in the future (30 s leeway), ``jti`` single use; scopes out of ``SUPPORTED_SCOPES`` and
+  granted (``allowed_scopes``; ``offer_ags`` sets it to what launches offer): a token carries
+  exactly the scopes requested, and each service checks its own.
   Errors (RFC 6749 §5.2): 400 ``invalid_request`` (missing, repeated or malformed fields, wrong
   ``client_assertion_type``), 400 ``unsupported_grant_type``, 401 ``invalid_client`` (anything
   wrong with the assertion), 400 ``invalid_scope``.
@@ -15,6 +17,10 @@
   token issued here with the right scope (401 / 403), the spec's media types (406 for a wrong
   ``Accept``, 415 for a wrong ``Content-Type``), and paging by ``Link: <…>; rel="next"`` whose URL
   carries a mixed-case parameter (``Cursor=AbC-2-XyZ``): a client that lower-cases it gets 400.
+- Coupled grading: ``add_link`` (an instructor's graded link: the LMS creates its column with
+  ``resourceLinkId``) and deep-linking responses (``lineItem`` → the link's column); launches of
+  a link with exactly one column carry it as the AGS claim's ``lineitem``. A line item POSTed
+  with a ``resourceLinkId`` that is not a link of the context gets 404.
 
 Service errors answer JSON ``{"error": code, "message": text}``. Every request to these endpoints
 is recorded as a ``ServiceRequest`` (``service_requests``), whatever its outcome.
@@ -51,6 +57,7 @@ SCOPE_NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.r
 SUPPORTED_SCOPES = frozenset(
     {SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_RESULT_READONLY, SCOPE_SCORE, SCOPE_NRPS}
 )
+DEFAULT_AGS_OFFER = (SCOPE_LINEITEM, SCOPE_RESULT_READONLY, SCOPE_SCORE)
 
 MEDIA_LINEITEM = "application/vnd.ims.lis.v2.lineitem+json"
 MEDIA_LINEITEM_CONTAINER = "application/vnd.ims.lis.v2.lineitemcontainer+json"
@@ -322,6 +329,13 @@ class PlatformServices:
         self._score_instants: dict[tuple[str, str], Decimal] = {}
         self._faults: dict[str, _Fault] = {}
         self._rejected_users: dict[str, tuple[int, str]] = {}
+        # What launches' AGS claims offer (``offer_ags``); None: no AGS claim at all.
+        self.ags_offered_scopes: list[str] | None = list(DEFAULT_AGS_OFFER)
+        self.ags_offer_lineitems = True
+        self._links: dict[str, dict[str, dict[str, Any]]] = {}  # ctx -> link id -> link
+        self._deep_link_contexts: dict[str, str] = {}  # the request's ``data`` -> ctx
+        self._last_deep_link_context: str | None = None
+        self.deep_linked_links: list[dict[str, Any]] = []
 
     # -- accessors for tests -----------------------------------------------------------------
     @property
@@ -442,6 +456,115 @@ class PlatformServices:
         with self._lock:
             self._remember_context(context)
             self._resource_links.setdefault(_context_id(context), set()).add(resource_link_id)
+
+    # -- what launches offer, links and their columns (coupled grading) ---------------------
+    def offer_ags(self, scopes: Iterable[str] | None, *, lineitems: bool = True) -> None:
+        """Launches' AGS claims offer ``scopes`` (None: no AGS claim), with the ``lineitems``
+        container or not; the token endpoint then grants only these (and NRPS)."""
+        self.ags_offered_scopes = None if scopes is None else list(scopes)
+        self.ags_offer_lineitems = lineitems
+        self.allowed_scopes = set(self.ags_offered_scopes or []) | {SCOPE_NRPS}
+
+    def ags_claim(self, context: Any, resource_link: Any) -> dict[str, Any] | None:
+        """The AGS claim of a launch in ``context``: the offered scopes, the container (if
+        offered) and ``lineitem`` when the launched link has exactly one column."""
+        if self.ags_offered_scopes is None:
+            return None
+        ctx = _context_id(context)
+        claim: dict[str, Any] = {"scope": list(self.ags_offered_scopes)}
+        if self.ags_offer_lineitems:
+            claim["lineitems"] = self._lineitems_url(ctx)
+        link_id = resource_link.get("id") if isinstance(resource_link, dict) else None
+        if link_id is not None:
+            with self._lock:
+                columns = [
+                    item["id"]
+                    for item in self._lineitems.get(ctx, [])
+                    if item.get("resourceLinkId") == link_id
+                ]
+            if len(columns) == 1:
+                claim["lineitem"] = columns[0]
+        return claim
+
+    def link_custom(self, context: Any, link_id: str) -> dict[str, str] | None:
+        """The custom parameters the LMS keeps for a link (from deep linking or ``add_link``)."""
+        if context is None:
+            return None
+        with self._lock:
+            link = self._links.get(_context_id(context), {}).get(link_id)
+        return dict(link["custom"]) if link and link.get("custom") else None
+
+    def add_link(
+        self,
+        context: Any,
+        *,
+        title: str = "Problem set",
+        custom: dict[str, str] | None = None,
+        score_maximum: float | None = None,
+        lineitem: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A resource link an instructor added in the LMS; with ``score_maximum`` (or a
+        ``lineitem`` body) the LMS creates its gradebook column, tied to the link (coupled).
+
+        Returns the ``resource_link`` claim to launch it with (``launch(resource_link=…)``).
+        """
+        ctx = _context_id(context)
+        link: dict[str, Any] = {
+            "id": f"rl-{secrets.token_hex(4)}",
+            "title": title,
+            "custom": dict(custom or {}),
+        }
+        body = lineitem
+        if body is None and score_maximum is not None:
+            body = {"label": title, "scoreMaximum": score_maximum}
+        column = validate_lineitem(body) if body is not None else None
+        with self._lock:
+            self._remember_context(context)
+            self._links.setdefault(ctx, {})[link["id"]] = link
+            self._resource_links.setdefault(ctx, set()).add(link["id"])
+            if column is not None:
+                items = self._lineitems.setdefault(ctx, [])
+                column = {
+                    "id": f"{self._lineitems_url(ctx)}/{len(items) + 1}",
+                    **column,
+                    "resourceLinkId": link["id"],
+                }
+                items.append(column)
+        return {"id": link["id"], "title": title}
+
+    def _note_deep_linking(self, context: Any, settings: dict[str, Any]) -> None:
+        """Remember the context of a deep-linking request, to add the returned links there."""
+        if context is None:
+            return
+        with self._lock:
+            self._last_deep_link_context = _context_id(context)
+            if isinstance(settings.get("data"), str):
+                self._deep_link_contexts[settings["data"]] = _context_id(context)
+
+    def _add_deep_linked_links(self, claims: dict[str, Any]) -> None:
+        """Add the links of a verified LtiDeepLinkingResponse to the context of its request
+        (found by its ``data``, else the latest request); a ``lineItem`` becomes the link's
+        column. Raises ``ValueError`` for an unusable item."""
+        data = claims.get("https://purl.imsglobal.org/spec/lti-dl/claim/data")
+        with self._lock:
+            ctx = self._deep_link_contexts.get(data) if isinstance(data, str) else None
+            ctx = ctx or self._last_deep_link_context
+        if ctx is None:
+            raise ValueError("no deep-linking request in a context to answer")
+        items = claims.get("https://purl.imsglobal.org/spec/lti-dl/claim/content_items") or []
+        for item in items:
+            if not isinstance(item, dict) or item.get("type") != "ltiResourceLink":
+                continue
+            title = item.get("title") or "Untitled"
+            body = item.get("lineItem")
+            if isinstance(body, dict):
+                body = {"label": title, **body}
+            try:
+                added = self.add_link(ctx, title=title, custom=item.get("custom"), lineitem=body)
+            except ServiceError as exc:
+                raise ValueError(exc.message) from None
+            with self._lock:
+                self.deep_linked_links.append({**added, "context_id": ctx})
 
     # -- launches feed the roster and the resource links -------------------------------------
     def _note_launch(

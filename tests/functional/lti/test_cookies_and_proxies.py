@@ -19,10 +19,17 @@ def drop_cookies(browser):
     return hook
 
 
-def test_launch_succeeds_when_the_iframe_blocked_cookies(platform, browser):
-    answer = platform.launch(browser, form={"state": drop_cookies(browser)})
+def test_cookie_less_launch_is_not_bound_to_the_browser_and_gets_no_tokens(platform, browser):
+    """Without the cookie (and without platform storage) the id_token + state could come from
+    any browser (login CSRF): a page offers a new window; JSON clients must keep the cookie.
+    (tests/functional/lti/test_browser_binding.py and tests/browser/ cover the rest.)"""
+    answer = platform.launch(browser, form={"state": drop_cookies(browser)}, accept_json=False)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["access_token"]
+    assert "Open the assignment in a new window" in answer.text
+    assert "refresh_token" not in answer.text
+    answer = platform.launch(browser, form={"state": drop_cookies(browser)})
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "lti_launch_unbound"
 
 
 def test_cookie_less_launch_needs_the_state_of_its_own_login(platform, browser):
@@ -38,8 +45,9 @@ def test_cookie_less_launch_needs_the_state_of_its_own_login(platform, browser):
 
 @pytest.mark.all_backends  # single-use state: the key-value store's atomic pop
 def test_cookie_less_replay_is_refused(platform, browser):
-    first = platform.launch(browser, form={"state": drop_cookies(browser)})
+    first = platform.launch(browser, form={"state": drop_cookies(browser)}, accept_json=False)
     assert first.status_code == 200
+    assert "Open the assignment in a new window" in first.text
     browser.cookies.clear()
     again = platform.post_form(browser, first.lti)
     assert again.status_code == 401

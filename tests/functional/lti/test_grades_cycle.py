@@ -1,17 +1,27 @@
 """End to end: LTI launches → the nbgrader cycle → autograde → ``nbgrader export`` with the
-LtiGradeExporter → the LMS holds exactly the gradebook's scores, one line item per assignment."""
+LtiGradeExporter → the LMS holds exactly the gradebook's scores, one line item per assignment
+(the tool's own, or the column the LMS created from a deep link: coupled grading)."""
 
 from __future__ import annotations
 
 import csv
+import uuid
 
 import requests
 
 from tests.end_to_end.helpers import Role
 from tests.functional.lti.conftest import lti_exchange
 from tests.functional.lti.helpers import launched
+from tests.functional.lti.test_deep_linking import deep_link_launch, respond
 from tests.functional.lti.test_grades import drain
-from tests.lms.platform import INSTRUCTOR, LmsContext, LmsUser
+from tests.lms.platform import (
+    CLAIM_AGS,
+    CLAIM_CUSTOM,
+    INSTRUCTOR,
+    LmsContext,
+    LmsUser,
+    SimulatedPlatform,
+)
 
 
 def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):
@@ -77,3 +87,77 @@ def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):
     )
     assert "0 queued for the LMS, 3 unchanged" in again.output
     assert "sent 3" in again.output
+
+
+def test_a_deep_linked_assignment_fills_the_column_the_lms_created(live_server, platform, tmp_path):
+    """Deep-link ps1 with a maximum score → the LMS creates the column → students launch that
+    link → the nbgrader cycle → export: the scores are in that column, the only one for ps1."""
+    context = LmsContext.make()
+    teacher_user = LmsUser.make("Dee", "Linker")
+    teacher_launch = launched(
+        platform.launch(requests.Session(), user=teacher_user, roles=[INSTRUCTOR], context=context),
+        "Instructor",
+    )
+    course = teacher_launch["course_id"]
+    teacher = Role("teacher", tmp_path, live_server.url)
+    teacher.login_pair(live_server.url, teacher_launch)
+    teacher.nbgrader("quickstart", course)
+    root = teacher.work / course
+    with open(root / "nbgrader_config.py", "a") as fh:
+        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    teacher.nbgrader("generate_assignment", "ps1", cwd=root)
+    teacher.nbgrader("release_assignment", "ps1", cwd=root)
+
+    settings = SimulatedPlatform.deep_linking_settings(
+        platform.deep_link_return_url, data=f"dl-{uuid.uuid4().hex}"
+    )
+    offer = deep_link_launch(
+        platform, requests.Session(), teacher_user, context, deep_linking=settings
+    ).json()
+    assert "ps1" in offer["assignments"], offer
+    chosen = respond(live_server, offer["deep_link_token"], "ps1", 13).json()
+    posted = requests.post(chosen["return_url"], data={"JWT": chosen["jwt"]}, timeout=30)
+    assert posted.status_code == 200, posted.text
+    link = {k: platform.deep_linked_links[-1][k] for k in ("id", "title")}
+    [column] = platform.lineitems(context)
+    assert column["resourceLinkId"] == link["id"]
+    assert (column["resourceId"], column["tag"], column["scoreMaximum"]) == ("ps1", "nbgrader", 13)
+
+    students = []
+    for first in ("Ann", "Ben"):
+        user = LmsUser.make(first, "Example")
+        answer = platform.launch(requests.Session(), user=user, context=context, resource_link=link)
+        body = launched(answer, "Learner")
+        assert answer.lti.claims[CLAIM_AGS]["lineitem"] == column["id"]
+        assert answer.lti.claims[CLAIM_CUSTOM]["nbgrader_assignment_id"] == "ps1"
+        role = Role(body["username"], tmp_path, live_server.url)
+        role.login_pair(live_server.url, body)
+        role.nbgrader("fetch_assignment", "ps1", "--course", course)
+        role.nbgrader("submit", "ps1", "--course", course)
+        students.append((user, body))
+    teacher.nbgrader("collect", "ps1", cwd=root)
+    teacher.nbgrader("autograde", "ps1", cwd=root)
+    exported = teacher.nbgrader(
+        "export",
+        "--exporter=nbgrader_plugin.LtiGradeExporter",
+        "--LtiGradeExporter.include_ungraded=True",
+        cwd=root,
+    )
+    assert "2 queued for the LMS" in exported.output, exported.output
+    teacher.nbgrader("export", "--to", "grades.csv", cwd=root)
+    with open(root / "grades.csv") as fh:
+        gradebook = {row["student_id"]: row for row in csv.DictReader(fh)}
+    assert drain(live_server)["sent"] == 2
+
+    assert platform.lineitems(context) == [column]  # exactly one column for ps1
+    scores = platform.scores(context)
+    assert {item for item, _user in scores} == {column["id"]}
+    for user, body in students:
+        row = gradebook[body["username"]]
+        assert scores[(column["id"], user.sub)]["scoreGiven"] == float(row["score"])
+    tool_posts = [
+        r
+        for r in platform.service_requests
+        if r.kind == "lineitems.post" and r.context_id == context.id
+    ]
+    assert tool_posts == []

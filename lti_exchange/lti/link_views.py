@@ -1,0 +1,92 @@
+"""The landing page's LMS-link part: which nbgrader assignment the launched link is, and the
+instructor's one-time form that binds an unbound link (``POST /lti/resource-link``).
+
+The form carries a single-use token (``kv_store``, 30 minutes) that only a staff member's launch
+page holds: the POST is tied to that launch, unforgeable from another site (no cookie is
+involved) and checked against the user's live role in the course when it arrives.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Response, jsonify, make_response, render_template, request
+
+from lti_exchange.errors import InvalidRequest, Unauthenticated
+from lti_exchange.identifiers import validate_identifier
+from lti_exchange.lti.flask_glue import store
+from lti_exchange.lti.headers import lms_page
+from lti_exchange.models import STAFF_ROLES
+from lti_exchange.models.resource_link import BOUND_BY_CUSTOM
+from lti_exchange.services.resource_links import (
+    bind_resource_link,
+    bindable_assignments,
+    launch_link,
+)
+from lti_exchange.web.current import get_session
+
+BIND_TTL = 1800
+BIND_PREFIX = "lti-bind-"
+
+
+def landing_link(launched, claims: dict[str, Any]) -> dict[str, Any] | None:
+    """What the landing page says about the launched LMS link (None: not a resource link)."""
+    from lti_exchange.lti.views import base_url
+
+    session = get_session()
+    link = launch_link(session, launched.course.id, claims)
+    if link is None:
+        return None
+    view: dict[str, Any] = {
+        "title": link.title,
+        "assignment": link.assignment_name,
+        "bound_by": link.bound_by,
+        "bind_token": None,
+    }
+    if launched.enrolment.role in STAFF_ROLES and link.bound_by != BOUND_BY_CUSTOM:
+        view["choices"] = bindable_assignments(session, launched.course.id)
+        session.commit()  # end the read before the store's own transaction (SQLite)
+        token = secrets.token_urlsafe(32)
+        store().set(
+            BIND_PREFIX + token,
+            {"link": link.id, "user": launched.user.id, "course": launched.course.id},
+            BIND_TTL,
+        )
+        view["bind_token"] = token
+        view["bind_url"] = base_url() + "/lti/resource-link"
+    return view
+
+
+def bind_link() -> Response:
+    """Bind the launched LMS link to an nbgrader assignment (an instructor's landing form)."""
+    from lti_exchange.lti.views import frame_origins, wants_json
+
+    values: Any = request.get_json(silent=True) or request.form.to_dict()
+    if not isinstance(values, dict):
+        raise InvalidRequest("Send the choice as a form or a JSON object.")
+    token = values.get("bind_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest(
+            "bind_token is missing: choose the assignment on the page the LMS link opened.",
+            code="bind_token_missing",
+        )
+    # Check the choice before spending the single-use token, so a typo can be corrected.
+    chosen = values.get("assignment_id_other") or values.get("assignment_id")
+    name = validate_identifier(chosen, "assignment")
+    saved = store().pop(BIND_PREFIX + token)
+    if not isinstance(saved, dict):
+        raise Unauthenticated(
+            "This form has expired or was already used: open the link from the LMS again.",
+            code="bind_expired",
+        )
+    link = bind_resource_link(get_session(), saved["link"], saved["user"], name)
+    if wants_json():
+        response = jsonify(resource_link_id=link.lti_resource_link_id, assignment_id=name)
+    else:
+        response = lms_page(
+            make_response(render_template("lti_link_bound.html", link=link, assignment=name)),
+            frame_origins(),
+        )
+    response.headers["Cache-Control"] = "no-store"
+    return response
