@@ -286,3 +286,67 @@ def pytest_collection_modifyitems(config, items) -> None:
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# --- S3: a real S3 API server on loopback (moto's server mode) -----------------------------------
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Server:
+    """moto's S3 server on a loopback port; ``stop()``/``start()`` simulate an outage (the
+    buckets survive: moto keeps them in this process)."""
+
+    port: int
+    _server: object = field(default=None, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, bucket: str, prefix: str = "exchange") -> dict[str, str]:
+        """The settings a service needs to store its blobs in ``bucket``."""
+        return {
+            **S3_ENV,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "LTI_EXCHANGE_STORAGE_URL": f"s3://{bucket}/{prefix}",
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        )
+
+    def new_bucket(self) -> str:
+        name = f"lte-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = S3Server(port=free_port())
+    server.start()
+    yield server
+    server.stop()
