@@ -8,6 +8,9 @@ data directory, mints tokens in-process with the service's own code, and measure
 3. ``collect``: collecting those submissions in one streamed request;
 4. ``lists``: listing assignments/submissions through the API and the ``nbgrader list`` CLI.
 
+With ``--storage s3`` the big transfer and the burst run twice, on the local-directory storage and
+on S3 (moto's server on loopback, started here), and the S3/local ratios are printed side by side.
+
 Run ``.venv/bin/python bench/transfers.py --help``; see ``bench/README.md``.
 """
 
@@ -85,9 +88,11 @@ class Result:
 @dataclass
 class Report:
     results: list[Result] = field(default_factory=list)
+    prefix: str = ""  # "[s3] " while the S3 run measures
 
     def add(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
         """Record a measurement and print it at once."""
+        name = self.prefix + name
         result = Result(name, value, target, ok)
         self.results.append(result)
         tail = f"   [target {target}: {result.verdict}]" if target else ""
@@ -138,7 +143,13 @@ class Server:
     _state: Any = None
 
     @classmethod
-    def start(cls, database_url: str, data_dir: Path, workers: int | None) -> Server:
+    def start(
+        cls,
+        database_url: str,
+        data_dir: Path,
+        workers: int | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Server:
         port = free_port()
         env = {
             "PATH": f"{BIN}:/usr/bin:/bin",
@@ -154,6 +165,7 @@ class Server:
         }
         if workers:
             env["LTI_EXCHANGE_WORKERS"] = str(workers)
+        env.update(extra_env or {})
         upgrade = [str(BIN / "lti-exchange"), "db", "upgrade"]
         subprocess.run(upgrade, env=env, check=True, capture_output=True, cwd=ROOT)
         log_path = data_dir / "gunicorn.log"
@@ -201,8 +213,8 @@ class Server:
         """Server-side durations of requests whose path contains ``fragment`` (access log)."""
         found = []
         for line in self.log_path.read_text(errors="replace").splitlines():
-            parts = line.split()  # "host METHOD /path status bytes 123ms"
-            if len(parts) == 6 and parts[1] == method and fragment in parts[2]:
+            parts = line.split()  # "host METHOD /path status bytes 123ms [rid=…]"
+            if len(parts) in (6, 7) and parts[1] == method and fragment in parts[2]:
                 found.append(int(parts[5].removesuffix("ms")) / 1000)
         return found
 
@@ -386,7 +398,9 @@ def warm_up(server: Server, token: str, course: str, rounds: int) -> None:
         client.session.close()
 
 
-def bench_big(server: Server, work: Path, size_mb: int, report: Report, run_id: str) -> None:
+def bench_big(
+    server: Server, work: Path, size_mb: int, report: Report, run_id: str
+) -> dict[str, float]:
     """Release one ``size_mb`` MiB random file and download it again, watching server memory."""
     course = f"big-{run_id}"
     token = server.token("bench-instructor", course, "Instructor")
@@ -458,6 +472,7 @@ def bench_big(server: Server, work: Path, size_mb: int, report: Report, run_id: 
             "< 64 MB",
             growth < 64,
         )
+    return {"upload": upload_seconds, "download": download_seconds}
 
 
 # -- 2. deadline burst ----------------------------------------------------------------------------
@@ -468,6 +483,9 @@ class Burst:
     tars: list[Path]
     copy_fsync: float
     copy_plain: float
+    wall: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
 
 
 def local_copy(files: list[Path], dest: Path, fsync: bool) -> float:
@@ -556,7 +574,7 @@ def bench_burst(server: Server, work: Path, students: int, report: Report, run_i
         "≤ 2× fsync copy",
         wall <= 2 * copy_fsync,
     )
-    return Burst(course, instructor, tars, copy_fsync, copy_plain)
+    return Burst(course, instructor, tars, copy_fsync, copy_plain, wall, p50, p99)
 
 
 # -- 3. collect -----------------------------------------------------------------------------------
@@ -788,6 +806,109 @@ def bench_lists(
 
 
 # -- main -----------------------------------------------------------------------------------------
+# -- S3: the same measurements against moto's S3 server ------------------------------------------
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def moto_s3(work: Path) -> Iterator[dict[str, str]]:
+    """Run moto's S3 server (its own process) with one bucket; yield the service's settings."""
+    import boto3
+
+    port = free_port()
+    log = open(work / "moto.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                requests.get(endpoint, timeout=1)
+                break
+            except requests.RequestException:
+                if time.time() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+        client.create_bucket(Bucket="lti-bench")
+        yield {
+            **S3_CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "LTI_EXCHANGE_STORAGE_URL": "s3://lti-bench/exchange",
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def run_storage(
+    args: argparse.Namespace,
+    work: Path,
+    label: str,
+    wanted: set[str],
+    report: Report,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Start a server on one storage, run the wanted measurements; the ratio inputs."""
+    run_id = uuid.uuid4().hex[:6]
+    data_dir = work / f"server-{label}"
+    data_dir.mkdir()
+    database_url = args.database_url or f"sqlite:///{data_dir / 'bench.sqlite3'}"
+    server = Server.start(database_url, data_dir, args.workers, extra_env)
+    numbers: dict[str, float] = {}
+    report.prefix = f"[{label}] " if args.storage == "s3" else ""
+    try:
+        workers = len(server.worker_pids())
+        print(
+            f"lti-exchange at {server.url}: {workers} gunicorn workers, database "
+            f"{database_url.split('://')[0]}, storage {label}, data in {data_dir}\n"
+        )
+        if "big" in wanted:
+            big = bench_big(server, work, args.big_mb, report, run_id)
+            numbers.update({f"big {k}": v for k, v in big.items()})
+        if wanted & {"burst", "collect"}:
+            burst = bench_burst(server, work, args.students, report, run_id)
+            numbers.update(
+                {"burst wall": burst.wall, "burst p50": burst.p50, "burst p99": burst.p99}
+            )
+            if "collect" in wanted:
+                bench_collect(server, work, burst, report)
+            shutil.rmtree(work / "burst-tars")
+        if "lists" in wanted:
+            cli_runs = 3 if args.quick else 5
+            bench_lists(server, work, args.assignments, args.students, report, run_id, cli_runs)
+    finally:
+        server.stop()
+        report.prefix = ""
+    return numbers
+
+
+def print_ratios(local: dict[str, float], s3: dict[str, float]) -> None:
+    """The S3 and local numbers side by side (seconds; ratio = S3 / local, target ≤ 1.5)."""
+    print("\nS3 / local (seconds; target: ratio ≤ 1.5)")
+    print(f"{'measurement':<16} {'local':>9} {'s3':>9} {'ratio':>7}")
+    for name, value in local.items():
+        if name in s3 and value > 0:
+            ratio = s3[name] / value
+            verdict = "PASS" if ratio <= 1.5 else "FAIL"
+            print(f"{name:<16} {value:9.3f} {s3[name]:9.3f} {ratio:6.2f}×  {verdict}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="", help="SQLAlchemy URL (default: SQLite)")
@@ -799,6 +920,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-big", action="store_true", help="skip the big transfer")
     parser.add_argument("--only", choices=("big", "burst", "collect", "lists"))
     parser.add_argument("--tmp-dir", default=None, help="where temp files go (default: $TMPDIR)")
+    parser.add_argument(
+        "--storage",
+        choices=("local", "s3"),
+        default="local",
+        help="s3: run big and burst on the local directory and on S3 (moto), print the ratios",
+    )
     args = parser.parse_args(argv)
     quick = {"big_mb": 64, "students": 60, "assignments": 20}
     full = {"big_mb": 512, "students": 300, "assignments": 100}
@@ -815,31 +942,17 @@ def main(argv: list[str] | None = None) -> int:
         wanted.discard("big")
     if args.tmp_dir:
         tempfile.tempdir = args.tmp_dir
-    run_id = uuid.uuid4().hex[:6]
     report = Report()
     with tempfile.TemporaryDirectory(prefix="lti-bench-") as tmp:
         work = Path(tmp)
-        data_dir = work / "server"
-        data_dir.mkdir()
-        database_url = args.database_url or f"sqlite:///{data_dir / 'bench.sqlite3'}"
-        server = Server.start(database_url, data_dir, args.workers)
-        try:
-            workers = len(server.worker_pids())
-            print(
-                f"lti-exchange at {server.url}: {workers} gunicorn workers, "
-                f"database {database_url.split('://')[0]}, data in {data_dir}\n"
-            )
-            if "big" in wanted:
-                bench_big(server, work, args.big_mb, report, run_id)
-            if wanted & {"burst", "collect"}:
-                burst = bench_burst(server, work, args.students, report, run_id)
-                if "collect" in wanted:
-                    bench_collect(server, work, burst, report)
-            if "lists" in wanted:
-                cli_runs = 3 if args.quick else 5
-                bench_lists(server, work, args.assignments, args.students, report, run_id, cli_runs)
-        finally:
-            server.stop()
+        if args.storage == "local":
+            run_storage(args, work, "local", wanted, report)
+        else:
+            wanted &= {"big", "burst"}  # what the ratio compares
+            local = run_storage(args, work, "local", wanted, report)
+            with moto_s3(work) as s3_env:
+                s3 = run_storage(args, work, "s3", wanted, report, s3_env)
+            print_ratios(local, s3)
     report.summary()
     return 0
 

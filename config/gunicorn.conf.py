@@ -21,10 +21,20 @@ Tunables (environment):
     (default ``127.0.0.1``; use the proxy's address, or ``*`` only behind a trusted network).
 ``LTI_EXCHANGE_LOG_LEVEL``
     Also sets gunicorn's own log level (default ``info``).
+``LTI_EXCHANGE_LOG_FORMAT``
+    ``text`` (default: gunicorn's access log below) or ``json`` (every line a JSON object; the
+    per-request line comes from the app, logger ``lti_exchange.request``).
+``PROMETHEUS_MULTIPROC_DIR``
+    Where the workers keep their metric files (emptied at start; default: a fresh temporary
+    directory). ``GET /metrics`` adds all workers up.
 
 ``LTI_EXCHANGE_HEADER_TIMEOUT``
     Seconds a client may take to send its request line and headers (default ``10``); slower
     clients get 408. Heads are read by each worker's event loop, so slow clients hold no thread.
+``LTI_EXCHANGE_GRACEFUL_TIMEOUT``
+    Seconds running requests get to finish after SIGTERM before workers are killed (default
+    ``30``). Under Kubernetes keep it below ``terminationGracePeriodSeconds`` minus the preStop
+    sleep (``deploy/kubernetes``: 90 of 120 s, after a 10 s sleep).
 
 The front-door settings (worker class, header limits, access logger) come from
 ``lti_exchange.serving.gunicorn_app.FRONT_DOOR``, shared with ``lti-exchange serve``. Heads are
@@ -43,9 +53,27 @@ so the LTI endpoints then refuse with ``base_url_unset`` and a warning is printe
 import os
 import sys
 
-from lti_exchange.logging_setup import configure_logging
+from lti_exchange.logging_setup import check_log_format, configure_logging
 from lti_exchange.public_url import url_from_bind
-from lti_exchange.serving.gunicorn_app import FRONT_DOOR
+from lti_exchange.serving.gunicorn_app import FRONT_DOOR, JSON_LOG_OPTIONS
+from lti_exchange.serving.metrics_dir import (
+    mark_worker_dead,
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+)
+
+# --- Metrics: prometheus-client multiprocess mode (before any worker imports it) ---------------
+# Every worker counts into files here; GET /metrics adds them up. An operator's
+# PROMETHEUS_MULTIPROC_DIR is emptied at start; otherwise a fresh temporary directory is used.
+prepare_multiprocess_dir()
+
+
+def child_exit(server, worker):
+    mark_worker_dead(worker.pid)
+
+
+def on_exit(server):
+    remove_multiprocess_dir()
 
 
 def _int_env(name: str, default: int) -> int:
@@ -94,7 +122,9 @@ threads = _int_env("LTI_EXCHANGE_THREADS", 4)
 
 # Large submissions and releases are streamed; give them time.
 timeout = 300
-graceful_timeout = 30
+# After SIGTERM, running requests get this long to finish (keep it below Kubernetes'
+# terminationGracePeriodSeconds minus the preStop sleep).
+graceful_timeout = _int_env("LTI_EXCHANGE_GRACEFUL_TIMEOUT", 30)
 
 # Heartbeat files on a RAM-backed filesystem, so a slow disk cannot stall workers.
 if os.path.isdir("/dev/shm"):
@@ -107,5 +137,10 @@ forwarded_allow_ips = os.environ.get("LTI_EXCHANGE_FORWARDED_ALLOW_IPS", "").str
 errorlog = "-"
 loglevel = os.environ.get("LTI_EXCHANGE_LOG_LEVEL", "").strip().lower() or "info"
 # The service's own loggers (refusals with their request id, worker errors): configured here,
-# once, in the master; the app factory leaves logging alone.
-configure_logging(loglevel)
+# once, in the master; the app factory leaves logging alone. LTI_EXCHANGE_LOG_FORMAT=json: every
+# line is a JSON object and the per-request line comes from the app (lti_exchange.request), so
+# gunicorn's text access log is turned off.
+log_format = check_log_format(os.environ.get("LTI_EXCHANGE_LOG_FORMAT", ""))
+if log_format == "json":
+    globals().update(JSON_LOG_OPTIONS)
+configure_logging(loglevel, log_format)

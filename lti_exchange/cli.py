@@ -73,6 +73,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the service (embedded default: SQLite + storage + keys under the data dir)."""
     import os
 
+    from lti_exchange.serving.metrics_dir import prepare_multiprocess_dir
+
+    # First, before anything imports prometheus_client; the worker below shares the directory,
+    # so /metrics shows its grade sends too.
+    prepare_multiprocess_dir()
     from lti_exchange.migrate import ensure_schema
 
     _check_port_free(host, port)
@@ -573,7 +578,13 @@ def grades_status(course: str, assignment: str | None, org: str | None, as_json:
     help="Run the housekeeping jobs and send the grades that are due now, then exit (for cron).",
 )
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between passes.")
-def worker(once: bool, interval: float) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's Prometheus metrics (grade sends) on this port (all interfaces).",
+)
+def worker(once: bool, interval: float, metrics_port: int | None) -> None:
     """Send queued grades to the LMS and run the housekeeping jobs (purges, partial-upload sweep,
     roster syncs) until stopped (Ctrl-C); restarts lose nothing."""
     import signal
@@ -583,7 +594,11 @@ def worker(once: bool, interval: float) -> None:
     from lti_exchange.worker import GradeWorker, summarise
 
     state = _state()
-    configure_logging(state.settings.log_level)
+    configure_logging(state.settings.log_level, state.settings.log_format)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
     grade_worker = GradeWorker(state)
     if once:
         grade_worker.jobs.run_due()
@@ -680,9 +695,40 @@ def storage() -> None:
 def storage_sweep(older_than: float | None, as_json: bool) -> None:
     """Delete partial uploads left by killed processes (the worker does this every 5 minutes)."""
     from lti_exchange.jobs.uploads import sweep_partial_uploads
+    from lti_exchange.storage import StorageUnavailable
 
-    removed = sweep_partial_uploads(_state(), older_than)
+    try:
+        removed = sweep_partial_uploads(_state(), older_than)
+    except StorageUnavailable as exc:
+        raise click.ClickException(f"The storage failed: {exc}.") from exc
     _emit(as_json, {"removed": removed}, f"Removed {removed} partial upload(s).")
+
+
+@storage.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def storage_check(as_json: bool) -> None:
+    """Report rows whose blob is missing and blobs that no row references (exit 1 if any)."""
+    from lti_exchange.services.blob_inventory import check_inventory
+    from lti_exchange.storage import StorageUnavailable
+
+    state = _state()
+    try:
+        with state.session_factory() as session:
+            report = check_inventory(session, state.storage)
+    except StorageUnavailable as exc:
+        raise click.ClickException(f"The storage failed: {exc}.") from exc
+    lines = [f"{report.blobs} blob(s) stored, {report.rows} row(s) point to blobs."]
+    lines += [f"missing blob: {m['table']} {m['id']} -> {m['key']}" for m in report.missing]
+    lines += [
+        f"orphan blob: {o['key']} ({o['size']} bytes, {o['age_seconds']} s old; the worker "
+        "deletes it once older than LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE)"
+        for o in report.orphans
+    ]
+    if report.ok:
+        lines.append("Storage and database agree.")
+    _emit(as_json, report.as_dict(), "\n".join(lines))
+    if report.missing or report.orphans:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

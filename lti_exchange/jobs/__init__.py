@@ -5,4 +5,5 @@
 - ``purge``: expired key-value rows and spent or expired refresh tokens, in bounded batches.
 - ``roster``: roster syncs that instructor launches asked for, one worker per course at a time.
 - ``uploads``: partial uploads a killed server process left in the blob storage.
+- ``orphans``: blobs no row names (a crash between storing a blob and committing its row).
 """

@@ -72,7 +72,9 @@ def bind_link() -> Response:
             code="bind_token_missing",
         )
     # Check the choice before spending the single-use token, so a typo can be corrected.
-    chosen = values.get("assignment_id_other") or values.get("assignment_id")
+    # One choice: a listed assignment's radio, else (the "another id" radio has the empty
+    # value) the typed id; a typed id never overrides a listed choice.
+    chosen = values.get("assignment_id") or values.get("assignment_id_other")
     name = validate_identifier(chosen, "assignment")
     saved = store().pop(BIND_PREFIX + token)
     if not isinstance(saved, dict):

@@ -22,18 +22,29 @@ from lti_exchange.lti.browser_binding import (
     storage_login_page,
     unbound_launch,
 )
+from lti_exchange.lti.dashboard_views import open_page_session
+from lti_exchange.lti.error_pages import LAUNCH_REASON, advice_for
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, store, tool_conf
 from lti_exchange.lti.headers import lms_frame_origins, lms_page
 from lti_exchange.lti.link_views import bind_link, landing_link
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import LtiRegistration
+from lti_exchange.services.chooser import released_assignments
 from lti_exchange.services.launch import deep_link_choices, record_launch
 from lti_exchange.services.provisioning import CLAIM, LaunchRejected
 from lti_exchange.tokens.refresh import token_pair
 from lti_exchange.web.current import app_objects, get_session
+from lti_exchange.web.metrics import mark_launch
 
 log = logging.getLogger(__name__)
-bp = Blueprint("lti", __name__, url_prefix="/lti", template_folder="../templates")
+bp = Blueprint(
+    "lti",
+    __name__,
+    url_prefix="/lti",
+    template_folder="../templates",
+    static_folder="../static",  # the pages' CSS and scripts: served here, never from a CDN
+    static_url_path="/static",
+)
 
 DEEP_LINK_TTL = 1800
 DEEP_LINKING = "LtiDeepLinkingRequest"
@@ -83,7 +94,13 @@ def _lti_error(error: ApiError):
         response = jsonify(error.to_dict())
     else:
         response = make_response(
-            render_template("lti_error.html", error=error, status=error.status)
+            render_template(
+                "lti_error.html",
+                error=error,
+                status=error.status,
+                advice=advice_for(error),
+                request_id=current_request_id(),
+            )
         )
         # Shown inside the LMS frame during a launch (it holds no token): LMS origins only.
         try:
@@ -121,8 +138,15 @@ def login():
     try:
         redirect = login.get_redirect_object(base_url() + "/lti/launch")
     except (OIDCException, LtiException) as exc:
+        log.info("login refused by the LTI library: %s", exc)  # its words: the log only
+        if "login hint" in str(exc).lower():
+            raise LaunchError(
+                "Login refused: the LMS sent no login_hint. Start the launch again from the "
+                "LMS; if it keeps failing, the LMS's tool settings need checking.",
+                code="invalid_login",
+            ) from exc
         raise LaunchError(
-            f"Login refused: {exc}. The LMS (issuer {params.get('iss')!r}, client "
+            f"Login refused. The LMS (issuer {params.get('iss')!r}, client "
             f"{params.get('client_id')!r}) is not registered with this tool; ask your "
             "administrator to run `lti-exchange platform add`.",
             code="unknown_platform",
@@ -141,11 +165,13 @@ def launch():
     try:
         claims = message.get_launch_data()
     except (LtiException, OIDCException) as exc:
-        raise Unauthenticated(
+        refused = Unauthenticated(
             f"The launch was refused: {exc}. Start it again from your LMS; if it keeps failing, "
             "tell your LMS administrator.",
             code="lti_launch_invalid",
-        ) from exc
+        )
+        setattr(refused, LAUNCH_REASON, str(exc))  # the error page words it (error_pages)
+        raise refused from exc
     expected = message.login_params().get("target_link_uri")
     if claims.get(CLAIM + "target_link_uri") != expected:
         raise Unauthenticated(
@@ -157,6 +183,19 @@ def launch():
         # window; never tokens here (login CSRF; see browser_binding)
         return unbound_launch(message, conf.row, frame_origins(conf.row), base_url(), wants_json())
     return _complete_launch(conf, message, claims)
+
+
+@bp.get("/launch")
+def launch_reloaded():
+    """A reload or bookmark of the launch address: a page that says where to start instead."""
+    refused = ApiError(
+        "A launch is a form your LMS posts to /lti/launch; open the assignment from the LMS.",
+        status=405,
+        code="launch_needs_lms",
+    )
+    response = _lti_error(refused)
+    response.headers["Allow"] = "POST"
+    return response
 
 
 @bp.post("/launch/bind")
@@ -177,9 +216,11 @@ def _complete_launch(conf, message, claims: dict[str, Any]):
     except LaunchRejected as exc:
         raise LaunchError(str(exc), code="lti_launch_unusable") from exc
     if claims.get(CLAIM + "message_type") == DEEP_LINKING:
+        mark_launch("deep_link")
         return _deep_link_page(session, message, launched, frame_origins(registration))
     pair = token_pair(app_objects(), session, launched.enrolment)
     session.commit()
+    mark_launch("completed")
     if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
         request_roster_sync_if_due(app_objects(), launched.course.id)
     return _answer_launch(pair, launched, registration, claims)
@@ -207,12 +248,32 @@ def _answer_launch(
                     service_url=base_url(),
                     handoff_url=(notebook_url + "lti-exchange/handoff") if notebook_url else "",
                     link=link,
+                    **landing_extras(notebook_url, launched),
                 )
             ),
             frame_origins(registration),
         )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+HANDOFF_READY_TIMEOUT = 10  # seconds the landing page waits for the hand-off page to load
+HANDOFF_STORE_TIMEOUT = 25  # ... and for its answer (it checks the token with us: 15 s at most)
+
+
+def landing_extras(notebook_url: str, launched) -> dict[str, Any]:
+    """The landing page's links and hand-off timeouts: the notebook server's JupyterLab (where
+    nbgrader's Assignments panel is; no URL opens the panel itself) and the page session of the
+    dashboard pages (``dashboard_open.html``: the course dashboard for staff, My assignments)."""
+    return {
+        "notebook_url": notebook_url,
+        "assignments_url": (notebook_url + "lab") if notebook_url else "",
+        "handoff_ready_timeout": HANDOFF_READY_TIMEOUT,
+        "handoff_store_timeout": HANDOFF_STORE_TIMEOUT,
+        # the dashboard pages' session (a hidden form field of dashboard_open.html)
+        "page_session": open_page_session(launched.user.id, launched.course.id),
+        "is_staff": launched.enrolment.role in ("Instructor", "TeachingAssistant"),
+    }
 
 
 bp.add_url_rule("/resource-link", "bind_resource_link", bind_link, methods=["POST"])
@@ -242,7 +303,14 @@ def _deep_link_page(session, message, launched, origins: list[str]):
     if wants_json():
         response = jsonify(body)
     else:
-        response = lms_page(make_response(render_template("lti_deep_link.html", **body)), origins)
+        page = render_template(
+            "lti_deep_link.html",
+            **body,
+            course_title=launched.course.title,
+            released=released_assignments(session, launched.course.id),
+            max_score=None,  # nbgrader's points are not stored with a release
+        )
+        response = lms_page(make_response(page), origins)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -257,7 +325,9 @@ def deep_link_respond():
     if not isinstance(token, str) or not token:
         raise InvalidRequest("deep_link_token is missing; start again from the LMS.")
     # Check the choice before spending the single-use session, so a typo can be corrected.
-    chosen = values.get("assignment_id_other") or values.get("assignment_id")
+    # One choice: a listed assignment's radio, else (the "another id" radio has the empty
+    # value) the typed id; a typed id never overrides a listed choice.
+    chosen = values.get("assignment_id") or values.get("assignment_id_other")
     assignment_id = validate_identifier(chosen, "assignment")
     score = parse_max_score(values.get("max_score"))
     saved = store().pop(f"lti-deep-link-{token}")
@@ -275,7 +345,10 @@ def deep_link_respond():
             saved["launch_id"], lti_request(), conf, launch_data_storage=data_storage()
         )
     except LtiException as exc:
-        raise Unauthenticated(f"The launch has expired ({exc}); start again from the LMS.") from exc
+        log.info("deep-link launch %s gone: %s", saved["launch_id"], exc)
+        raise Unauthenticated(
+            "The launch has expired; start again from the LMS.", code="deep_link_expired"
+        ) from exc
     resource = (
         DeepLinkResource()
         .set_url(base_url() + "/lti/launch")
@@ -358,6 +431,9 @@ def config():
             {"type": "LtiResourceLinkRequest", "target_link_uri": base + "/lti/launch"},
             {"type": "LtiDeepLinkingRequest", "target_link_uri": base + "/lti/launch"},
         ],
-        custom_parameters={"nbgrader_course_id": "(optional) the nbgrader course id"},
+        custom_parameters={
+            "nbgrader_course_id": "(optional) the nbgrader course id",
+            "due_at": "$ResourceLink.submission.endDateTime",  # the due date, for the dashboard
+        },
         claims=["iss", "sub", "name", "given_name", "family_name", "email"],
     )

@@ -10,6 +10,7 @@ from lti_exchange.models.course import (
     Course,
     Enrolment,
 )
+from lti_exchange.models.due_date import DueDate, Extension
 from lti_exchange.models.event import EVENT_KINDS, Event
 from lti_exchange.models.grade import GRADE_STATUSES, Grade, GradeOutbox, LineItem
 from lti_exchange.models.lti import KeyValue, LtiDeployment, LtiRegistration, RefreshToken
@@ -27,8 +28,10 @@ __all__ = [
     "TEACHING_ASSISTANT",
     "Assignment",
     "Course",
+    "DueDate",
     "Enrolment",
     "Event",
+    "Extension",
     "Feedback",
     "GRADE_STATUSES",
     "Grade",

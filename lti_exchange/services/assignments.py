@@ -13,6 +13,7 @@ from lti_exchange.archives.upload import ArchiveManifest, store_archive
 from lti_exchange.errors import Conflict, InvalidArchive
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
+from lti_exchange.observability import count_release
 from lti_exchange.services.authorisation import Caller, not_found
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.services.retry import run_with_retry
@@ -52,7 +53,7 @@ class AssignmentService:
         if not any(not m.is_dir for m in manifest.members):
             self.ctx.delete_blobs_quietly([blob.key])
             raise InvalidArchive("The release archive holds no files.")
-        return self.ctx.commit_or_delete_blobs(
+        release = self.ctx.commit_or_delete_blobs(
             [blob.key],
             lambda: run_with_retry(
                 self.session,
@@ -60,6 +61,8 @@ class AssignmentService:
                 what=f"release assignment '{name}'",
             ),
         )
+        count_release()
+        return release
 
     def _record_release(
         self, caller: Caller, name: str, blob: StoredBlob, manifest: ArchiveManifest

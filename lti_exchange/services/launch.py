@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from lti_exchange.config import Settings
 from lti_exchange.models import Assignment, LtiRegistration
+from lti_exchange.services.due_dates import record_lms_due_date
 from lti_exchange.services.provisioning import (
     ProvisionedLaunch,
     RetryProvisioning,
@@ -46,7 +47,8 @@ def record_launch(
             username_rule=settings.lti_username_rule,
             course_id_param=settings.lti_course_id_param,
         )
-        record_resource_link(session, launched.course, claims)
+        link = record_resource_link(session, launched.course, claims)
+        record_lms_due_date(session, launched.course, link, claims)  # custom due_at
         session.flush()
         return registration, launched
 

@@ -15,6 +15,7 @@ from lti_exchange.archives.upload import store_archive
 from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Submission, User
+from lti_exchange.observability import count_submission
 from lti_exchange.services.assignments import AssignmentService
 from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
@@ -63,7 +64,9 @@ class SubmissionService:
             self.session.commit()
             return submission
 
-        return self.ctx.commit_or_delete_blobs([blob.key], record), assignment
+        stored = self.ctx.commit_or_delete_blobs([blob.key], record)
+        count_submission()
+        return stored, assignment
 
     def list(
         self,

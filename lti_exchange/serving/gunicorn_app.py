@@ -18,9 +18,27 @@ FRONT_DOOR: dict[str, Any] = {
     "keepalive": 5,
     "logger_class": "lti_exchange.serving.access_log.RawPathLogger",
     "accesslog": "-",
-    # %(U)s is the raw, still percent-encoded path (RawPathLogger); no query, no header atoms.
-    "access_log_format": "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms",
+    # %(U)s is the raw, still percent-encoded path (RawPathLogger); no query, no header atoms
+    # but our own X-Request-Id answer header (a student's failure message quotes it).
+    "access_log_format": "%(h)s %(m)s %(U)s %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s",
 }
+
+
+# LTI_EXCHANGE_LOG_FORMAT=json: no text access log (the app logs each request as JSON) and
+# gunicorn's own lines in JSON too (RawPathLogger reads the variable).
+JSON_LOG_OPTIONS: dict[str, Any] = {"accesslog": None}
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from lti_exchange.serving.metrics_dir import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
+
+
+def _on_exit(server: Any) -> None:
+    from lti_exchange.serving.metrics_dir import remove_multiprocess_dir
+
+    remove_multiprocess_dir()
 
 
 class _Gunicorn(BaseApplication):
@@ -42,11 +60,18 @@ def run_gunicorn(bind: str, *, workers: int = 2, threads: int = 4) -> None:
     """Serve the app on ``bind``; the service's log lines go to stderr at its log level."""
     from lti_exchange.config import load_settings
     from lti_exchange.logging_setup import configure_logging
+    from lti_exchange.serving.metrics_dir import prepare_multiprocess_dir
 
-    configure_logging(load_settings().log_level)
+    prepare_multiprocess_dir()  # before any worker imports prometheus_client
+    settings = load_settings()
+    log_format = settings.log_format.strip().lower()
+    configure_logging(settings.log_level, log_format)
     _Gunicorn(
         {
             **FRONT_DOOR,
+            **(JSON_LOG_OPTIONS if log_format == "json" else {}),
+            "child_exit": _child_exit,
+            "on_exit": _on_exit,
             "bind": bind,
             "workers": workers,
             "threads": threads,

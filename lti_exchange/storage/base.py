@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
+
+from lti_exchange.errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -13,6 +17,52 @@ class StoredBlob:
     key: str
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A committed blob as listed by ``iter_blobs``: its key, size and last write (epoch s)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+class BlobNotFound(FileNotFoundError):
+    """No blob is stored under this key (both backends raise it from ``open`` and ``size``)."""
+
+
+class StorageUnavailable(ApiError, OSError):
+    """503: the blob storage did not answer or refused us; nothing was stored.
+
+    ``cause`` is a short machine word (``bucket_missing``, ``credentials_rejected``,
+    ``endpoint_unreachable``, ``storage_error``) that ``/readyz`` shows as ``error: <cause>``;
+    ``hint`` says what the operator should check. It is an ``OSError`` too, so callers that
+    tolerate I/O failures (deleting a blob quietly) treat it like one.
+    """
+
+    status, code = 503, "storage_unavailable"
+
+    def __init__(self, cause: str, hint: str, **kwargs: Any) -> None:
+        super().__init__(
+            "Nothing was stored: the exchange's file storage is not reachable right now. Try "
+            "again in a few minutes; if it keeps failing, tell your instructor or the "
+            "exchange's operator.",
+            **kwargs,
+        )
+        self.cause = cause
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.hint}"
+
+
+BLOB_KEY = re.compile(r"^[a-z][a-z0-9_-]*/[0-9a-f]{2}/[0-9a-f]{32}$")
+
+
+def is_blob_key(key: str) -> bool:
+    """Whether ``key`` has the shape ``new_blob_key`` gives (nothing else is ever swept)."""
+    return BLOB_KEY.match(key) is not None
 
 
 def new_blob_key(kind: str) -> str:
@@ -58,6 +108,10 @@ class BlobStorage(Protocol):
 
     def sweep_partial(self, older_than: float) -> int:
         """Delete partial uploads untouched for ``older_than`` seconds; return how many."""
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every committed blob, streamed page by page (never the whole listing in memory)."""
+        ...
 
 
 class HashingCounter:

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lti_exchange.errors import InsufficientStorage
-from lti_exchange.storage.base import HashingCounter, StoredBlob, new_blob_key
+from lti_exchange.storage.base import (
+    BlobInfo,
+    BlobNotFound,
+    HashingCounter,
+    StoredBlob,
+    new_blob_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +119,28 @@ class FilesystemStorage:
         return FilesystemBlobWriter(self, kind)
 
     def open(self, key: str) -> BinaryIO:
-        return open(self.path_for(key), "rb")  # noqa: SIM115
+        try:
+            return open(self.path_for(key), "rb")  # noqa: SIM115
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"no blob {key!r}") from exc
 
     def size(self, key: str) -> int:
-        return self.path_for(key).stat().st_size
+        try:
+            return self.path_for(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"no blob {key!r}") from exc
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every committed blob under ``blobs/`` (a directory walk, one entry at a time)."""
+        for dirpath, _dirs, files in os.walk(self.blob_dir):
+            for name in files:
+                path = Path(dirpath) / name
+                try:
+                    info = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                key = path.relative_to(self.blob_dir).as_posix()
+                yield BlobInfo(key, info.st_size, info.st_mtime)
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()

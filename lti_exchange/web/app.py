@@ -1,5 +1,5 @@
 """The Flask app: settings → database (schema check) → storage → keys → blueprints → hooks;
-``/healthz``, ``/readyz`` and ``/``."""
+``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics`` (``web/metrics.py``) and ``/``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lti_exchange.config import Settings, load_settings
 from lti_exchange.errors import ApiError, InsufficientStorage
 from lti_exchange.lti.headers import install_default_headers
 from lti_exchange.migrate import current_revision, ensure_schema, head_revision
+from lti_exchange.storage import StorageUnavailable
 from lti_exchange.web.body_limits import install_body_limits
 from lti_exchange.web.current import EXTENSION, close_request_session, install_query_counter
 from lti_exchange.web.errors import register_error_handlers
@@ -44,12 +45,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             return response
 
     from lti_exchange.api import bp as api_bp
+    from lti_exchange.lti.dashboard_views import bp as dashboard_bp
     from lti_exchange.lti.register_view import bp as lti_register_bp
     from lti_exchange.lti.views import bp as lti_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(lti_bp)
     app.register_blueprint(lti_register_bp)  # /lti/register: LTI Dynamic Registration
+    app.register_blueprint(dashboard_bp)  # /lti/dashboard, /lti/my-assignments
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -61,12 +64,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        checks = {
-            "database": _check(lambda: _ping(objects.engine)),
-            "storage": _storage_check(objects.storage),
-        }
-        _fail_unless_ok(checks, "unavailable", "The service is unhealthy")
-        return jsonify(status="ok", version=__version__, **checks)
+        # Liveness: the process answers. Touches neither the database nor the storage (a
+        # database outage must not get every replica restarted); /readyz checks those.
+        return jsonify(status="ok", version=__version__)
 
     schema_head = head_revision()
 
@@ -88,8 +88,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             api="/api/v1",
             health="/healthz",
             ready="/readyz",
+            metrics="/metrics",
         )
 
+    from lti_exchange.web.metrics import install_metrics
+
+    install_metrics(app, objects.engine, settings.log_format.strip().lower())  # wraps all: last
     return app
 
 
@@ -107,12 +111,25 @@ def _check(probe) -> str:
     return "ok"
 
 
+STORAGE_CAUSES = {
+    "bucket_missing": "bucket does not exist: create it or fix LTI_EXCHANGE_STORAGE_URL",
+    "credentials_rejected": "refused our credentials: check AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY and the bucket's permissions",
+    "credentials_missing": "needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    "endpoint_unreachable": "cannot be reached: check AWS_ENDPOINT_URL and that S3 is up",
+    "storage_error": "answered with an error (the cause is in the service log)",
+}
+
+
 def _storage_check(storage) -> str:
     """``ok``, ``full`` (free space below the reserve, or ENOSPC) or ``error: <kind>``."""
     try:
         storage.check()
     except InsufficientStorage:
         return "full"
+    except StorageUnavailable as exc:  # S3: the cause is a readable word (bucket_missing, ...)
+        log.warning("storage check failed: %s", exc)
+        return f"error: {exc.cause}"
     except Exception as exc:  # noqa: BLE001 - any other failure means "not healthy"
         log.warning("storage check failed: %s", exc)
         return f"error: {exc.__class__.__name__}"
@@ -141,6 +158,8 @@ def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
             )
         elif name == "schema" and not value.startswith("error"):
             problems.append(f"the database schema is {value}: run `lti-exchange db upgrade`")
+        elif name == "storage" and value.removeprefix("error: ") in STORAGE_CAUSES:
+            problems.append(f"the storage {STORAGE_CAUSES[value.removeprefix('error: ')]}")
         else:
             problems.append(f"the {name} does not answer (the cause is in the service log)")
     if problems:

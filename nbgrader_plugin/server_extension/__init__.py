@@ -16,7 +16,10 @@ Message protocol (all messages are plain objects; ``protocol`` is 1):
   "refresh_token": str | null, "service_url": str}``, accepted only from an allowed origin;
 - hand-off page -> the sender (targetOrigin = the sender's origin): ``{"type":
   "lti-exchange:stored", "protocol": 1, "ok": bool, "message": str, "code": str | null,
-  "course_id"?, "username"?, "role"?}``.
+  "course_id"?, "username"?, "role"?}``. Also sent, with ``ok: false``, when tokens come from an
+  origin this server does not accept (``code: "wrong_exchange"``; the accepted exchange is not
+  named), and to ``window.opener`` (targetOrigin ``"*"``, nothing secret) instead of ``ready``
+  when no exchange URL is configured (``code: "no_exchange"``), so the landing page can say why.
 
 Modules: ``settings`` (``c.LtiExchangeHandoff.*`` and the exchange URL), ``store`` (checking and
 saving tokens), ``page`` (the page, from ``templates/`` and ``static/``), ``handlers`` (the two

@@ -53,3 +53,35 @@ def context(chromium):
     profile = chromium.new_context()
     yield profile
     profile.close()
+
+
+# -- the pages' tests (tests/browser/test_landing_and_handoff.py, test_error_pages.py, ...) ----
+
+
+class PagesPlatform:
+    """A framing LMS whose registration names a notebook server (``--notebook-url-template``),
+    which a test points at a running, misconfigured or stopped Jupyter server."""
+
+    def __init__(self, live_server, platform: FramingPlatform) -> None:
+        self.live_server = live_server
+        self.platform = platform
+
+    def set_notebook_url(self, url: str) -> None:
+        from tests.functional.lti.conftest import lti_exchange
+
+        p = self.platform
+        args = ["platform", "add", "--issuer", p.issuer, "--client-id", p.client_id]
+        args += ["--auth-login-url", p.auth_login_url, "--auth-token-url", p.auth_token_url]
+        args += ["--key-set-url", p.key_set_url, "--name", f"{p.name} (pages)"]
+        args += ["--notebook-url-template", url, "--json"]
+        for deployment_id in p.clients[p.client_id]:
+            args += ["--deployment-id", deployment_id]
+        lti_exchange(self.live_server, *args)
+
+
+@pytest.fixture(scope="session")
+def pages_lms(live_server):
+    platform = FramingPlatform(live_server.url, name="Simulated Moodle").start()
+    register_platform(live_server, platform)
+    yield PagesPlatform(live_server, platform)
+    platform.stop()

@@ -447,7 +447,13 @@ def test_handoff_script_relays_tokens_only_from_the_exchange(
         "refresh_token": "r-" + course,
         "service_url": live_server.url,
     }
-    reply = out["posted"][1]
+    # The foreign sender learns that it was refused, not which exchange is accepted.
+    refused = out["posted"][1]
+    assert refused["to"] == "source" and refused["origin"] == "https://evil.example"
+    assert refused["data"]["ok"] is False and refused["data"]["code"] == "wrong_exchange"
+    assert "another exchange URL" in refused["data"]["message"]
+    assert live_server.url not in json.dumps(refused) and evil not in json.dumps(refused)
+    reply = out["posted"][2]
     assert reply["to"] == "source" and reply["origin"] == live_server.url
     assert reply["data"]["type"] == "lti-exchange:stored"
     assert reply["data"]["ok"] is True, reply

@@ -97,6 +97,10 @@ class FramingPlatform(SimulatedPlatform):
         roles: tuple[str, ...] = (LEARNER,),
         context: LmsContext | None = None,
         hold: bool = False,
+        custom: dict[str, str] | None = None,
+        message_type: str = "LtiResourceLinkRequest",
+        deep_linking: dict[str, Any] | None = None,
+        resource_link: dict[str, Any] | None = None,
     ) -> tuple[str, LaunchRecord]:
         """A launch the browser starts at the returned course page URL; its record fills in as
         the platform answers (``record.id_token``, ``record.state``)."""
@@ -119,10 +123,10 @@ class FramingPlatform(SimulatedPlatform):
             user=user or LmsUser.make(),
             roles=list(roles),
             context=context or LmsContext.make(),
-            custom=None,
-            message_type="LtiResourceLinkRequest",
-            resource_link=None,
-            deep_linking=None,
+            custom=custom,
+            message_type=message_type,
+            resource_link=resource_link,
+            deep_linking=deep_linking,
             target_link_uri=params["target_link_uri"],
             lti_message_hint=message_hint,
             mutate=None,

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from sqlalchemy import update as sa_update
 from werkzeug.routing import IntegerConverter
 
 from lti_exchange import create_app
 from lti_exchange.api import common
 from lti_exchange.config import load_settings
 from lti_exchange.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
-from lti_exchange.models import COURSE_ROLES
+from lti_exchange.models import COURSE_ROLES, Grade
 from tests.factories import issue_access_token, issue_refresh_token
 from tests.support import make_tar
 
@@ -567,6 +568,49 @@ def test_responses_of_a_session_match_the_spec(app, spec):
     s.call("POST", course + "/grades", alice, expect=403, json={"grades": []}, **c)
     s.call("GET", course + "/grades", ta, expect=200, query={"assignment_id": "ps1"}, **c)
     s.call("GET", course + "/grades", alice, expect=403, **c)
+
+    # The dashboard's JSON twin, due dates, extensions, retry (tests/functional/test_dashboard.py)
+    dated = s.call(
+        "PUT", assignment + "/due-date", teacher, expect=200, json={"due_at": "2020-01-01"}, **a
+    )
+    assert dated.get_json()["source"] == "instructor"
+    s.call("PUT", assignment + "/due-date", teacher, expect=400, json={"due_at": "soon"}, **a)
+    s.call("PUT", assignment + "/due-date", alice, expect=403, json={"due_at": None}, **a)
+    student = {**a, "studentId": "alice"}
+    s.call(
+        "PUT",
+        assignment + "/extensions/{studentId}",
+        ta,
+        expect=200,
+        json={"due_at": "2100-01-01T00:00Z"},
+        **student,
+    )
+    s.call(
+        "PUT",
+        assignment + "/extensions/{studentId}",
+        ta,
+        expect=404,
+        json={"due_at": None},
+        **{**a, "studentId": "nobody"},
+    )
+    s.call("GET", assignment + "/due-dates", teacher, expect=200, **a)
+    s.call("GET", course + "/dashboard", ta, expect=200, **c)
+    s.call("GET", course + "/dashboard", alice, expect=403, **c)
+    s.call(
+        "GET",
+        course + "/dashboard/students/{studentId}",
+        teacher,
+        expect=200,
+        **{**c, "studentId": "alice"},
+    )
+    s.call("GET", course + "/my-assignments", alice, expect=200, **c)
+    retry = {"assignment_id": "ps1", "student_id": "alice"}
+    s.call("POST", course + "/grades/retry", teacher, expect=409, json=retry, **c)  # not_sendable
+    with app.extensions["lti_exchange"].session_factory() as db:
+        db.execute(sa_update(Grade).values(status="failed", reason="refused by the LMS"))
+        db.commit()
+    s.call("POST", course + "/grades/retry", teacher, expect=200, json=retry, **c)
+    s.call("POST", course + "/grades/retry", alice, expect=403, json=retry, **c)
 
     refresh = s.refresh_token("alice", "c1")
     pair = s.call("POST", "/api/v1/token/refresh", expect=200, json={"refresh_token": refresh})

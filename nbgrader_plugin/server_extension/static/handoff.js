@@ -52,6 +52,10 @@
       show("Ignored tokens sent by " + event.origin + ": this notebook server accepts tokens " +
            "only from " + (allowed.join(", ") || "no exchange (none is configured)") + ".",
            "error");
+      // Tell the sender why (it waits for an answer), without naming the accepted exchange:
+      // any page may send this message. The tokens are not used.
+      reply(event, false, "This notebook server accepts tokens from another exchange URL, " +
+            "not from " + event.origin, {code: "wrong_exchange"});
       return;
     }
     if (busy) { return; }
@@ -108,6 +112,13 @@
     show("This notebook server does not know which exchange to accept tokens from " +
          "(set c.Exchange.service_url in nbgrader_config.py, or " +
          "c.LtiExchangeHandoff.allowed_origins). Use lti-exchange login instead.", "error");
+    if (window.opener && window.opener !== window) {
+      // Nothing secret: the page that opened this window learns why no "ready" comes.
+      window.opener.postMessage({
+        type: "lti-exchange:stored", protocol: config.protocol, ok: false, code: "no_exchange",
+        message: "This notebook server has no exchange URL configured"
+      }, "*");
+    }
   } else if (window.opener && window.opener !== window) {
     show("Waiting for your tokens from the exchange page\u2026");
     window.opener.postMessage({type: "lti-exchange:ready", protocol: config.protocol}, "*");

@@ -377,15 +377,14 @@ def test_unknown_deployment_hint_at_login_is_rejected(platform, browser):
         assert_html_error(answer, (400, 401, 403), ("deployment",))
 
 
-def test_deployment_of_another_registration_is_rejected(live_server, platform, browser):
+def test_deployment_of_another_registration_is_rejected(live_server, make_platform, browser):
     from tests.functional.lti.conftest import register_platform
 
-    other_client = platform.add_client(deployment_ids=(f"only-{uuid.uuid4().hex[:6]}",))
-    register_platform(live_server, platform, client_id=other_client)
-    foreign = platform.clients[other_client][0]
-    answer = platform.launch(
-        browser, roles=[LEARNER], mutate=setting(**{CLAIM_DEPLOYMENT_ID: foreign})
-    )
+    lms = make_platform()  # its own issuer: the shared platform keeps a single client
+    other_client = lms.add_client(deployment_ids=(f"only-{uuid.uuid4().hex[:6]}",))
+    register_platform(live_server, lms, client_id=other_client)
+    foreign = lms.clients[other_client][0]
+    answer = lms.launch(browser, roles=[LEARNER], mutate=setting(**{CLAIM_DEPLOYMENT_ID: foreign}))
     assert_json_error(answer, (400, 401, 403), ("deployment",))
 
 

@@ -1,0 +1,58 @@
+"""Prometheus metrics (no Flask): the metric objects, one-line helpers for the layers that count,
+served by ``GET /metrics`` (``lti_exchange/web/metrics.py``).
+
+Under gunicorn every worker writes its counters to files in ``PROMETHEUS_MULTIPROC_DIR`` and
+``GET /metrics`` adds them up (prometheus-client's multiprocess mode); the directory is set up
+by ``lti_exchange/serving/metrics_dir.py`` before this module is first imported.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+# Uploads and downloads of large archives take minutes: buckets up to 5 minutes.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+HTTP_REQUESTS = Counter(
+    "lti_exchange_http_requests_total",
+    "HTTP requests answered, by route (the URL rule, not the path), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "lti_exchange_http_request_duration_seconds",
+    "Time from receiving a request to sending the last byte of its answer, by route and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_BYTES_IN = Counter(
+    "lti_exchange_http_request_bytes_total", "Request body bytes read, by route.", ["route"]
+)
+HTTP_BYTES_OUT = Counter(
+    "lti_exchange_http_response_bytes_total", "Response body bytes sent, by route.", ["route"]
+)
+SUBMISSIONS = Counter("lti_exchange_submissions_total", "Student submissions stored.")
+RELEASES = Counter("lti_exchange_releases_total", "Assignment releases (versions) stored.")
+LAUNCHES = Counter(
+    "lti_exchange_lti_launches_total",
+    "LTI launches by outcome: completed (tokens), deep_link (the choice page), unbound (the "
+    "browser still has to prove the launch), refused (an error page or JSON error).",
+    ["outcome"],
+)
+GRADE_SENDS = Counter(
+    "lti_exchange_grade_sends_total",
+    "Grade outbox entries handled by the worker, by outcome: sent, retrying, failed, deferred.",
+    ["outcome"],
+)
+LAUNCH_OUTCOMES = ("completed", "deep_link", "unbound", "refused")
+
+
+def count_submission() -> None:
+    SUBMISSIONS.inc()
+
+
+def count_release() -> None:
+    RELEASES.inc()
+
+
+def count_grade_send(outcome: str) -> None:
+    GRADE_SENDS.labels(outcome).inc()

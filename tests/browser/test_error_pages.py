@@ -1,0 +1,239 @@
+"""Every LTI error page, reached by a crafted request, as a real Chromium shows it: it says what
+happened in plain words and who can fix it (the person: open it again; the instructor; the LMS
+administrator; the exchange's operator), never the LTI library's words; axe-core finds no
+serious or critical violation; it fits a 360 px screen. Screenshots:
+``test-artifacts/screenshots/error-*.png``.
+
+Pages that answer a request a browser cannot make by itself (an LMS's signed launch) are made
+with the simulated LMS's HTTP client and shown to the browser exactly as the tool sent them.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from tests.browser.pages import NARROW, assert_accessible, fits_narrow_screen, screenshot
+from tests.lms.platform import CLAIM_DEPLOYMENT_ID, LEARNER, SimulatedPlatform
+
+pytestmark = pytest.mark.one_backend  # the browser's behaviour, not the database's
+
+LIBRARY_WORDS = (
+    "Can't decode",
+    "Signature has expired",
+    "Could not find registration details",
+    "LtiException",
+    "Traceback",
+    "pylti1p3",
+)
+
+
+@dataclass
+class Case:
+    name: str
+    status: int
+    audience: str  # data-audience of the "who can fix it" box
+    heading: str
+    words: tuple[str, ...] = field(default=())  # in the "what happened" / "to do" text
+
+
+def form_page(action: str, fields: dict[str, str]) -> str:
+    inputs = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields.items()
+    )
+    return (
+        f'<!doctype html><title>crafted</title><form method="post" action="{html.escape(action)}">'
+        f'{inputs}<button type="submit">Send</button></form>'
+    )
+
+
+@pytest.fixture
+def narrow(chromium):
+    profile = chromium.new_context(viewport=NARROW)
+    yield profile
+    profile.close()
+
+
+def check(page, case: Case) -> None:
+    expect(page.locator("h1")).to_have_text(case.heading)
+    who = page.locator("#who")
+    expect(who).to_have_attribute("data-audience", case.audience)
+    shown = page.inner_text("main")
+    for word in case.words:
+        assert word in shown, (case.name, word, shown)
+    for word in LIBRARY_WORDS:
+        assert word not in page.content(), (case.name, word)
+    assert fits_narrow_screen(page), case.name
+    assert_accessible(page)
+    screenshot(page, "error-" + case.name)
+
+
+def show(page, url: str, answer: requests.Response) -> None:
+    """Show the browser the tool's answer to a request it could not make itself."""
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+    page.route(
+        url,
+        lambda route: route.fulfill(status=answer.status_code, body=answer.text, headers=headers),
+    )
+    response = page.goto(url)
+    assert response is not None and response.status == answer.status_code
+
+
+# -- requests a browser makes ----------------------------------------------------------------
+
+BROWSER_CASES = [
+    Case("reload-launch", 405, "you", "Open the assignment from your LMS", ("bookmarked",)),
+    Case(
+        "unknown-platform",
+        400,
+        "lms_admin",
+        "This LMS is not registered with the exchange",
+        ("lti-exchange platform add",),
+    ),
+    Case("foreign-target", 400, "lms_admin", "The tool is set up wrongly in the LMS"),
+    Case("deep-link-expired", 401, "you", "This choice has expired", ("30 minutes",)),
+    Case("bad-max-score", 400, "you", "The maximum score is not a number the exchange can use"),
+    Case("bad-assignment-id", 400, "you", "That assignment id cannot be used"),
+    Case("bind-expired", 401, "you", "This form has expired"),
+    Case("bind-token-missing", 400, "you", "The choice did not arrive"),
+    Case("bind-from-another-site", 403, "you", "The assignment could not be opened", ("Another",)),
+    Case("launch-without-state", 401, "you", "The assignment could not be opened"),
+]
+
+
+@pytest.mark.parametrize("case", BROWSER_CASES, ids=[c.name for c in BROWSER_CASES])
+def test_error_page_of_a_crafted_request(live_server, pages_lms, narrow, case: Case):
+    base = live_server.url
+    page = narrow.new_page()
+    p = pages_lms.platform
+    login = {"iss": p.issuer, "client_id": p.client_id, "login_hint": "someone"}
+    posts = {
+        "deep-link-expired": (
+            "/lti/deep-link",
+            {"deep_link_token": "x" * 43, "assignment_id": "ps1"},
+        ),
+        "bad-max-score": (
+            "/lti/deep-link",
+            {"deep_link_token": "x" * 43, "assignment_id": "ps1", "max_score": "-3"},
+        ),
+        "bad-assignment-id": ("/lti/deep-link", {"deep_link_token": "x", "assignment_id": "../x"}),
+        "bind-expired": ("/lti/resource-link", {"bind_token": "y" * 43, "assignment_id": "ps1"}),
+        "bind-token-missing": ("/lti/resource-link", {"assignment_id": "ps1"}),
+        "bind-from-another-site": ("/lti/launch/bind", {"launch_id": "a" * 36, "state": "s"}),
+        "launch-without-state": ("/lti/launch", {"id_token": "not-a-token"}),
+    }
+    if case.name == "reload-launch":
+        response = page.goto(base + "/lti/launch")
+        assert response.headers.get("allow") == "POST"
+    elif case.name == "unknown-platform":
+        query = {**login, "iss": "https://unknown-lms.example.edu"}
+        response = page.goto(
+            f"{base}/lti/login?" + urlencode({**query, "target_link_uri": base + "/lti/launch"})
+        )
+    elif case.name == "foreign-target":
+        query = {**login, "target_link_uri": "https://elsewhere.example.org/launch"}
+        response = page.goto(f"{base}/lti/login?" + urlencode(query))
+    else:
+        path, fields = posts[case.name]
+        page.set_content(form_page(base + path, fields))
+        with page.expect_navigation() as navigation:
+            page.get_by_role("button", name="Send").click()
+        response = navigation.value
+    assert response is not None and response.status == case.status, case.name
+    check(page, case)
+
+
+# -- launches only an LMS can sign -------------------------------------------------------------
+
+
+def test_expired_launch_page_has_no_library_text(live_server, pages_lms, narrow):
+    now = int(time.time())
+
+    def expired(claims: dict) -> dict:
+        claims.update(iat=now - 600, exp=now - 300)
+        return claims
+
+    answer = pages_lms.platform.launch(
+        requests.Session(), roles=[LEARNER], mutate=expired, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    check(
+        page,
+        Case(
+            "launch-expired",
+            401,
+            "you",
+            "The assignment could not be opened",
+            ("only valid for a few minutes", "open the assignment again"),
+        ),
+    )
+
+
+def test_replayed_launch_page(live_server, pages_lms, narrow):
+    answer = pages_lms.platform.launch(
+        requests.Session(), roles=[LEARNER], replay=True, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    check(
+        page,
+        Case(
+            "launch-replayed", 401, "you", "The assignment could not be opened", ("already used",)
+        ),
+    )
+
+
+def test_unknown_deployment_page_sends_to_the_lms_administrator(live_server, pages_lms, narrow):
+    def unknown(claims: dict) -> dict:
+        claims[CLAIM_DEPLOYMENT_ID] = "999-unknown"
+        return claims
+
+    answer = pages_lms.platform.launch(
+        requests.Session(), roles=[LEARNER], mutate=unknown, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    case = Case(
+        "launch-unknown-deployment",
+        answer.status_code,
+        "lms_admin",
+        "The assignment could not be opened",
+    )
+    check(page, case)
+    expect(page.locator("#detail")).to_contain_text("lti-exchange platform add --deployment-id")
+
+
+def test_launch_without_a_course_sends_to_the_instructor(live_server, pages_lms, narrow):
+    answer = pages_lms.platform.launch(
+        requests.Session(), roles=[LEARNER], context=None, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    check(
+        page, Case("launch-without-course", 400, "instructor", "The assignment could not be opened")
+    )
+    expect(page.locator("#detail")).to_contain_text("course")
+
+
+def test_student_in_the_deep_linking_chooser_is_sent_to_the_instructor(
+    live_server, pages_lms, narrow
+):
+    p = pages_lms.platform
+    answer = p.launch(
+        requests.Session(),
+        roles=[LEARNER],
+        message_type="LtiDeepLinkingRequest",
+        deep_linking=SimulatedPlatform.deep_linking_settings(p.deep_link_return_url),
+        accept_json=False,
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    check(page, Case("deep-link-student", 403, "instructor", "Only instructors can do this"))

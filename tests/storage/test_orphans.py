@@ -1,0 +1,97 @@
+"""Orphan blobs (stored, then the process died before its row was committed) on both backends:
+the worker's sweep deletes them after the grace period; ``storage check`` reports them and rows
+whose blob is missing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from lti_exchange.jobs.orphans import sweep_orphan_blobs
+from lti_exchange.worker import worker_jobs
+from tests.conftest import BIN, ROOT, S3_ENV, start_server, stop_server
+from tests.support import NOTEBOOK, TAR, make_tar
+
+
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def server(request, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp(f"orphans-{request.param}")
+    env = {}
+    if request.param == "s3":
+        s3_server = request.getfixturevalue("s3_server")
+        env = s3_server.env(s3_server.new_bucket())
+    server = start_server(f"sqlite:///{data_dir / 'db.sqlite3'}", data_dir, extra_env=env)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def state(server, monkeypatch):
+    """The server's objects in this process (the S3 client reads the AWS settings from here)."""
+    for name, value in {**S3_ENV, **server.env}.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return server.state()
+
+
+def storage_check(server) -> tuple[int, dict]:
+    done = subprocess.run(
+        [str(BIN / "lti-exchange"), "storage", "check", "--json"],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def release(server, course: str) -> None:
+    teacher = server.issue_token("teacher", course, "Instructor")
+    path = f"courses/{course}/assignments/ps1/releases"
+    answer = server.api("POST", path, teacher, data=make_tar({"p1.ipynb": NOTEBOOK}), headers=TAR)
+    assert answer.status_code == 201, answer.text
+
+
+def keys(state) -> set[str]:
+    return {info.key for info in state.storage.iter_blobs()}
+
+
+def test_an_orphan_is_reported_then_swept_after_the_grace(server, state, course):
+    release(server, course)
+    code, report = storage_check(server)
+    assert (code, report["ok"], report["missing"], report["orphans"]) == (0, True, [], [])
+    assert report["blobs"] == report["rows"] >= 1
+    referenced = keys(state)
+
+    writer = state.storage.writer("submissions")  # stored; the row never committed
+    writer.write(b"orphaned")
+    orphan = writer.commit().key
+
+    code, report = storage_check(server)
+    assert code == 1
+    assert [o["key"] for o in report["orphans"]] == [orphan]
+    assert report["missing"] == []
+
+    assert sweep_orphan_blobs(state) == 0  # younger than the grace: may be a commit in flight
+    assert orphan in keys(state)
+    assert worker_jobs(state, "test").run_now("sweep-orphan-blobs") == 0
+    assert sweep_orphan_blobs(state, older_than=-60) == 1  # every blob counts as old
+    assert keys(state) == referenced  # rows' blobs are kept
+    assert storage_check(server)[0] == 0
+
+
+def test_a_row_whose_blob_is_gone_is_reported(server, state, course):
+    release(server, course)
+    before = keys(state)
+    _code, report = storage_check(server)
+    assert report["missing"] == []
+    victim = sorted(before)[0]
+    state.storage.delete(victim)
+    code, report = storage_check(server)
+    assert code == 1
+    assert [m["key"] for m in report["missing"]] == [victim]
+    assert report["missing"][0]["table"] in ("release", "submission", "feedback")
+    assert sweep_orphan_blobs(state, older_than=-60) == 0  # nothing to delete: only a gap
