@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import time
 
 MiB = 1024 * 1024
 TAR = {"Content-Type": "application/x-tar"}
@@ -47,3 +48,17 @@ def make_tar(files: dict[str, bytes], *, format: int = tarfile.PAX_FORMAT) -> by
 def make_tgz(files: dict[str, bytes]) -> bytes:
     """``make_tar`` gzip-compressed."""
     return gzip.compress(make_tar(files), mtime=0)
+
+
+def log_lines(server, needle: str, wait: float = 30) -> list[str]:
+    """The live server's log lines containing ``needle`` (waits up to ``wait`` s for the
+    workers' writes)."""
+    deadline = time.monotonic() + wait
+    while True:
+        lines = [
+            line
+            for line in server.log_path.read_text(errors="replace").splitlines()
+            if needle in line
+        ]
+        if lines or time.monotonic() > deadline:
+            return lines

@@ -5,7 +5,6 @@ request id that the server logged (text format: in gunicorn's access line)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
@@ -13,7 +12,7 @@ import requests
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
 from nbgrader_plugin.tokens import TokenEntry
 from tests.conftest import start_server, stop_server
-from tests.support import make_tar
+from tests.support import log_lines, make_tar
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +24,6 @@ def json_server(database_url, tmp_path_factory):
     )
     yield server
     stop_server(server)
-
-
-def wait_for_lines(server, needle: str) -> list[str]:
-    """The log's lines containing ``needle`` (waits for the workers' writes, up to 30 s)."""
-    deadline = time.monotonic() + 30
-    while True:
-        lines = [
-            line
-            for line in server.log_path.read_text(errors="replace").splitlines()
-            if needle in line
-        ]
-        if lines or time.monotonic() > deadline:
-            return lines
 
 
 def test_every_line_is_json_with_one_request_line_per_request(json_server, course):
@@ -55,7 +41,7 @@ def test_every_line_is_json_with_one_request_line_per_request(json_server, cours
     refused = json_server.api("GET", "/me", token=secret, headers={"X-Request-Id": "json-401-1"})
     assert refused.status_code == 401
 
-    lines = wait_for_lines(json_server, "json-release-1")
+    lines = log_lines(json_server, "json-release-1")
     requests_logged = [json.loads(line) for line in lines]
     request_lines = [
         entry for entry in requests_logged if entry["logger"] == "lti_exchange.request"
@@ -74,7 +60,7 @@ def test_every_line_is_json_with_one_request_line_per_request(json_server, cours
     assert line["user"] == "json-teacher" and line["course"] == course
     assert line["level"] == "info" and line["time"].endswith("+00:00")
 
-    refusal = [json.loads(line) for line in wait_for_lines(json_server, "json-401-1")]
+    refusal = [json.loads(line) for line in log_lines(json_server, "json-401-1")]
     loggers = sorted(entry["logger"] for entry in refusal)
     assert loggers == ["lti_exchange.request", "lti_exchange.web.errors"], refusal
     request_line = next(e for e in refusal if e["logger"] == "lti_exchange.request")
@@ -98,7 +84,7 @@ def test_the_plugin_quotes_the_request_id_the_server_logged(live_server, course)
     assert error.status == 404 and error.request_id
     assert f"(request id {error.request_id}: quote it to your instructor or operator)" in str(error)
     requests.get(live_server.url + "/healthz", timeout=30)  # flushes the line before it
-    lines = wait_for_lines(live_server, f"rid={error.request_id}")
+    lines = log_lines(live_server, f"rid={error.request_id}")
     assert len(lines) == 1 and " 404 " in lines[0], lines
 
 

@@ -9,18 +9,13 @@ library's code (``tests/interop/library_platform.py`` says which parts are glue)
 
 from __future__ import annotations
 
-import time
-
 import jwt
 import pytest
 import requests
-from sqlalchemy import update
 
-from lti_exchange.models import GradeOutbox
-from lti_exchange.models.types import utcnow
-from lti_exchange.worker import GradeWorker
 from tests.functional.lti.conftest import lti_exchange
 from tests.functional.lti.helpers import bearer, describe, launched, release
+from tests.functional.lti.test_grades import drain, push
 from tests.interop.library_platform import (
     INSTRUCTOR,
     LEARNER,
@@ -43,33 +38,6 @@ def enter(lms: LibraryPlatform, person: Person, course: Course, role: str, **kwa
     roles = [INSTRUCTOR if role == "Instructor" else LEARNER]
     with requests.Session() as browser:
         return launched(lms.launch(browser, person, course, roles=roles, **kwargs), role)
-
-
-def push(live_server, teacher: dict, grades: list[dict]) -> dict:
-    answer = requests.post(
-        f"{live_server.url}/api/v1/courses/{teacher['course_id']}/grades",
-        json={"grades": grades},
-        headers=bearer(teacher["access_token"]),
-        timeout=30,
-    )
-    assert answer.status_code == 200, describe(answer)
-    return answer.json()
-
-
-def drain(live_server, rounds: int = 20) -> dict[str, int]:
-    """The real ``GradeWorker`` until its outbox is empty (retries made due at once)."""
-    worker = GradeWorker(live_server.state(), worker_id="interop")
-    total = {"sent": 0, "retrying": 0, "failed": 0, "deferred": 0}
-    for _ in range(rounds):
-        for key, value in worker.run_once().items():
-            total[key] += value
-        with live_server.state().session_factory() as session:
-            if not session.query(GradeOutbox).count():
-                return total
-            session.execute(update(GradeOutbox).values(available_at=utcnow()))
-            session.commit()
-        time.sleep(0.05)
-    return total
 
 
 def offered(lms: LibraryPlatform) -> set[str]:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from tests.functional.lti.helpers import launched
 from tests.lms.platform import LEARNER, LmsUser
+from tests.support import log_lines
 
 pytestmark = pytest.mark.one_backend
-
-
-def log_lines(live_server, request_id: str) -> list[str]:
-    """The service log's lines naming ``request_id`` (waits for the worker's write, up to 30 s)."""
-    deadline = time.monotonic() + 30
-    while True:
-        lines = [
-            line
-            for line in live_server.log_path.read_text(errors="replace").splitlines()
-            if request_id in line
-        ]
-        if lines or time.monotonic() > deadline:
-            return lines
 
 
 def test_a_refused_api_request_is_logged_once_with_its_id_and_without_the_token(live_server):
