@@ -27,6 +27,12 @@ FLAGS = [
     # SameSite=Lax, which a cross-site frame never keeps either (a Partitioned cookie, which
     # Chromium would keep in the frame, needs HTTPS): the tests check the frame has none.
     "--test-third-party-cookie-phaseout",
+    # One renderer process for all the frames of a page: Playwright attaches to each
+    # out-of-process iframe as Chromium starts it paused, and under load that hand-shake can
+    # miss, leaving a cross-site frame (the tool inside the LMS page) stuck mid-navigation with
+    # no timeout firing. Cookies, storage partitioning and postMessage do not depend on it.
+    # (Not --disable-features: it would replace the list Playwright passes.)
+    "--disable-site-isolation-trials",
 ]
 
 

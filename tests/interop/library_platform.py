@@ -63,9 +63,9 @@ from lti1p3platform.service_connector import (
     NamesRoleProvisioningService,
     TPage,
 )
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.lms.platform import ACCEPT_BROWSER, ACCEPT_JSON, parse_form
+from tests.lms.serving import BackgroundServer
 
 MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 INSTRUCTOR = MEMBERSHIP + "Instructor"
@@ -381,22 +381,18 @@ class LibraryPlatform:
         self._next_item = 0
         self.org_id = 0  # the organisation ``platform add`` created (set by the fixture)
         self.url = ""
-        self._server: Any = None
+        self._server: BackgroundServer | None = None
         self.app = self._build_app()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LibraryPlatform:
-        self._server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = BackgroundServer(self.app, name="library-platform")
+        self.url = self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     # -- the library's objects -----------------------------------------------------------------
@@ -648,8 +644,3 @@ class LibraryPlatform:
                 return json_error(401, repr(exc), "invalid_token")
 
         return app
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass

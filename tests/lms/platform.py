@@ -48,9 +48,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.lms.services import PlatformServices
+from tests.lms.serving import BackgroundServer
 
 # --- claim names and role URIs ----------------------------------------------------------------
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
@@ -295,28 +295,20 @@ class SimulatedPlatform(PlatformServices):
         self.deep_link_responses: list[dict[str, Any]] = []
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
         self.url = ""
         self._init_services()
         self.app = self._build_app()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> SimulatedPlatform:
-        self._server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"lms-{self.issuer}", daemon=True
-        )
-        self._thread.start()
+        self._server = BackgroundServer(self.app, name=f"lms-{self.issuer}")
+        self.url = self._server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> SimulatedPlatform:
@@ -766,13 +758,6 @@ class SimulatedPlatform(PlatformServices):
         )
         answer.lti = record
         return answer
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr (the tests look at ``auth_requests`` and ``problems``)."""
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def _rs256() -> tuple:
