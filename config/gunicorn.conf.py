@@ -31,6 +31,10 @@ Tunables (environment):
 ``LTI_EXCHANGE_HEADER_TIMEOUT``
     Seconds a client may take to send its request line and headers (default ``10``); slower
     clients get 408. Heads are read by each worker's event loop, so slow clients hold no thread.
+``LTI_EXCHANGE_PROFILE_DIR``
+    Benchmarks only: profile every request (cProfile, per thread) and write each worker's
+    merged profile to ``<dir>/worker-<pid>.pstats`` when it exits (``bench/README.md``);
+    ``LTI_EXCHANGE_PROFILE_CLOCK=cpu`` profiles CPU time instead of wall time.
 ``LTI_EXCHANGE_GRACEFUL_TIMEOUT``
     Seconds running requests get to finish after SIGTERM before workers are killed (default
     ``30``). Under Kubernetes keep it below ``terminationGracePeriodSeconds`` minus the preStop
@@ -61,6 +65,7 @@ from lti_exchange.serving.metrics_dir import (
     prepare_multiprocess_dir,
     remove_multiprocess_dir,
 )
+from lti_exchange.serving.profiling import profiling_hooks
 
 # --- Metrics: prometheus-client multiprocess mode (before any worker imports it) ---------------
 # Every worker counts into files here; GET /metrics adds them up. An operator's
@@ -115,6 +120,10 @@ if not os.environ.get("LTI_EXCHANGE_BASE_URL", "").strip():
 
 # --- Front door: worker class, header limits, access logger (shared with `serve`) ----------
 globals().update(FRONT_DOOR)
+
+# --- Opt-in profiling for benchmarks (LTI_EXCHANGE_PROFILE_DIR; never in production) ---------
+# Each worker profiles its requests and writes <dir>/worker-<pid>.pstats when it exits.
+globals().update(profiling_hooks())
 
 # --- Workers -------------------------------------------------------------------------------------
 workers = _int_env("LTI_EXCHANGE_WORKERS", 2 * _cpu_count() + 1)

@@ -42,13 +42,14 @@ class AppObjects:
 def build_app_objects(settings: Settings) -> AppObjects:
     """Open the database and storage and load the key ring described by ``settings``."""
     engine = make_engine(settings)
-    token_keys = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX)
+    delay = settings.key_activation_delay
+    token_keys = KeyRing(settings.resolved_keys_dir, TOKEN_KEY_PREFIX, activation_delay=delay)
     return AppObjects(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         storage=make_storage(settings),
         token_keys=token_keys,
-        tool_keys=KeyRing(settings.resolved_keys_dir, TOOL_KEY_PREFIX),
+        tool_keys=KeyRing(settings.resolved_keys_dir, TOOL_KEY_PREFIX, activation_delay=delay),
         tokens=TokenService(settings, token_keys),
     )

@@ -143,14 +143,23 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the configured database to the newest schema."""
-    from lti_exchange.migrate import current_revision, head_revision, upgrade
+    from lti_exchange.migrate import SchemaOutOfDate, schema_state, upgrade
 
     state = _state()
-    before = current_revision(state.engine)
-    upgrade(state.engine)
+    before = schema_state(state.engine)
+    try:
+        upgrade(state.engine)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from exc
     state.token_keys.ensure_key()
     state.tool_keys.ensure_key()
-    click.echo(f"Database upgraded from {before or 'empty'} to {head_revision()}.")
+    if before.status == "newer":
+        click.echo(
+            f"Database left at {before.current}, a later release's schema (this release's is "
+            f"{before.head}); this release runs on it."
+        )
+    else:
+        click.echo(f"Database upgraded from {before.current or 'empty'} to {before.head}.")
 
 
 @db.command("current")
@@ -333,12 +342,12 @@ def token() -> None:
 
 
 @token.command("issue")
-@click.option("--org", required=True, help="Organisation id, or a name (created if new).")
-@click.option("--username", required=True, help="The nbgrader student id.")
-@click.option("--course", required=True, help="The nbgrader course id.")
+@click.option("--org", default=None, help="Organisation id, or a name (created if new).")
+@click.option("--username", default=None, help="The nbgrader student id.")
+@click.option("--course", default=None, help="The nbgrader course id.")
 @click.option(
     "--role",
-    required=True,
+    default=None,
     type=click.Choice(["Instructor", "TeachingAssistant", "Learner"]),
     help="Role in the course.",
 )
@@ -347,32 +356,109 @@ def token() -> None:
 @click.option("--email", default=None, help="Email address.")
 @click.option("--lms-user-id", default=None, help="The user's id in the LMS.")
 @click.option("--course-title", default=None, help="Course title.")
+@click.option(
+    "--from-csv",
+    "csv_file",
+    type=click.File("r", encoding="utf-8-sig"),
+    default=None,
+    help="Issue one token per row of this CSV file ('-': standard input). Columns: username, "
+    "course, role; optional org, ttl, name, email, lms_user_id, course_title. --org and --ttl "
+    "are the defaults for rows without them. Any bad row: nothing is issued.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="With --from-csv: write the tokens to this new file (mode 0600), not to stdout.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def token_issue(org, username, course, role, ttl, name, email, lms_user_id, course_title, as_json):
-    """Print an access token, creating the user, course and enrolment if needed."""
-    from lti_exchange.errors import ApiError
-    from lti_exchange.migrate import SchemaOutOfDate, ensure_schema
-    from lti_exchange.services.operators import enrol_for_token
-    from lti_exchange.tokens.refresh import token_pair
+def token_issue(
+    org,
+    username,
+    course,
+    role,
+    ttl,
+    name,
+    email,
+    lms_user_id,
+    course_title,
+    csv_file,
+    output,
+    as_json,
+):
+    """Print an access token, creating the user, course and enrolment if needed.
 
+    With --from-csv, print one token per row (CSV with username, course, role, org_id,
+    expires_in, access_token; --json: a JSON list), creating what each row needs.
+    """
+    from lti_exchange.migrate import SchemaOutOfDate, ensure_schema
+
+    if csv_file is not None:
+        if ttl is not None and ttl <= 0:
+            raise click.BadParameter("must be a positive number of seconds", param_hint="--ttl")
+        given = [
+            f"--{n}"
+            for n, v in (
+                ("username", username),
+                ("course", course),
+                ("role", role),
+                ("name", name),
+                ("email", email),
+                ("lms-user-id", lms_user_id),
+                ("course-title", course_title),
+            )
+            if v
+        ]
+        if given:
+            raise click.UsageError(
+                f"--from-csv takes each row's values from the file; drop {', '.join(given)} "
+                "(--org and --ttl are the defaults for rows without them)."
+            )
+    else:
+        missing = [
+            f"'--{n}'"
+            for n, v in (("org", org), ("username", username), ("course", course), ("role", role))
+            if not v
+        ]
+        if missing:
+            raise click.UsageError(
+                f"Missing option {', '.join(missing)} (or give --from-csv FILE)."
+            )
+        if output:
+            raise click.UsageError("--output goes with --from-csv.")
     settings = _settings()
     state = _state(settings)
     try:
         ensure_schema(state.engine, settings)
     except SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from exc
+    if csv_file is not None:
+        _issue_from_csv(state, csv_file, org, ttl, output, as_json)
+        return
+    _issue_one(
+        state,
+        org,
+        username,
+        course,
+        role,
+        ttl,
+        as_json,
+        course_title=course_title,
+        lms_user_id=lms_user_id,
+        name=name,
+        email=email,
+    )
+
+
+def _issue_one(state, org, username, course, role, ttl, as_json, **profile) -> None:
+    from lti_exchange.errors import ApiError
+    from lti_exchange.services.operators import enrol_for_token
+    from lti_exchange.tokens.refresh import token_pair
+
     with state.session_factory() as session:
         try:
             issued = enrol_for_token(
-                session,
-                org=org,
-                username=username,
-                course_code=course,
-                role=role,
-                course_title=course_title,
-                lms_user_id=lms_user_id,
-                name=name,
-                email=email,
+                session, org=org, username=username, course_code=course, role=role, **profile
             )
             session.commit()
         except ApiError as exc:
@@ -387,6 +473,72 @@ def token_issue(org, username, course, role, ttl, name, email, lms_user_id, cour
         data = token_pair(state, session, issued.enrolment, with_refresh=False, ttl=ttl)
     access = data["access_token"]
     _emit(as_json, data, access)
+
+
+TOKEN_CSV_COLUMNS = (
+    "line",
+    "username",
+    "course_id",
+    "role",
+    "org_id",
+    "expires_in",
+    "access_token",
+)
+
+
+def _issue_from_csv(state, csv_file, org, ttl, output, as_json) -> None:
+    """``token issue --from-csv``: check every row, then issue all in one transaction."""
+    import csv
+    import io
+    import os
+
+    from lti_exchange.services.token_batch import issue_rows, parse_rows
+
+    where = getattr(csv_file, "name", "the CSV file")
+    try:
+        parsed = parse_rows(csv_file, org, ttl)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{where} is not a readable UTF-8 CSV file ({exc}).") from exc
+    if parsed.ignored_columns:
+        click.echo(f"Ignored column(s): {', '.join(parsed.ignored_columns)}.", err=True)
+    errors = parsed.errors
+    if not errors:
+        with state.session_factory() as session:
+            issued = issue_rows(state, session, parsed.rows)
+        errors = issued.errors
+    if errors:
+        for error in errors:
+            click.echo(f"{where}: {error}", err=True)
+        raise click.ClickException(
+            f"{len(errors)} bad row(s) in {where}; nothing was issued. Fix them and run the "
+            "command again with the whole file."
+        )
+    for warning in issued.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if as_json:
+        text = json.dumps(issued.tokens, indent=2, default=str) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, TOKEN_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(issued.tokens)
+        text = buffer.getvalue()
+    if output:
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot create {output} ({exc.strerror}); the tokens were issued: run the "
+                "command again (it re-issues them) with another --output."
+            ) from exc
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"Issued {len(issued.tokens)} token(s) into {output}.", err=True)
+    else:
+        click.echo(text, nl=False)
+        click.echo(f"Issued {len(issued.tokens)} token(s).", err=True)
 
 
 @token.command("revoke")
@@ -442,30 +594,54 @@ def keys_rotate(only: str | None, as_json: bool) -> None:
     settings = _settings()
     state = _state()
     overlap = max(settings.key_rotation_overlap, settings.access_token_ttl)
-    result = {}
+    result, lines = {}, []
     for name, ring in (("token", state.token_keys), ("tool", state.tool_keys)):
         if only and only != name:
             continue
         new = ring.generate()
-        result[name] = {"active": new.kid, "pruned": ring.prune(overlap)}
-    lines = [
-        f"New {name} key {info['active']} is active; pruned {len(info['pruned'])} old key(s)."
-        for name, info in result.items()
-    ]
+        signer = ring.active
+        signs_from = datetime.now(UTC) if signer.kid == new.kid else _utc(ring.signs_from(new))
+        result[name] = {
+            "active": new.kid,
+            "signs_from": signs_from.isoformat(timespec="seconds"),
+            "signing_until_then": signer.kid,
+            "pruned": ring.prune(overlap),
+        }
+        when = (
+            "signs now"
+            if signer.kid == new.kid
+            else f"verifies now and signs from {signs_from:%Y-%m-%d %H:%M:%S} UTC "
+            f"(LTI_EXCHANGE_KEY_ACTIVATION_DELAY; until then {signer.kid} signs)"
+        )
+        pruned = len(result[name]["pruned"])
+        lines.append(f"New {name} key {new.kid} {when}; pruned {pruned} old key(s).")
     _emit(as_json, result, "\n".join(lines))
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_list(as_json: bool) -> None:
-    """List the token-signing and LTI tool keys (the newest of each kind signs)."""
+    """List the token-signing and LTI tool keys (the newest past its activation delay signs)."""
     state = _state()
     rows = [
-        {"kind": kind, "kid": k.kid, "created": datetime.fromtimestamp(k.created, UTC).isoformat()}
+        {
+            "kind": kind,
+            "kid": k.kid,
+            "created": _utc(k.created).isoformat(),
+            "signs_from": _utc(ring.signs_from(k)).isoformat(),
+            "signing": k.kid == ring.active.kid,
+        }
         for kind, ring in (("token", state.token_keys), ("tool", state.tool_keys))
         for k in ring.all()
     ]
-    text = "\n".join(f"{r['kind']:6} {r['kid']}  {r['created']}" for r in rows)
+    text = "\n".join(
+        f"{r['kind']:6} {r['kid']}  {r['created']}{'  (signing)' if r['signing'] else ''}"
+        for r in rows
+    )
     _emit(as_json, rows, text or "no keys")
 
 
@@ -707,27 +883,41 @@ def storage_sweep(older_than: float | None, as_json: bool) -> None:
 @storage.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def storage_check(as_json: bool) -> None:
-    """Report rows whose blob is missing and blobs that no row references (exit 1 if any)."""
+    """Report rows whose blob is missing and blobs that no row references (exit 1 if any;
+    blobs younger than LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE are uploads in progress: exit 0)."""
     from lti_exchange.services.blob_inventory import check_inventory
     from lti_exchange.storage import StorageUnavailable
 
-    state = _state()
+    settings = _settings()
+    state = _state(settings)
+    grace = settings.partial_upload_grace
     try:
         with state.session_factory() as session:
-            report = check_inventory(session, state.storage)
+            report = check_inventory(session, state.storage, grace)
     except StorageUnavailable as exc:
         raise click.ClickException(f"The storage failed: {exc}.") from exc
     lines = [f"{report.blobs} blob(s) stored, {report.rows} row(s) point to blobs."]
-    lines += [f"missing blob: {m['table']} {m['id']} -> {m['key']}" for m in report.missing]
     lines += [
-        f"orphan blob: {o['key']} ({o['size']} bytes, {o['age_seconds']} s old; the worker "
-        "deletes it once older than LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE)"
+        f"missing blob: {m['table']} {m['id']} -> {m['key']} (restore the blob, or the database "
+        "and bucket from matching backups: see docs/operations.md)"
+        for m in report.missing
+    ]
+    lines += [
+        f"orphan blob: {o['key']} ({o['size']} bytes, {o['age_seconds']} s old, older than "
+        f"LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE={grace} s: the worker's next sweep deletes it; if it "
+        "stays, check that `lti-exchange worker` runs)"
         for o in report.orphans
+    ]
+    lines += [
+        f"in progress: {o['key']} ({o['size']} bytes, {o['age_seconds']} s old, no row yet: an "
+        "upload being received, or an orphan the worker deletes once older than "
+        f"LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE={grace} s)"
+        for o in report.in_progress
     ]
     if report.ok:
         lines.append("Storage and database agree.")
     _emit(as_json, report.as_dict(), "\n".join(lines))
-    if report.missing or report.orphans:
+    if not report.ok:
         sys.exit(1)
 
 

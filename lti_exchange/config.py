@@ -30,6 +30,7 @@ class Settings:
     config: str = ""
     access_token_ttl: int = 3600
     key_rotation_overlap: int = 7 * 24 * 3600
+    key_activation_delay: int = 300  # a new key signs once every replica has read it
     max_upload_bytes: int = 2 * 1024**3
     max_unpacked_bytes: int = 4 * 1024**3
     max_archive_members: int = 10_000
@@ -176,6 +177,8 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive.")
     if settings.storage_min_free_bytes < 0:
         raise SettingsError(f"{ENV_PREFIX}STORAGE_MIN_FREE_BYTES must be 0 or more.")
+    if settings.key_activation_delay < 0:
+        raise SettingsError(f"{ENV_PREFIX}KEY_ACTIVATION_DELAY must be 0 or more (seconds).")
     if not 5 * 1024**2 <= settings.s3_part_size <= 5 * 1024**3:
         raise SettingsError(f"{ENV_PREFIX}S3_PART_SIZE must be between 5 MiB and 5 GiB (bytes).")
     if settings.log_format.strip().lower() not in ("text", "json"):

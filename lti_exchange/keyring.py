@@ -3,6 +3,14 @@
 Used for the token-signing keys (and, with another prefix, the LTI tool keys). Rotation adds a
 key; keys superseded longer ago than the overlap window are pruned, so tokens they signed expire
 before their key disappears.
+
+- A key's kid starts with its creation time in UTC (``20261202T101500123456-<random hex>``), and
+  that is the time the ring goes by: file times are no use for keys mounted from a Kubernetes
+  Secret (symlinks, all with the time of the last update). Keys whose kid has no time (made by
+  hand) fall back to their file's modification time.
+- Activation delay: a key younger than ``activation_delay`` seconds is published and verifies
+  at once but does not sign yet (unless no key is older), so every replica has read the new
+  Secret before any token signed with it reaches one.
 """
 
 from __future__ import annotations
@@ -25,6 +33,20 @@ from jwt.algorithms import RSAAlgorithm
 KID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 # At most one full re-read of the directory per this many seconds for unknown kids.
 FORCED_RELOAD_INTERVAL = 1.0
+# The creation time a kid starts with (``generate`` writes %Y%m%dT%H%M%S%f, UTC).
+KID_TIME = re.compile(r"^([0-9]{8}T[0-9]{6})([0-9]{6})?Z?-")
+
+
+def created_from_kid(kid: str) -> float | None:
+    """The creation time (epoch s) a kid starts with, or None for a kid without one."""
+    match = KID_TIME.match(kid)
+    if match is None:
+        return None
+    try:
+        moment = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.timestamp() + int(match.group(2) or 0) / 1e6
 
 
 @dataclass(frozen=True)
@@ -44,10 +66,15 @@ class KeyRing:
     """Keys named ``<prefix>-<kid>.pem`` in ``directory``; reloaded when the directory changes."""
 
     def __init__(
-        self, directory: Path, prefix: str, clock: Callable[[], float] = time.monotonic
+        self,
+        directory: Path,
+        prefix: str,
+        clock: Callable[[], float] = time.monotonic,
+        activation_delay: float = 0.0,
     ) -> None:
         self.directory = directory
         self.prefix = prefix
+        self.activation_delay = activation_delay
         self._lock = threading.Lock()
         self._keys: dict[str, SigningKey] = {}
         self._mtime: float | None = None
@@ -78,10 +105,11 @@ class KeyRing:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
         assert isinstance(private, rsa.RSAPrivateKey)
         self.file_reads += 1
-        return SigningKey(kid, private, path.stat().st_mtime)
+        created = created_from_kid(kid)
+        return SigningKey(kid, private, path.stat().st_mtime if created is None else created)
 
     def ensure_key(self) -> SigningKey:
-        """Return the active key, generating the first one if the ring is empty."""
+        """Return the key that signs now, generating the first one if the ring is empty."""
         self.reload()
         if not self._keys:
             self.generate()
@@ -89,7 +117,8 @@ class KeyRing:
         return self.active
 
     def generate(self) -> SigningKey:
-        """Add a new key (it becomes the active one). Safe against concurrent callers."""
+        """Add a new key (it signs once ``activation_delay`` has passed, or at once if it is the
+        only key). Safe against concurrent callers."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         kid = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
@@ -111,12 +140,23 @@ class KeyRing:
 
     @property
     def active(self) -> SigningKey:
-        self.reload()
-        if not self._keys:
+        """The key that signs now (see ``signing_key``)."""
+        return self.signing_key()
+
+    def signing_key(self, now: float | None = None) -> SigningKey:
+        """The newest key older than the activation delay; the oldest key if none is."""
+        keys = self.all()
+        if not keys:
             raise RuntimeError(
                 f"No {self.prefix} key in {self.directory}; run `lti-exchange keys rotate`."
             )
-        return self._keys[max(self._keys)]
+        now = time.time() if now is None else now
+        ready = [key for key in keys if now >= self.signs_from(key)]
+        return ready[-1] if ready else keys[0]
+
+    def signs_from(self, key: SigningKey) -> float:
+        """When ``key`` may start signing (epoch s): its creation plus the activation delay."""
+        return key.created + self.activation_delay
 
     def get(self, kid: str) -> SigningKey | None:
         """The key ``kid``, or None. An unknown kid costs a stat, never a re-read of the ring.
@@ -154,16 +194,18 @@ class KeyRing:
             return True
 
     def all(self) -> list[SigningKey]:
+        """Every key, oldest first."""
         self.reload()
-        return [self._keys[k] for k in sorted(self._keys)]
+        return sorted(self._keys.values(), key=lambda key: (key.created, key.kid))
 
     def prune(self, overlap_seconds: int, now: float | None = None) -> list[str]:
-        """Delete keys superseded more than ``overlap_seconds`` ago; return their kids."""
+        """Delete keys superseded (their successor signing) more than ``overlap_seconds`` ago;
+        return their kids."""
         now = time.time() if now is None else now
         keys = self.all()
         removed = []
         for older, newer in zip(keys, keys[1:], strict=False):
-            if now - newer.created > overlap_seconds:
+            if now - self.signs_from(newer) > overlap_seconds:
                 (self.directory / f"{self.prefix}-{older.kid}.pem").unlink(missing_ok=True)
                 removed.append(older.kid)
         if removed:

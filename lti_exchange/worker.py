@@ -1,10 +1,12 @@
 """The worker: sends grade outbox entries to the LMS (AGS) with retries and back-off, and runs
-the periodic jobs of ``lti_exchange.jobs`` between passes.
+the periodic jobs of ``lti_exchange.jobs`` between passes (roster syncs and line-item due-date
+reads that launches asked for, purges, sweeps).
 
 Several workers may run at once: each entry is claimed with a conditional update, so no two
 workers send it at the same time; a claim expires, so a killed worker loses nothing. The jobs
 (roster syncs that launches asked for, purging expired key-value rows and old refresh tokens,
-sweeping partial uploads) are safe to run in several workers too: see each job's module.
+sweeping partial uploads, reading line items' due dates) are safe to run in several workers
+too: see each job's module.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lti_exchange.app_objects import AppObjects
-from lti_exchange.jobs import orphans, purge, roster, uploads
+from lti_exchange.jobs import lineitem_due_dates, orphans, purge, roster, uploads
 from lti_exchange.jobs.periodic import JobRunner, PeriodicJob
 from lti_exchange.lti.platform_client import PlatformClient, PlatformError
 from lti_exchange.lti.store import DatabaseStore
@@ -62,6 +64,11 @@ def worker_jobs(state: AppObjects, worker_id: str) -> JobRunner:
                 "roster-sync",
                 roster.POLL_INTERVAL,
                 lambda: roster.run_roster_requests(state, worker_id),
+            ),
+            PeriodicJob(
+                "lineitem-due-dates",
+                lineitem_due_dates.POLL_INTERVAL,
+                lambda: lineitem_due_dates.run_lineitem_due_requests(state),
             ),
             PeriodicJob(
                 "purge-key-values", purge.PURGE_INTERVAL, lambda: purge.purge_key_values(sessions)

@@ -6,25 +6,31 @@ import errno
 import hashlib
 import io
 import os
-import shutil
+import queue
+import stat
 import tarfile
-import tempfile
+import threading
 import time
 import unicodedata
+import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import Any, Protocol
 
 MAX_MEMBERS = 10_000
 CHUNK = 1024 * 1024
 MAX_UNPACKED_BYTES = 4 * 1024**3
 
 
+_tar: Any = tarfile  # its header errors (EOFHeaderError, ...) are in neither __all__ nor typeshed
+Chunk = bytes | memoryview  # what a read returns: a memoryview hands data on without a copy
+
+
 class Readable(Protocol):
     """What the readers here need of a stream: a file, an HTTP response body, a tar member."""
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> Chunk: ...
 
 
 class UnsafeArchive(ValueError):
@@ -32,68 +38,264 @@ class UnsafeArchive(ValueError):
     devices or clashing names, or cannot be read."""
 
 
+class PackError(Exception):
+    """A file of the folder could not be read, or changed size, while it was being sent."""
+
+
+class _Member:
+    """One member of a packed folder: its tar header, and the file (or bytes) holding its data."""
+
+    __slots__ = ("header", "size", "path", "data")
+
+    def __init__(self, header: bytes, size: int, path: str | None, data: bytes | None) -> None:
+        self.header, self.size, self.path, self.data = header, size, path, data
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    """The header ``tarfile`` writes for ``info`` in a PAX archive (``TarFile.addfile``)."""
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "strict")
+
+
+def _padding(size: int) -> int:
+    return -size % tarfile.BLOCKSIZE
+
+
+class TarPack:
+    """A folder as an uncompressed tar, produced while it is read: nothing is written to disk,
+    so packing and sending overlap. ``size`` is known in advance (the exact length of the tar
+    ``tarfile`` would write for the same files), so it can be sent with a ``Content-Length``.
+
+    File-like: ``read(n)``, ``tell()``, ``seek(0)`` (to send it again), ``close()``. Reading a
+    file that shrank, or cannot be read any more, raises ``PackError``.
+    """
+
+    def __init__(self, members: list[_Member]) -> None:
+        self._members = members
+        body = sum(len(m.header) + m.size + _padding(m.size) for m in members)
+        end = body + 2 * tarfile.BLOCKSIZE
+        self._trailer = bytes(2 * tarfile.BLOCKSIZE + (-end % tarfile.RECORDSIZE))
+        self.size = body + len(self._trailer)
+        self.seek(0)
+
+    # -- file-like ----------------------------------------------------------------------------
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise io.UnsupportedOperation("a TarPack can only be rewound to its start")
+        self.close()
+        self._index = -1  # the member being sent
+        self._small = memoryview(b"")  # header, padding or trailer bytes not yet sent
+        self._file: io.FileIO | None = None
+        self._left = 0  # bytes of the current member's data not yet sent
+        self._position = 0
+        return 0
+
+    def tell(self) -> int:
+        return self._position
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (``CHUNK`` when negative); b"" at the end."""
+        want = size if size is not None and size > 0 else CHUNK
+        parts: list[Chunk] = []
+        piece: Chunk
+        total = 0
+        while total < want:
+            if self._small:
+                piece = self._small[: want - total]
+                self._small = self._small[len(piece) :]
+            elif self._left:
+                piece = self._read_data(min(want - total, self._left))
+            elif not self._advance():
+                break
+            else:
+                continue
+            parts.append(piece)
+            total += len(piece)
+        self._position += total
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self._file.close()  # type: ignore[union-attr]
+            self._file = None
+
+    def __enter__(self) -> TarPack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- producing ----------------------------------------------------------------------------
+    def _advance(self) -> bool:
+        """Move to the next member (or the trailer); False at the end."""
+        member = self._members[self._index] if 0 <= self._index < len(self._members) else None
+        self.close()
+        pad = _padding(member.size) if member is not None else 0
+        self._index += 1
+        if self._index > len(self._members):
+            return False
+        if self._index == len(self._members):
+            self._small = memoryview(bytes(pad) + self._trailer)
+            return True
+        member = self._members[self._index]
+        self._small = memoryview(bytes(pad) + member.header)
+        self._left = member.size
+        if member.data is not None:
+            self._small = memoryview(bytes(pad) + member.header + member.data)
+            self._left = 0
+        elif member.size:
+            try:
+                self._file = io.FileIO(member.path, "r")  # type: ignore[arg-type]
+            except OSError as exc:
+                raise PackError(f"cannot read {member.path} ({exc.strerror or exc})") from exc
+        return True
+
+    def _read_data(self, size: int) -> bytes:
+        assert self._file is not None
+        try:
+            data = self._file.read(size)
+            while data is not None and 0 < len(data) < size:  # a short read is not the end
+                more = self._file.read(size - len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise PackError(f"cannot read {self._file.name} ({exc.strerror or exc})") from exc
+        if not data or len(data) < size:
+            raise PackError(f"{self._file.name} became shorter while it was being sent")
+        self._left -= len(data)
+        return data
+
+
 def pack_directory(
     source: Path,
     ignore: Callable[[str, list[str]], set[str]] | None = None,
     include: Callable[[Path], bool] | None = None,
     extra: dict[str, bytes] | None = None,
-) -> tuple[BinaryIO, int]:
-    """Write ``source`` as an uncompressed tar into a temp file; return it (at 0) and its size.
+) -> tuple[TarPack, int]:
+    """``source`` as an uncompressed tar, produced as it is read (``TarPack``); and its size.
 
     ``ignore`` has the signature of ``shutil.copytree``'s ignore callable; ``extra`` adds small
-    top-level files (name → contents) that are not in the folder.
+    top-level files (name → contents) that are not in the folder. The files are listed and
+    their sizes taken now; their contents are read when the pack is read.
     """
-    handle = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
-    with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in (extra or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = int(time.time())
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-        for dirpath, dirnames, filenames in os.walk(source):
-            ignored = ignore(dirpath, dirnames + filenames) if ignore else set()
-            dirnames[:] = sorted(d for d in dirnames if d not in ignored)
-            rel_dir = Path(dirpath).relative_to(source)
-            for name in sorted(filenames):
-                if name in ignored:
-                    continue
-                path = Path(dirpath) / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                if include is not None and not include(path):
-                    continue
-                info = archive.gettarinfo(str(path), arcname=str(PurePosixPath(rel_dir, name)))
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(path, "rb") as fh:
-                    archive.addfile(info, fh)
-    size = handle.tell()
-    handle.seek(0)
-    return handle, size
+    members = []
+    now = int(time.time())
+    for name, data in (extra or {}).items():
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = now
+        info.mode = 0o644
+        members.append(_Member(_header(info), len(data), None, data))
+    for dirpath, dirnames, filenames in os.walk(source):
+        ignored = ignore(dirpath, dirnames + filenames) if ignore else set()
+        dirnames[:] = sorted(d for d in dirnames if d not in ignored)
+        rel_dir = PurePosixPath(Path(dirpath).relative_to(source))
+        for name in sorted(filenames):
+            if name in ignored:
+                continue
+            file = os.path.join(dirpath, name)
+            try:
+                status = os.lstat(file)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(status.st_mode):  # links, devices, sockets
+                continue
+            if include is not None and not include(Path(file)):
+                continue
+            info = tarfile.TarInfo(str(rel_dir / name))
+            info.mode = status.st_mode  # as TarFile.gettarinfo (the header keeps 0o7777)
+            info.size = status.st_size
+            info.mtime = status.st_mtime
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            members.append(_Member(_header(info), status.st_size, file, None))
+    pack = TarPack(members)
+    return pack, pack.size
+
+
+# Hash in a background thread once a stream is this large: hashing then overlaps receiving and
+# writing (hashlib releases the GIL), which is what lets a fetch go faster than SHA-256 alone.
+BACKGROUND_HASH_AFTER = 8 * CHUNK
+
+
+class _BackgroundHasher:
+    """Feeds chunks to ``digest`` in a thread, in order; at most a few chunks wait."""
+
+    def __init__(self, digest: hashlib._Hash) -> None:
+        self._queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(
+            target=self._run, args=(digest, self._queue), name="sha256", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _run(digest: hashlib._Hash, chunks: queue.Queue[Chunk | None]) -> None:
+        while (chunk := chunks.get()) is not None:
+            digest.update(chunk)
+
+    def put(self, chunk: Chunk) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every chunk put so far is hashed; the thread then ends."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 class HashingReader:
-    """Wraps a stream, computing SHA-256 and calling ``progress(n)`` for every chunk read."""
+    """Wraps a stream, computing SHA-256 and calling ``progress(n)`` for every chunk read.
+
+    ``sha256`` is the digest of everything read so far (large streams are hashed in a
+    background thread; reading ``sha256`` waits for it).
+    """
 
     def __init__(self, source: Readable, progress: Callable[[int], object] | None = None):
         self._source = source
         self._progress = progress
-        self.sha256 = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._hasher: _BackgroundHasher | None = None
         self.size = 0
 
-    def read(self, size: int = -1) -> bytes:
+    @property
+    def sha256(self) -> hashlib._Hash:
+        self._wait()
+        return self._digest
+
+    def _wait(self) -> None:
+        """Let the background thread (if any) hash what it has, and end it."""
+        if self._hasher is not None:
+            self._stop()
+            self._hasher = None
+
+    def read(self, size: int = -1) -> Chunk:
         data = self._source.read(size)
         if data:
-            self.sha256.update(data)
             self.size += len(data)
+            if self._hasher is None and self.size > BACKGROUND_HASH_AFTER:
+                self._hasher = _BackgroundHasher(self._digest)
+                # a reader dropped half-way (an error) still ends its thread
+                self._stop = weakref.finalize(self, self._hasher.finish)
+            if self._hasher is not None and _immutable(data):  # safe to hash later
+                self._hasher.put(data)
+            else:
+                self._wait()
+                self._digest.update(data)
             if self._progress:
                 self._progress(len(data))
         return data
 
     def drain(self) -> None:
-        while self.read(1024 * 1024):
+        while self.read(CHUNK):
             pass
+
+
+def _immutable(data: Chunk) -> bool:
+    return type(data) is bytes or (isinstance(data, memoryview) and type(data.obj) is bytes)
 
 
 def _safe_name(raw: str) -> PurePosixPath | None:
@@ -135,8 +337,10 @@ class _Paths:
 
 
 def iter_safe_members(
-    archive: tarfile.TarFile, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES
-):
+    archive: Iterable[tarfile.TarInfo],
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_UNPACKED_BYTES,
+) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo]]:
     """Yield ``(relative_path, tarinfo)`` for each member, refusing anything unsafe.
 
     Refused (``UnsafeArchive``): links, devices, names outside the folder, two members on one
@@ -160,6 +364,8 @@ def iter_safe_members(
             raise UnsafeArchive("the archive is too large to unpack")
         if not (info.isfile() or info.isdir()):
             raise UnsafeArchive(f"refused archive member {info.name!r} (links and devices)")
+        if info.issparse():
+            raise UnsafeArchive(f"refused archive member {info.name!r} (sparse files)")
         name = _safe_name(info.name)
         if name is not None:
             paths.add(name, info.isdir())
@@ -170,7 +376,7 @@ class _Gunzip:
     """A read-only file over a gzip stream of one or more members (``tarfile`` reads only the
     first), decompressed at most ``CHUNK`` bytes per step; zero padding after the end is allowed."""
 
-    def __init__(self, source: Readable, first: bytes) -> None:
+    def __init__(self, source: Readable, first: Chunk) -> None:
         self._source = source
         self._pending = first
         self._inflate = zlib.decompressobj(wbits=31)
@@ -180,9 +386,10 @@ class _Gunzip:
     def read(self, size: int = -1) -> bytes:
         while not self._buffer and not self._done:
             self._buffer = self._step()
-        if size is None or size < 0:
-            size = len(self._buffer)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        if size is None or size < 0 or size >= len(self._buffer):
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
     def _step(self) -> bytes:
@@ -195,9 +402,10 @@ class _Gunzip:
             while rest:
                 if rest.count(0) != len(rest):
                     raise UnsafeArchive("the archive has unexpected data after its gzip stream")
-                rest = self._source.read(CHUNK)
+                rest = bytes(self._source.read(CHUNK))
             self._done = True
             return b""
+        data: Chunk
         if inflate.unconsumed_tail:
             data = inflate.unconsumed_tail
         elif self._pending:
@@ -210,32 +418,131 @@ class _Gunzip:
         return out
 
 
-def _open_tar(stream: Readable) -> tarfile.TarFile:
-    """A streaming ``TarFile`` over a plain or gzip-compressed tar stream."""
-    first = stream.read(2)
-    if len(first) == 1:
-        first += stream.read(1)
-    if first == b"\x1f\x8b":
-        source: BinaryIO = _Gunzip(stream, first)  # type: ignore[assignment]
-    else:
-        source = _Prefixed(stream, first)  # type: ignore[assignment]
-    return tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK)
+def _open_source(stream: Readable) -> Readable:
+    """The tar bytes of a plain or gzip-compressed tar stream."""
+    first = stream.read(CHUNK)
+    while 0 < len(first) < 2:
+        more = stream.read(CHUNK)
+        if not more:
+            break
+        first = bytes(first) + more
+    if first[:2] == b"\x1f\x8b":
+        return _Gunzip(stream, first)
+    return _Prefixed(stream, first)
 
 
 class _Prefixed:
     """``stream`` with ``first`` (already read from it) put back in front."""
 
-    def __init__(self, stream: Readable, first: bytes) -> None:
+    def __init__(self, stream: Readable, first: Chunk) -> None:
         self._stream = stream
         self._first = first
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> Chunk:
         if self._first:
             data, self._first = self._first, b""
             if size is None or size < 0:
-                return data + self._stream.read()
-            return data + self._stream.read(max(0, size - len(data)))
+                return bytes(data) + self._stream.read()
+            if len(data) > size:
+                data, self._first = data[:size], data[size:]
+            return data  # a short read: the caller reads again
         return self._stream.read(size)
+
+
+class TarStream:
+    """A forward-only reader of a tar stream, iterated member by member like ``tarfile``'s
+    streaming mode (``r|``), with the same header parsing (``tarfile.TarInfo.fromtarfile``) and
+    the same end-of-archive and error rules (``TarFile.next``). A member's data is handed on
+    by ``data(size)`` in the slices it arrived in, never copied; data not taken is skipped.
+    """
+
+    encoding = tarfile.ENCODING
+    errors = "surrogateescape"
+
+    def __init__(self, source: Readable) -> None:
+        self.fileobj = self  # what ``TarInfo.fromtarfile`` reads headers from
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0  # where the next header starts (``fromtarfile`` moves it)
+        self._source = source
+        self._buffer = memoryview(b"")
+        self._position = 0
+
+    def _fill(self) -> bool:
+        data = self._source.read(CHUNK)
+        self._buffer = memoryview(data)
+        return bool(data)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end): headers and their extensions."""
+        parts, need = [], size
+        while need > 0 and (self._buffer or self._fill()):
+            piece = self._buffer[:need]
+            self._buffer = self._buffer[len(piece) :]
+            parts.append(piece)
+            need -= len(piece)
+        self._position += size - need
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self._position
+
+    def data(self, size: int) -> Iterator[memoryview]:
+        """The next ``size`` bytes, as slices of the chunks they arrived in."""
+        while size > 0:
+            if not self._buffer and not self._fill():
+                raise tarfile.ReadError("unexpected end of data")
+            piece = self._buffer[:size]
+            self._buffer = self._buffer[len(piece) :]
+            self._position += len(piece)
+            size -= len(piece)
+            yield piece
+
+    def __iter__(self) -> Iterator[tarfile.TarInfo]:
+        while True:
+            if self.offset != self._position:
+                if self.offset == 0:
+                    return
+                for _ in self.data(self.offset - self._position):
+                    pass
+            info = self._next()
+            if info is None:
+                return
+            yield info
+
+    def _next(self) -> tarfile.TarInfo | None:
+        """The next header, or None at the end (``TarFile.next``'s rules, without
+        ``ignore_zeros``)."""
+        try:
+            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
+        except _tar.EOFHeaderError:
+            return None
+        except _tar.EmptyHeaderError:
+            if self.offset == 0:
+                raise tarfile.ReadError("empty file") from None
+            return None
+        except (_tar.InvalidHeaderError, _tar.TruncatedHeaderError) as exc:
+            if self.offset == 0:
+                raise tarfile.ReadError(str(exc)) from None
+            return None
+        except _tar.SubsequentHeaderError as exc:
+            raise tarfile.ReadError(str(exc)) from None
+
+
+class MemberReader:
+    """One member's data (``TarStream.data``) as a readable stream, without copying it."""
+
+    def __init__(self, pieces: Iterator[memoryview]) -> None:
+        self._pieces = pieces
+        self._rest = memoryview(b"")
+
+    def read(self, size: int = -1) -> Chunk:
+        if not self._rest:
+            self._rest = next(self._pieces, memoryview(b""))
+        if size is None or size < 0 or size >= len(self._rest):
+            data, self._rest = self._rest, memoryview(b"")
+        else:
+            data, self._rest = self._rest[:size], self._rest[size:]
+        return data
 
 
 # Errors that mean "this name cannot be written here", not "the disk is full".
@@ -266,33 +573,41 @@ def extract_stream(
         raise FileExistsError(f"{dest} is not empty; unpack into a fresh folder")
     written = []
     try:
-        archive = _open_tar(stream)
+        archive = TarStream(_open_source(stream))
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
-    with archive:
-        for name, info in iter_safe_members(archive):
-            if skip and skip(name):
+    folders: set[Path] = {dest}
+    for name, info in iter_safe_members(archive):
+        if skip and skip(name):
+            continue
+        target = dest.joinpath(*name.parts)
+        try:
+            if info.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                folders.add(target)
                 continue
-            try:
-                _write(archive, info, dest.joinpath(*name.parts))
-            except OSError as exc:
-                if exc.errno not in _NAME_ERRORS:
-                    raise
-                raise UnsafeArchive(f"cannot write archive member {str(name)!r} ({exc})") from exc
-            except (tarfile.TarError, EOFError, zlib.error) as exc:
-                raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
-            if info.isfile():
-                written.append(name)
+            if target.parent not in folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target.parent)
+            write_file(target, archive.data(info.size), info.mtime)
+        except OSError as exc:
+            if exc.errno not in _NAME_ERRORS:
+                raise
+            raise UnsafeArchive(f"cannot write archive member {str(name)!r} ({exc})") from exc
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise UnsafeArchive(f"the archive cannot be read ({exc})") from exc
+        written.append(name)
     return written
 
 
-def _write(archive: tarfile.TarFile, info: tarfile.TarInfo, target: Path) -> None:
-    if info.isdir():
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source = archive.extractfile(info)
-    assert source is not None
-    with open(target, "xb") as out:
-        shutil.copyfileobj(source, out, CHUNK)
-    os.utime(target, (info.mtime, info.mtime))
+def write_file(target: Path, pieces: Iterable[bytes | memoryview], mtime: float) -> None:
+    """Create ``target`` (it must not exist) from ``pieces``, and give it ``mtime``."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.utime(target, (mtime, mtime))

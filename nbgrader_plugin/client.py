@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
 
+from nbgrader_plugin.archive import PackError
 from nbgrader_plugin.tokens import TokenEntry, TokenStore
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
@@ -49,10 +50,20 @@ def answered_id(response: requests.Response, sent: str) -> str:
     return response.headers.get(REQUEST_ID_HEADER) or sent
 
 
+class UploadSource(Protocol):
+    """What ``upload`` sends: a file, or a folder packed as it is read (``TarPack``)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
 class _UploadBody:
     """A sized, chunked view of a file for requests, reporting progress as it is read."""
 
-    def __init__(self, handle: BinaryIO, size: int, progress: Callable[[int], object] | None):
+    def __init__(self, handle: UploadSource, size: int, progress: Callable[[int], object] | None):
         self._handle = handle
         self._size = size
         self._progress = progress
@@ -179,28 +190,63 @@ class ExchangeClient:
         self,
         method: str,
         url_path: str,
-        handle: BinaryIO,
+        handle: UploadSource,
         size: int,
         progress: Callable[[int], object] | None = None,
     ) -> Any:
-        """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer."""
+        """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer.
+
+        ``handle`` may produce its bytes as it is read (``TarPack``: packing and sending
+        overlap); if it fails half-way (``PackError``) the request is cut off and the server
+        stores nothing.
+        """
         start = handle.tell()
-        body = _UploadBody(handle, size, progress)
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         try:
-            return self.request(method, url_path, data=body, headers=headers, retry=False).json()
-        except ExchangeClientError as exc:
-            if exc.code == "token_expired" and self.entry.refresh_token:
-                self.refresh()
-                handle.seek(start)
+            try:
                 body = _UploadBody(handle, size, progress)
                 return self.request(
                     method, url_path, data=body, headers=headers, retry=False
                 ).json()
-            raise
+            except ExchangeClientError as exc:
+                if exc.code == "token_expired" and self.entry.refresh_token:
+                    self.refresh()
+                    handle.seek(start)
+                    body = _UploadBody(handle, size, progress)
+                    return self.request(
+                        method, url_path, data=body, headers=headers, retry=False
+                    ).json()
+                raise
+        except PackError as exc:
+            raise ExchangeClientError(
+                f"Sending the folder failed: {exc}. Nothing was stored. Wait until no program "
+                "is writing to the folder, then try again.",
+                code="folder_changed",
+            ) from exc
 
     def download(self, url_path: str, **kwargs: Any) -> requests.Response:
-        """A streamed response; read ``response.raw`` and close it when done."""
+        """A streamed response: read ``ResponseBody(response)`` (or ``response.raw``), then close
+        it."""
         response = self.request("GET", url_path, stream=True, **kwargs)
         response.raw.decode_content = True
         return response
+
+
+class ResponseBody:
+    """A streamed response's body as a readable stream, in as few copies as the transport
+    allows: without a ``Content-Encoding`` it bypasses urllib3's decoding buffer, and a chunked
+    body is read chunk by chunk (``read1``) instead of gluing chunks into fixed-size reads."""
+
+    def __init__(self, response: requests.Response) -> None:
+        raw = response.raw
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        self._raw = raw
+        self._plain = encoding in ("", "identity")
+        self._chunked = self._plain and bool(getattr(raw, "chunked", False))
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._plain:
+            return self._raw.read(size)  # urllib3 decodes it
+        if self._chunked:
+            return self._raw.read1(size if size and size > 0 else None, decode_content=False)
+        return self._raw.read(size if size and size > 0 else None, decode_content=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -14,16 +13,19 @@ from nbgrader.exchange.abc import ExchangeCollect as ABCExchangeCollect
 from nbgrader.utils import parse_utc
 
 from nbgrader_plugin.archive import (
-    CHUNK,
     HashingReader,
+    MemberReader,
+    TarStream,
     UnsafeArchive,
     extract_stream,
     iter_safe_members,
 )
-from nbgrader_plugin.client import path
+from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
-from nbgrader_plugin.gradebook import record_student
+from nbgrader_plugin.gradebook import record_students
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
 class ExchangeCollect(Exchange, ABCExchangeCollect):
@@ -42,10 +44,10 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             self.due_dates = fetch_due_dates(self.api, course_id, assignment_id)
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             write_due_date(gb, assignment_id, self.due_dates)
+            assignment_due = self._duedate(gb)
         by_student: dict[str, list[dict]] = defaultdict(list)
         for submission in listing["submissions"]:
             by_student[submission["student_id"]].append(submission)
-        assignment_due = self._duedate()
         self.src_records = []
         for student_id, records in by_student.items():
             records.sort(key=lambda r: parse_utc(r["timestamp"]), reverse=True)
@@ -57,12 +59,11 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             self.src_records.append(chosen)
         self.src_records.sort(key=lambda r: r["student_id"])
 
-    def _duedate(self):
-        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
-            try:
-                return gb.find_assignment(self.coursedir.assignment_id).duedate
-            except MissingEntry:
-                return None
+    def _duedate(self, gb: Gradebook):
+        try:
+            return gb.find_assignment(self.coursedir.assignment_id).duedate
+        except MissingEntry:
+            return None
 
     def _dest(self, student_id: str) -> Path:
         return Path(
@@ -121,7 +122,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             response.raw.decode_content = True
             with response, self.progress(total, f"collect {assignment_id}") as progress:
                 try:
-                    collected, skipped = self._unpack(response.raw, actions, progress)
+                    collected, skipped = self._unpack(ResponseBody(response), actions, progress)
                 except UnsafeArchive as exc:
                     self.fail(
                         f"The download of the submissions cannot be read ({exc}); collect again."
@@ -146,46 +147,49 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
     def _unpack(self, stream, actions: dict, progress) -> tuple[list[dict], list[str]]:
         """Unpack each submission into a fresh staging folder, then move it in place.
 
-        A submission that cannot be unpacked is skipped and reported; the others are collected.
-        Returns the records collected and the students skipped.
+        The download is a tar of ``manifest.json`` and one stored archive per submission; each
+        is unpacked as it streams past (no copy of it is kept). A submission that cannot be
+        unpacked is skipped and reported; the others are collected. Returns the records
+        collected and the students skipped.
         """
         staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
         staging_root.mkdir(parents=True, exist_ok=True)
         manifest: dict[int, dict] = {}
         collected: list[dict] = []
         skipped: list[str] = []
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as outer:
-            for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
-                member = outer.extractfile(info)
-                if member is None:
-                    continue
-                if str(name) == "manifest.json":
-                    manifest = {m["id"]: m for m in json.loads(member.read())}
-                    continue
-                submission_id = int(name.stem)
-                record, action = actions[submission_id]
-                reader = HashingReader(member, progress)
-                staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=staging_root))
-                try:
-                    extract_stream(reader, staging)
-                    reader.drain()
-                    if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
-                        self.fail(f"Submission {submission_id} arrived corrupted; collect again.")
-                    self._place(record, action, staging)
-                    collected.append(record)
-                except UnsafeArchive as exc:
-                    self.log.error(
-                        "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
-                        "safely: %s. Ask %s to fix the file names and submit again.",
-                        record["student_id"],
-                        self.coursedir.assignment_id,
-                        record["timestamp"],
-                        exc,
-                        record["student_id"],
-                    )
-                    skipped.append(record["student_id"])
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+        outer = TarStream(stream)
+        for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
+            if not info.isfile():
+                continue
+            if str(name) == "manifest.json":
+                if info.size > MAX_MANIFEST_BYTES:
+                    raise UnsafeArchive("its manifest is too large")
+                manifest = {m["id"]: m for m in json.loads(b"".join(outer.data(info.size)))}
+                continue
+            submission_id = int(name.stem)
+            record, action = actions[submission_id]
+            reader = HashingReader(MemberReader(outer.data(info.size)), progress)
+            staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=staging_root))
+            try:
+                extract_stream(reader, staging)
+                reader.drain()
+                if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
+                    self.fail(f"Submission {submission_id} arrived corrupted; collect again.")
+                self._place(record, action, staging)
+                collected.append(record)
+            except UnsafeArchive as exc:
+                self.log.error(
+                    "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
+                    "safely: %s. Ask %s to fix the file names and submit again.",
+                    record["student_id"],
+                    self.coursedir.assignment_id,
+                    record["timestamp"],
+                    exc,
+                    record["student_id"],
+                )
+                skipped.append(record["student_id"])
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return collected, skipped
 
     def _place(self, record: dict, action: str, staging: Path) -> None:
@@ -204,7 +208,6 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         """Record each student's name, email and LMS id in the gradebook (for grade sync), and
         each listed student's extension from the exchange (so autograde's lateness agrees)."""
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
-            for record in records:
-                record_student(gb, record["student_id"], record.get("student") or {})
+            record_students(gb, {r["student_id"]: r.get("student") or {} for r in records})
             students = [r["student_id"] for r in self.src_records]
             write_extensions(gb, self.coursedir.assignment_id, students, self.due_dates)

@@ -18,6 +18,7 @@ from nbgrader.api import Gradebook
 from nbgrader.utils import parse_utc
 
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError, path
+from nbgrader_plugin.gradebook import record_students
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,13 @@ def write_extensions(
     """Each student's extension on their gradebook submission (created when missing)."""
     if due.due_at is None:
         return
+    record_students(gradebook, {student_id: {} for student_id in students})
+    existing = {s.student_id: s for s in gradebook.assignment_submissions(assignment_id)}
     for student_id in students:
         extension = due.extensions.get(student_id)
-        gradebook.update_or_create_student(student_id)
-        gradebook.update_or_create_submission(assignment_id, student_id, extension=extension)
+        submission = existing.get(student_id)
+        if submission is None:  # new: nbgrader builds its notebooks and grades (and commits)
+            gradebook.add_submission(assignment_id, student_id, extension=extension)
+        else:
+            submission.extension = extension
+    gradebook.db.commit()  # the changed extensions, in one transaction

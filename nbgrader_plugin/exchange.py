@@ -17,11 +17,6 @@ from traitlets import Bool, Float, Integer, Unicode, default
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
 from nbgrader_plugin.tokens import TOKEN_ENV, URL_ENV, TokenEntry, TokenStore
 
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is a dependency; keep working without it
-    tqdm = None
-
 
 class Exchange(ABCExchange):
     """Settings shared by all lti-exchange plugin classes (``c.Exchange.*``)."""
@@ -211,7 +206,12 @@ class Exchange(ABCExchange):
     @contextlib.contextmanager
     def progress(self, total: int | None, description: str) -> Iterator[Callable[[int], object]]:
         """A progress bar on stderr for transfers of at least ``progress_threshold`` bytes."""
-        if tqdm is None or (total is not None and total < self.progress_threshold):
+        if total is not None and total < self.progress_threshold:
+            yield lambda _n: None
+            return
+        try:
+            from tqdm import tqdm  # imported here: ``nbgrader list`` never needs it
+        except ImportError:  # pragma: no cover - tqdm is a dependency; keep working without it
             yield lambda _n: None
             return
         bar = tqdm(total=total, unit="B", unit_scale=True, desc=description, disable=None)

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from nbgrader.exchange.abc import ExchangeFetchAssignment as ABCExchangeFetchAssignment
 
 from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream
-from nbgrader_plugin.client import path
+from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
 
@@ -52,7 +52,7 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
         with response:
             size = int(response.headers.get("Content-Length", 0)) or None
             with self.progress(size, f"fetch {assignment_id}") as progress:
-                reader = HashingReader(response.raw, progress)
+                reader = HashingReader(ResponseBody(response), progress)
                 try:
                     extract_stream(reader, staging, skip=lambda name: _ignored(name, ignored))
                 except UnsafeArchive as exc:

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from nbgrader.exchange.abc import ExchangeReleaseAssignment as ABCExchangeReleaseAssignment
 
 from nbgrader_plugin.archive import pack_directory
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
+
+
+def assignment_points(db_url: str, course_id: str, assignment_id: str) -> float | None:
+    """The assignment's total points in the nbgrader gradebook (``max_score``), or None when
+    unknown (no gradebook, not generated, no graded cells). Never creates a gradebook file."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///") :]).is_file():
+        return None
+    try:
+        with Gradebook(db_url, course_id) as gradebook:
+            points = float(gradebook.find_assignment(assignment_id).max_score or 0)
+    except (MissingEntry, SQLAlchemyError, OSError, ValueError, TypeError):
+        return None
+    return points if 0 < points <= 1_000_000 else None  # the exchange's limit
 
 
 class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
@@ -37,13 +54,16 @@ class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
         assignment_id = self.coursedir.assignment_id
         self.check_size(self.src_path, refuse_dropped_files=True)
         self.log.info("Source: %s", self.src_path)
+        points = assignment_points(self.coursedir.db_url, course_id, assignment_id)
+        query = "?" + urlencode({"max_score": repr(points)}) if points is not None else ""
         handle, size = pack_directory(self.src_path, ignore=self.ignore())
         with handle, self.failures("Releasing the assignment"):
             client = self.client(course_id)
             with self.progress(size, f"release {assignment_id}") as progress:
                 answer = client.upload(
                     "POST",
-                    path("courses", course_id, "assignments", assignment_id, "releases"),
+                    path("courses", course_id, "assignments", assignment_id, "releases")
+                    + query,  # the assignment's points, for the LMS's gradebook column
                     handle,
                     size,
                     progress,

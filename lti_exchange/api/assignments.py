@@ -14,6 +14,7 @@ from lti_exchange.api.common import (
 )
 from lti_exchange.api.serializers import assignment_json, release_json
 from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.services.chooser import parse_release_points
 from lti_exchange.web.bearer import caller_for
 from lti_exchange.web.body_limits import archive_upload
 
@@ -33,7 +34,10 @@ def list_assignments(course_id: str):
 @archive_upload
 def release_assignment(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
-    release = AssignmentService(context()).release(caller, assignment_id, archive_body())
+    points = parse_release_points(request.args.get("max_score"))  # nbgrader's total, if sent
+    release = AssignmentService(context()).release(
+        caller, assignment_id, archive_body(), max_score=points
+    )
     return jsonify(assignment_id=assignment_id, released=True, **release_json(release)), 201
 
 

@@ -10,8 +10,8 @@ from typing import IO, Any, BinaryIO
 
 from flask import Response, request, stream_with_context
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
-from werkzeug.wsgi import LimitedStream
 
+from lti_exchange.archives.reader import readinto_of
 from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
@@ -49,7 +49,7 @@ def archive_body() -> BinaryIO:
         )
     app_objects().storage.ensure_room(request.content_length or 0)  # 507 before reading a byte
     if request.content_length is not None:
-        return _DeclaredLengthStream(request.stream, request.content_length)  # type: ignore[return-value]  # read like a file
+        return _DeclaredLengthStream(request.environ["wsgi.input"], request.content_length)  # type: ignore[return-value]  # read like a file
     return _ChunkedStream(request.stream)  # type: ignore[return-value]
 
 
@@ -85,19 +85,48 @@ class _ChunkedStream(io.RawIOBase):
         return len(data)
 
 
-class _DeclaredLengthStream(LimitedStream):
+class _DeclaredLengthStream(io.RawIOBase):
     """The body cut to its ``Content-Length``; a body that ends early is an error.
 
     The server hands over a short body silently when the client hangs up, and a tar cut at a
     member boundary still parses, so without this a cut-off upload would be stored as complete.
+    ``readinto`` reads straight into the caller's buffer where the server's input allows it
+    (``serving.fast_input``), never past the declared length.
     """
 
-    def on_disconnect(self, error: Exception | None = None) -> None:
-        raise InvalidRequest(
-            f"The upload ended after {self._pos} of its {self.limit} bytes (connection lost?). "
-            "Nothing was stored; send it again.",
-            code="upload_incomplete",
-        )
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        self._stream = stream
+        self._readinto = readinto_of(stream)
+        self.limit = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.limit - self._pos
+        if left <= 0:
+            return 0
+        with memoryview(buffer) as whole, whole[:left] as view:
+            try:
+                if self._readinto is not None:
+                    got = self._readinto(view) or 0
+                else:
+                    data = self._stream.read(len(view))
+                    got = len(data)
+                    view[:got] = data
+            except (ApiError, HTTPException):
+                raise
+            except Exception as exc:  # noqa: BLE001 - gunicorn's errors have no common base
+                raise _incomplete_body(exc) from exc
+        if not got:
+            raise InvalidRequest(
+                f"The upload ended after {self._pos} of its {self.limit} bytes (connection "
+                "lost?). Nothing was stored; send it again.",
+                code="upload_incomplete",
+            )
+        self._pos += got
+        return got
 
 
 def json_body() -> dict[str, Any]:

@@ -14,6 +14,7 @@ def release_json(release: Release) -> dict:
         "sha256": release.sha256,
         "size": release.size,
         "released_at": format_timestamp(release.created_at),
+        "max_score": release.max_score,  # nbgrader's total points at release (None: unknown)
     }
 
 

@@ -14,6 +14,7 @@ set anything but ``comment``, sparse files, and repeated or combined name extens
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
@@ -54,6 +55,13 @@ KINDS = {
 }
 
 ChunkSource = Callable[[], bytes]
+
+
+def readinto_of(stream: object) -> Callable[[memoryview], int | None] | None:
+    """``stream.readinto`` if the stream really has one (not ``io.RawIOBase``'s abstract one)."""
+    if getattr(type(stream), "readinto", None) is io.RawIOBase.readinto:
+        return None
+    return getattr(stream, "readinto", None)
 
 
 def truncated(detail: str) -> InvalidArchive:
@@ -124,6 +132,7 @@ class GzipSource:
 
     def _next_member(self, rest: bytes) -> None:
         """After a member's trailer: another member, zero padding, or the end."""
+        rest = bytes(rest)
         while len(rest) < 2:
             more = self._read(CHUNK)
             if not more:
@@ -145,12 +154,14 @@ class GzipSource:
 
 def open_source(read: Callable[[int], bytes], max_tar_bytes: int) -> tuple[ChunkSource, bool]:
     """``(chunks, gzipped)``: a chunk source of tar bytes from raw upload bytes."""
-    first = read(CHUNK)
-    while 0 < len(first) < 2:
-        more = read(CHUNK)
-        if not more:
-            break
-        first += more
+    first = read(CHUNK)  # (may be a view of the reader's buffer, valid until the next read)
+    if 0 < len(first) < 2:
+        first = bytes(first)
+        while 0 < len(first) < 2:
+            more = read(CHUNK)
+            if not more:
+                break
+            first += more
     if first[:2] == GZIP_MAGIC:
         return GzipSource(first, read, max_tar_bytes), True
     pending = [first]
@@ -202,7 +213,7 @@ class BlockStream:
             piece = self.take(left)
             if not piece:
                 return None
-            parts.append(piece)
+            parts.append(piece.tobytes())  # the next take may reuse the source's buffer
             left -= len(piece)
         return b"".join(parts)
 

@@ -1,4 +1,9 @@
-"""Build tar archives as a byte stream straight from stored blobs (no temp files or buffers)."""
+"""Build tar archives as a byte stream straight from stored blobs (no temp files or buffers).
+
+Each stored archive goes out as it is (no re-compression, no re-packing), read in large chunks:
+one small piece per member (the previous member's padding and this member's header) and the
+blob's bytes as they come from storage.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 from lti_exchange.storage import BlobStorage
 
-CHUNK = 1024 * 1024
+CHUNK = 4 * 1024 * 1024
 BLOCK = tarfile.BLOCKSIZE
 
 
@@ -23,8 +28,7 @@ def _header(name: str, size: int, mtime: float) -> bytes:
 
 
 def _padding(size: int) -> bytes:
-    remainder = size % BLOCK
-    return b"\0" * (BLOCK - remainder) if remainder else b""
+    return bytes(-size % BLOCK)
 
 
 def stream_tar(
@@ -32,11 +36,12 @@ def stream_tar(
 ) -> Iterator[bytes]:
     """Yield a tar archive: ``manifest.json`` (when given) then each ``(name, size, blob_key)``."""
     now = time.time()
+    pending = b""  # the previous member's padding, sent with the next header
     if manifest is not None:
         data = json.dumps(manifest, indent=1).encode()
-        yield _header("manifest.json", len(data), now) + data + _padding(len(data))
+        pending = _header("manifest.json", len(data), now) + data + _padding(len(data))
     for name, size, key in members:
-        yield _header(name, size, now)
+        yield pending + _header(name, size, now)
         sent = 0
         with storage.open(key) as handle:
             while sent < size:
@@ -45,5 +50,5 @@ def stream_tar(
                     raise OSError(f"blob {key} is shorter than its recorded size {size}")
                 sent += len(chunk)
                 yield chunk
-        yield _padding(size)
-    yield b"\0" * (2 * BLOCK)
+        pending = _padding(size)
+    yield pending + bytes(2 * BLOCK)

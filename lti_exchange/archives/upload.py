@@ -10,7 +10,8 @@ Nothing is published unless every check passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -23,6 +24,7 @@ from lti_exchange.archives.reader import (
     TarEntry,
     TarReader,
     open_source,
+    readinto_of,
 )
 from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
 from lti_exchange.storage import BlobStorage, StoredBlob
@@ -73,16 +75,29 @@ class ArchiveManifest:
 
 
 class _TeeReader:
-    """Reads the request body, copying every byte to the blob writer and enforcing the size cap."""
+    """Reads the request body, copying every byte to the blob writer and enforcing the size cap.
 
-    def __init__(self, source: BinaryIO, sink: Callable[[bytes], None], limit: int) -> None:
+    Reads go into one reused buffer (``readinto`` when the source has it), so a 1 MiB chunk
+    costs no allocation: what ``read`` returns (a memoryview) is valid until the next ``read``.
+    """
+
+    def __init__(
+        self, source: BinaryIO, sink: Callable[[bytes], None], limit: int, buffer: memoryview
+    ) -> None:
         self._source = source
+        self._readinto = readinto_of(source)
         self._sink = sink
         self._limit = limit
+        self._buffer = buffer
         self.total = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read(CHUNK if size is None or size < 0 else size)
+        size = CHUNK if size is None or size < 0 else min(size, CHUNK)
+        data: bytes
+        if self._readinto is not None:
+            data = self._buffer[: self._readinto(self._buffer[:size]) or 0]  # type: ignore[assignment]
+        else:
+            data = self._source.read(size)
         if data:
             self.total += len(data)
             if self.total > self._limit:
@@ -100,6 +115,21 @@ class _TeeReader:
             pass
 
 
+_BUFFERS: list[memoryview] = []  # CHUNK-sized read buffers, reused (at most one per thread)
+
+
+@contextmanager
+def _read_buffer() -> Iterator[memoryview]:
+    try:
+        buffer = _BUFFERS.pop()
+    except IndexError:
+        buffer = memoryview(bytearray(CHUNK))
+    try:
+        yield buffer
+    finally:
+        _BUFFERS.append(buffer)
+
+
 OnFile = Callable[[str, BinaryIO, int], None]
 
 
@@ -112,12 +142,14 @@ def scan_archive(
 ) -> ArchiveManifest:
     """Read ``stream`` to its end as a tar archive, checking every member.
 
-    ``sink`` receives every raw byte (to store the archive as it arrives); ``on_file(name, fh,
+    ``sink`` receives every raw byte (to store the archive as it arrives; each piece is valid only
+    during the call: copy what you keep); ``on_file(name, fh,
     size)`` is called for each regular file with its contents. Raises ``ApiError`` on bad input.
     """
-    reader = _TeeReader(stream, sink or (lambda _data: None), limits.max_upload_bytes)
-    manifest = _inspect(reader, limits, on_file)
-    reader.drain()
+    with _read_buffer() as buffer:
+        reader = _TeeReader(stream, sink or (lambda _data: None), limits.max_upload_bytes, buffer)
+        manifest = _inspect(reader, limits, on_file)
+        reader.drain()
     return manifest
 
 

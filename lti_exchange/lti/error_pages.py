@@ -261,7 +261,7 @@ _BY_CODE: dict[str, Advice] = {
         "The LMS decides this link's assignment",
         "This link names its assignment in the LMS (a custom parameter), so it cannot be "
         "changed here.",
-        INSTRUCTOR,
+        YOU,  # only an instructor binds links, and sees this page
         "Change the link's nbgrader_assignment_id custom parameter in the LMS instead.",
     ),
     "base_url_unset": Advice(

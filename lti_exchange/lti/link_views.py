@@ -1,5 +1,7 @@
 """The landing page's LMS-link part: which nbgrader assignment the launched link is, and the
-instructor's one-time form that binds an unbound link (``POST /lti/resource-link``).
+instructor's one-time form that binds an unbound link (``POST /lti/resource-link``). A launch
+or binding of a link with a line item also asks the worker to read the line item's due date
+(``jobs.lineitem_due_dates``; never during the request).
 
 The form carries a single-use token (``kv_store``, 30 minutes) that only a staff member's launch
 page holds: the POST is tied to that launch, unforgeable from another site (no cookie is
@@ -15,10 +17,13 @@ from flask import Response, jsonify, make_response, render_template, request
 
 from lti_exchange.errors import InvalidRequest, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
+from lti_exchange.jobs.lineitem_due_dates import request_lineitem_due_date
 from lti_exchange.lti.flask_glue import store
 from lti_exchange.lti.headers import lms_page
-from lti_exchange.models import STAFF_ROLES
+from lti_exchange.lti.platform_client import SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY
+from lti_exchange.models import STAFF_ROLES, ResourceLink
 from lti_exchange.models.resource_link import BOUND_BY_CUSTOM
+from lti_exchange.services.due_dates import lms_due_date
 from lti_exchange.services.resource_links import (
     bind_resource_link,
     bindable_assignments,
@@ -58,6 +63,28 @@ def landing_link(launched, claims: dict[str, Any]) -> dict[str, Any] | None:
     return view
 
 
+def ask_lineitem_due_date(launched, claims: dict[str, Any]) -> bool:
+    """After a launch is recorded (committed): when its link is bound to an assignment, has a
+    line item and the launch stated no ``due_at`` custom parameter (which outranks the line
+    item's date), ask the worker to read the line item's ``endDateTime``; a learner's launch at
+    most every few minutes per link. True when it asked."""
+    if lms_due_date(claims) is not None:
+        return False
+    session = get_session()
+    link = launch_link(session, launched.course.id, claims)
+    if link is None or not link.lineitem_url or not link.assignment_name or not _readable(link):
+        session.commit()
+        return False
+    link_id, staff = link.id, launched.enrolment.role in STAFF_ROLES
+    session.commit()  # end the read before the store's own transaction (SQLite)
+    return request_lineitem_due_date(store(), link_id, always=staff)
+
+
+def _readable(link: ResourceLink) -> bool:
+    """Whether the launch offered a scope to read the link's line item with."""
+    return bool({SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY} & set(link.ags_scopes or []))
+
+
 def bind_link() -> Response:
     """Bind the launched LMS link to an nbgrader assignment (an instructor's landing form)."""
     from lti_exchange.lti.views import frame_origins, wants_json
@@ -83,6 +110,10 @@ def bind_link() -> Response:
             code="bind_expired",
         )
     link = bind_resource_link(get_session(), saved["link"], saved["user"], name)
+    if link.lineitem_url and _readable(link):  # the assignment may take the column's due date
+        link_id = link.id
+        get_session().commit()  # end the read before the store's own transaction (SQLite)
+        request_lineitem_due_date(store(), link_id, always=True)
     if wants_json():
         response = jsonify(resource_link_id=link.lti_resource_link_id, assignment_id=name)
     else:

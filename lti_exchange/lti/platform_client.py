@@ -215,6 +215,21 @@ class PlatformClient:
         )
         return created.json()["id"]
 
+    def get_lineitem(self, lineitem_url: str, *, scope: str) -> dict[str, Any]:
+        """One line item (its ``endDateTime`` is the LMS's due date of the column)."""
+        answer = self._call("GET", lineitem_url, [scope], headers={"Accept": LINEITEM_TYPE})
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise PlatformError(
+                f"the LMS answered the line item {lineitem_url} without a JSON object",
+                status=answer.status_code,
+                retryable=False,
+            )
+        return body
+
     def post_score(self, lineitem_url: str, score: dict[str, Any]) -> None:
         base, _, query = lineitem_url.partition("?")
         url = base.rstrip("/") + "/scores" + (f"?{query}" if query else "")

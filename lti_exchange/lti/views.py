@@ -26,10 +26,10 @@ from lti_exchange.lti.dashboard_views import open_page_session
 from lti_exchange.lti.error_pages import LAUNCH_REASON, advice_for
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, store, tool_conf
 from lti_exchange.lti.headers import lms_frame_origins, lms_page
-from lti_exchange.lti.link_views import bind_link, landing_link
+from lti_exchange.lti.link_views import ask_lineitem_due_date, bind_link, landing_link
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import LtiRegistration
-from lti_exchange.services.chooser import released_assignments
+from lti_exchange.services.chooser import known_points, released_assignments, settled_max_score
 from lti_exchange.services.launch import deep_link_choices, record_launch
 from lti_exchange.services.provisioning import CLAIM, LaunchRejected
 from lti_exchange.tokens.refresh import token_pair
@@ -223,6 +223,7 @@ def _complete_launch(conf, message, claims: dict[str, Any]):
     mark_launch("completed")
     if launched.enrolment.role in ("Instructor", "TeachingAssistant"):
         request_roster_sync_if_due(app_objects(), launched.course.id)
+    ask_lineitem_due_date(launched, claims)  # the worker reads the line item's endDateTime
     return _answer_launch(pair, launched, registration, claims)
 
 
@@ -286,17 +287,23 @@ def _deep_link_page(session, message, launched, origins: list[str]):
             "Only instructors can add assignments to the course.", code="role_forbidden"
         )
     assignments = deep_link_choices(session, launched.course.id)
+    released = released_assignments(session, launched.course.id)
     session.commit()  # release the write lock before the store's own transaction (SQLite)
     token = secrets.token_urlsafe(32)
     store().set(
         f"lti-deep-link-{token}",
-        {"launch_id": message.get_launch_id(), "course_id": launched.course.code},
+        {
+            "launch_id": message.get_launch_id(),
+            "course_id": launched.course.code,
+            "points": known_points(released),  # what the chooser pre-filled, per assignment
+        },
         DEEP_LINK_TTL,
     )
     body = {
         "message_type": DEEP_LINKING,
         "course_id": launched.course.code,
         "assignments": assignments,
+        "max_scores": known_points(released),  # {assignment: points} where a release states them
         "respond_url": base_url() + "/lti/deep-link",
         "deep_link_token": token,
     }
@@ -307,8 +314,7 @@ def _deep_link_page(session, message, launched, origins: list[str]):
             "lti_deep_link.html",
             **body,
             course_title=launched.course.title,
-            released=released_assignments(session, launched.course.id),
-            max_score=None,  # nbgrader's points are not stored with a release
+            released=released,  # each with its release's points: the maximum score's pre-fill
         )
         response = lms_page(make_response(page), origins)
     response.headers["Cache-Control"] = "no-store"
@@ -336,6 +342,9 @@ def deep_link_respond():
             "This deep-linking session has expired or was already used; start again from the LMS.",
             code="deep_link_expired",
         )
+    score = settled_max_score(
+        score, values.get("max_score_for"), assignment_id, saved.get("points") or {}
+    )
     conf = tool_conf()
     from lti_exchange.lti.flask_glue import data_storage, lti_request
     from lti_exchange.lti.message_launch import HardenedMessageLaunch

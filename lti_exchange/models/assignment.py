@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lti_exchange.db import Base
@@ -38,6 +47,9 @@ class Release(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     notebooks: Mapped[list[str]] = mapped_column(JSON)
+    # The assignment's total points in nbgrader's gradebook when released (the plugin sends
+    # them); None when unknown. The deep-linking chooser pre-fills its maximum score with it.
+    max_score: Mapped[float | None] = mapped_column(Float, default=None)
     released_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )

@@ -1,10 +1,12 @@
 """Due dates of a course's assignments and per-student extensions.
 
 A due date names its assignment by nbgrader id (like grades), so the LMS can state one before the
-assignment is released. ``source`` says who set it: the LMS (a launch's ``due_at`` custom
-parameter) or an instructor on the dashboard; an instructor's date is never overwritten by a
-launch. An extension is the student's own due date (absolute); collect writes it into the
-nbgrader gradebook as the difference to the assignment's due date.
+assignment is released. ``source`` says who set it, in order of precedence: an instructor on the
+dashboard (``instructor``), the LMS through a launch's ``due_at`` custom parameter (``lms``), or
+the ``endDateTime`` of the LMS line item of a link bound to the assignment, read by the worker
+(``lineitem``). A source never overwrites a date of a source before it
+(``services/due_dates.py``). An extension is the student's own due date (absolute); collect
+writes it into the nbgrader gradebook as the difference to the assignment's due date.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from lti_exchange.db import Base
 from lti_exchange.models.types import Identifier, UtcDateTime, utcnow
 
-SOURCE_LMS, SOURCE_INSTRUCTOR = "lms", "instructor"
+SOURCE_LMS, SOURCE_INSTRUCTOR, SOURCE_LINEITEM = "lms", "instructor", "lineitem"
 
 
 class DueDate(Base):

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from lti_exchange.archives.upload import ArchiveManifest, store_archive
+from lti_exchange.db import make_durable
 from lti_exchange.errors import Conflict, InvalidArchive
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
@@ -46,8 +47,11 @@ class AssignmentService:
             raise not_found("assignment", name, caller.course.code)
         return assignment
 
-    def release(self, caller: Caller, name: str, body: BinaryIO) -> Release:
-        """Store a new version of ``name`` and make it the released one (again = next version)."""
+    def release(
+        self, caller: Caller, name: str, body: BinaryIO, *, max_score: float | None = None
+    ) -> Release:
+        """Store a new version of ``name`` and make it the released one (again = next version);
+        ``max_score``: the assignment's total points in nbgrader, when the plugin sent them."""
         validate_identifier(name, "assignment")
         blob, manifest = store_archive(body, self.ctx.storage, "releases", self.ctx.limits)
         if not any(not m.is_dir for m in manifest.members):
@@ -57,15 +61,21 @@ class AssignmentService:
             [blob.key],
             lambda: run_with_retry(
                 self.session,
-                lambda: self._record_release(caller, name, blob, manifest),
+                lambda: self._record_release(caller, name, blob, manifest, max_score),
                 what=f"release assignment '{name}'",
             ),
         )
+        make_durable(self.session)  # answered 201: the row must survive a power cut
         count_release()
         return release
 
     def _record_release(
-        self, caller: Caller, name: str, blob: StoredBlob, manifest: ArchiveManifest
+        self,
+        caller: Caller,
+        name: str,
+        blob: StoredBlob,
+        manifest: ArchiveManifest,
+        max_score: float | None = None,
     ) -> Release:
         """One transaction: lock the assignment, add the next version, make it current."""
         assignment = self._get_or_create_locked(caller, name)
@@ -83,6 +93,7 @@ class AssignmentService:
             sha256=blob.sha256,
             size=blob.size,
             notebooks=manifest.notebooks,
+            max_score=max_score,
             released_by_id=caller.user.id,
             created_at=self.ctx.clock(),
         )
@@ -174,11 +185,15 @@ class AssignmentService:
     ) -> tuple[Release, BinaryIO]:
         """The released archive to download; records that the caller fetched it (``record``:
         False for a HEAD request, which downloads nothing)."""
-        assignment = self.find(caller, name)
-        if assignment.current_release_id is None:
+        validate_identifier(name, "assignment")
+        row = self.session.execute(  # the assignment and its release in one query
+            select(Assignment, Release)
+            .join(Release, Release.id == Assignment.current_release_id)
+            .where(Assignment.course_id == caller.course.id, Assignment.name == name)
+        ).first()
+        if row is None or not (caller.is_staff or row[0].released):
             raise not_found("assignment", name, caller.course.code)
-        release = self.session.get(Release, assignment.current_release_id)
-        assert release is not None
+        assignment, release = row
         handle = self.ctx.storage.open(release.blob_key)
         if record:
             self.ctx.record(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, contains_eager
 
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
@@ -26,6 +26,22 @@ class Caller:
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
+
+
+# Built once: the enrolment with its user and course in one statement (the joins that filter
+# also fill the relationships), so each request only binds values to a cached compiled form.
+_ENROLMENT = (
+    select(Enrolment)
+    .join(Enrolment.course)
+    .join(Enrolment.user)
+    .options(contains_eager(Enrolment.course), contains_eager(Enrolment.user))
+    .where(
+        Enrolment.user_id == bindparam("user_id"),
+        Course.code == bindparam("course_code"),
+        Course.org_id == bindparam("org_id"),
+        User.org_id == bindparam("org_id"),
+    )
+)
 
 
 def authorise_course(
@@ -48,15 +64,8 @@ def authorise_course(
             code="wrong_course",
         )
     enrolment = session.execute(
-        select(Enrolment)
-        .join(Enrolment.course)
-        .join(Enrolment.user)
-        .where(
-            Enrolment.user_id == claims.user_id,
-            Course.code == course_code,
-            Course.org_id == claims.org_id,
-            User.org_id == claims.org_id,
-        )
+        _ENROLMENT,
+        {"user_id": claims.user_id, "course_code": course_code, "org_id": claims.org_id},
     ).scalar_one_or_none()
     if enrolment is None:
         raise Forbidden(

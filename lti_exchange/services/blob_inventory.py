@@ -42,15 +42,23 @@ def iter_references(session: Session) -> Iterator[tuple[str, int, str]]:
 
 @dataclass
 class InventoryReport:
-    """``storage check``: rows whose blob is missing, blobs no row points to."""
+    """``storage check``: rows whose blob is missing, blobs no row points to.
 
+    Blobs without a row that are younger than the grace period are ``in_progress``, not
+    ``orphans``: the blob store is written before the row is committed, so an upload being
+    received (or committed right now) looks like that; the worker's sweep leaves them alone too.
+    """
+
+    grace: float
     blobs: int = 0
     rows: int = 0
     missing: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
+    in_progress: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """No real problem: in-progress blobs do not count."""
         return not self.missing and not self.orphans
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,13 +68,16 @@ class InventoryReport:
             "rows": self.rows,
             "missing": self.missing,
             "orphans": self.orphans,
+            "in_progress": self.in_progress,
+            "grace_seconds": self.grace,
         }
 
 
-def check_inventory(session: Session, storage: BlobStorage) -> InventoryReport:
+def check_inventory(session: Session, storage: BlobStorage, grace: float) -> InventoryReport:
     """Compare the rows' keys with the stored blobs (the rows' keys are held in memory once;
-    the storage listing is streamed)."""
-    report = InventoryReport()
+    the storage listing is streamed). Blobs with no row count as orphans once older than
+    ``grace`` seconds, before that as in progress."""
+    report = InventoryReport(grace=grace)
     wanted: dict[str, tuple[str, int]] = {}
     for table, row_id, key in iter_references(session):
         report.rows += 1
@@ -79,11 +90,22 @@ def check_inventory(session: Session, storage: BlobStorage) -> InventoryReport:
         report.blobs += 1
         if info.key in wanted:
             seen.add(info.key)
-        else:
-            report.orphans.append(
-                {"key": info.key, "size": info.size, "age_seconds": int(now - info.modified)}
-            )
-    for key, (table, row_id) in wanted.items():
-        if key not in seen:
-            report.missing.append({"table": table, "id": row_id, "key": key})
+            continue
+        age = int(now - info.modified)
+        entry = {"key": info.key, "size": info.size, "age_seconds": age}
+        (report.orphans if age > grace else report.in_progress).append(entry)
+    gone = [key for key in wanted if key not in seen]
+    for key in _still_missing(session, storage, gone):
+        table, row_id = wanted[key]
+        report.missing.append({"table": table, "id": row_id, "key": key})
     return report
+
+
+def _still_missing(session: Session, storage: BlobStorage, keys: list[str]) -> list[str]:
+    """Those of ``keys`` whose row still exists and whose blob is still absent, asked again
+    after the listing (a row and its blob deleted meanwhile are no gap)."""
+    if not keys:
+        return []
+    session.rollback()  # a fresh transaction: see rows deleted since the first read
+    referenced = referenced_keys(session, keys)
+    return [key for key in keys if key in referenced and not storage.exists(key)]

@@ -1,10 +1,21 @@
 """Due dates and per-student extensions (no Flask).
 
-The LMS states a due date through a custom parameter of the link, ``due_at`` (set in the LMS to
-the substitution variable ``$ResourceLink.submission.endDateTime``); a launch of a link bound to
-an assignment records it unless an instructor set the date on the dashboard (theirs wins). An
-extension is a student's own due date; the effective due date of a student is their extension,
-else the assignment's.
+An assignment's due date comes from, in order of precedence (a source never overwrites a date
+of a source before it):
+
+1. an instructor, on the dashboard or ``PUT …/due-date`` (``instructor``): a deliberate choice
+   for this tool, e.g. a later deadline than the LMS shows;
+2. the link's custom parameter ``due_at`` (``lms``; set in the LMS to the standard substitution
+   variable ``$ResourceLink.submission.endDateTime``): the LMS fills it in at each launch from
+   the link's own submission window, so it is the freshest and most specific statement;
+3. the ``endDateTime`` of the LMS line item (gradebook column) of a link bound to the
+   assignment (``lineitem``): read by the worker after a launch (never during it), when the
+   launch carried no ``due_at``; a column may serve several links and is read asynchronously,
+   so it only fills in what the launch did not state. A later read follows a change in the LMS
+   (and a removed ``endDateTime`` removes the date).
+
+An extension is a student's own due date; the effective due date of a student is their
+extension, else the assignment's.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from sqlalchemy.orm import Session
 from lti_exchange.errors import InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Course, DueDate, Enrolment, Extension, ResourceLink, User
-from lti_exchange.models.due_date import SOURCE_INSTRUCTOR, SOURCE_LMS
+from lti_exchange.models.due_date import SOURCE_INSTRUCTOR, SOURCE_LINEITEM, SOURCE_LMS
 from lti_exchange.models.types import utcnow
 from lti_exchange.services.provisioning import CLAIM, RetryProvisioning
 from lti_exchange.services.retry import run_with_retry
@@ -58,8 +69,9 @@ def record_lms_due_date(
         )
     ).scalar_one_or_none()
     if row is not None:
-        if row.source == SOURCE_LMS and row.due_at != due:
-            row.due_at, row.updated_at = due, utcnow()
+        # the custom parameter outranks a line item's date; an instructor's outranks both
+        if row.source == SOURCE_LINEITEM or (row.source == SOURCE_LMS and row.due_at != due):
+            row.due_at, row.source, row.updated_at = due, SOURCE_LMS, utcnow()
         return
     try:
         with session.begin_nested():
@@ -74,6 +86,58 @@ def record_lms_due_date(
             )
     except IntegrityError as exc:
         raise RetryProvisioning(str(exc)) from exc
+
+
+def lineitem_due_date(item: dict[str, Any]) -> datetime | None:
+    """A line item's ``endDateTime`` (None: absent, empty or not a date)."""
+    value = item.get("endDateTime")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return parse_timestamp(value[:64])
+    except InvalidRequest:
+        return None
+
+
+def record_lineitem_due_date(
+    session: Session, course_id: int, assignment: str, due: datetime | None
+) -> str:
+    """Record a line item's ``endDateTime`` as the assignment's due date unless an instructor
+    or the ``due_at`` custom parameter stated one (None: the LMS states none; removes a date of
+    this source). Commits; returns what happened: added, changed, removed, unchanged or kept
+    (a date of a stronger source)."""
+
+    def unit() -> str:
+        row = session.execute(
+            select(DueDate).where(
+                DueDate.course_id == course_id, DueDate.assignment_name == assignment
+            )
+        ).scalar_one_or_none()
+        outcome = "unchanged"
+        if row is None and due is not None:
+            session.add(
+                DueDate(
+                    course_id=course_id,
+                    assignment_name=assignment,
+                    due_at=due,
+                    source=SOURCE_LINEITEM,
+                    updated_at=utcnow(),
+                )
+            )
+            outcome = "added"
+        elif row is not None and row.source != SOURCE_LINEITEM:
+            outcome = "kept"
+        elif row is not None and due is None:
+            session.delete(row)
+            outcome = "removed"
+        elif row is not None and row.due_at != due:
+            assert due is not None
+            row.due_at, row.updated_at = due, utcnow()
+            outcome = "changed"
+        session.commit()
+        return outcome
+
+    return run_with_retry(session, unit, what="record the line item's due date")
 
 
 def parse_due_input(raw: object, what: str = "due_at") -> datetime | None:

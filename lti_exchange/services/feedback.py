@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from lti_exchange.archives.stream import stream_tar
 from lti_exchange.archives.upload import scan_archive
+from lti_exchange.db import make_durable
 from lti_exchange.errors import Forbidden, InvalidArchive, NotFound
 from lti_exchange.identifiers import is_valid_identifier, validate_identifier
 from lti_exchange.models import Feedback, Submission, User
@@ -79,6 +80,7 @@ class FeedbackService:
             return linked
 
         released = self.ctx.commit_or_delete_blobs(stored, store_and_link)
+        make_durable(self.session)  # answered 201: the rows must survive a power cut
         self.ctx.delete_blobs_quietly([key for r in released for key in r.pop("_replaced")])
         return released
 

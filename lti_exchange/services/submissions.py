@@ -12,6 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from lti_exchange.archives.stream import stream_tar
 from lti_exchange.archives.upload import store_archive
+from lti_exchange.db import make_durable
 from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Submission, User
@@ -65,6 +66,7 @@ class SubmissionService:
             return submission
 
         stored = self.ctx.commit_or_delete_blobs([blob.key], record)
+        make_durable(self.session)  # answered 201: the row must survive a power cut
         count_submission()
         return stored, assignment
 

@@ -45,8 +45,40 @@ class RawPathLogger(Logger):
                 handler.setFormatter(JsonFormatter())
 
     def atoms(self, resp: Any, req: Any, environ: dict, request_time: Any) -> dict[str, Any]:
-        atoms = super().atoms(resp, req, environ, request_time)
-        atoms["U"] = raw_path(environ.get("RAW_URI", "") or getattr(req, "uri", ""))
+        """gunicorn's plain atoms, ``%(U)s`` raw, and of all header/environ atoms only our request
+        id: built directly, without gunicorn's dicts of every header and environ entry (which
+        were thrown away again) - this runs once per request."""
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        sent = getattr(resp, "sent", None)
+        seconds, micros = request_time.seconds, request_time.microseconds
+        method = environ.get("REQUEST_METHOD")
+        atoms: dict[str, Any] = {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "l": "-",
+            "u": self._get_user(environ) or "-",
+            "t": self.now(),
+            "r": f"{method} {environ.get('RAW_URI')} {environ.get('SERVER_PROTOCOL')}",
+            "s": status,
+            "m": method,
+            "U": raw_path(environ.get("RAW_URI", "") or getattr(req, "uri", "")),
+            "q": environ.get("QUERY_STRING"),
+            "H": environ.get("SERVER_PROTOCOL"),
+            "b": str(sent) if sent is not None else "-",
+            "B": sent,
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "T": seconds,
+            "D": seconds * 1_000_000 + micros,
+            "M": seconds * 1000 + micros // 1000,
+            "L": f"{seconds}.{micros:06d}",
+            "p": f"<{os.getpid()}>",
+        }
         # Request headers and environ values (tokens, cookies) never reach the log; of the
         # answer's headers only our request id (lti_exchange/web/request_id.py) does.
-        return {k: v for k, v in atoms.items() if not k.startswith("{") or k == REQUEST_ID_ATOM}
+        headers = resp.headers.items() if hasattr(resp.headers, "items") else resp.headers
+        for name, value in headers:
+            if name.lower() == "x-request-id":
+                atoms[REQUEST_ID_ATOM] = value
+        return atoms

@@ -9,7 +9,8 @@ seconds, and only then gives the connection to a thread with the head already re
 cost a socket and a small buffer (bounded by ``worker_connections``), never a thread.
 
 Request BODIES still stream through the thread (uploads must); the reverse proxy in front
-(``config/nginx.conf``) bounds slow bodies.
+(``config/nginx.conf``) bounds slow bodies. Their ``wsgi.input`` gets a ``readinto`` that reads
+from the socket straight into the caller's buffer (``serving.fast_input``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from functools import partial
 from typing import Any
 
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+
+from lti_exchange.serving.fast_input import with_fast_input
 
 HEAD_TIMEOUT = float(os.environ.get("LTI_EXCHANGE_HEADER_TIMEOUT", "") or 10.0)
 RECV_SIZE = 64 * 1024
@@ -57,6 +60,10 @@ class HeadBufferingWorker(ThreadWorker):
             )
         else:
             self.head_limit = UNLIMITED_HEAD
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi: Any = with_fast_input(self.wsgi)
 
     # -- new connections, kept-alive ones, and bytes read ahead all wait for a full head ----
     def accept(self, listener) -> None:

@@ -26,6 +26,7 @@ from lti_exchange.storage.base import (
     StoredBlob,
     new_blob_key,
 )
+from lti_exchange.storage.durable import DIRECTORY_SYNC, WRITEBACK_BYTES, start_writeback
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +44,36 @@ class FilesystemBlobWriter:
         self._committed = False
         self._counter = HashingCounter()
         self._fh: BinaryIO | None = None
+        self._unflushed = 0  # bytes written since writeback was last started
         with self._cleanup_on_error():
-            self._fh = open(self._tmp_path, "xb")  # noqa: SIM115
+            self._fh = open(self._tmp_path, "xb", buffering=0)  # noqa: SIM115
 
     def write(self, data: bytes) -> None:
+        """Append ``data`` (any bytes-like object; nothing of it is kept after the call)."""
         assert self._fh is not None, "writer already closed"
         with self._cleanup_on_error():
             self._storage.ensure_room(len(data))
-            self._fh.write(data)
+            with memoryview(data) as view:
+                done = 0
+                while done < len(view):
+                    done += self._fh.write(view[done:]) or 0
+            self._unflushed += len(data)
+            if self._unflushed >= WRITEBACK_BYTES:
+                start_writeback(self._fh.fileno())
+                self._unflushed = 0
         self._counter.update(data)
 
     def commit(self) -> StoredBlob:
+        """Make the blob durable and visible: data synced, renamed, directory entry synced."""
         assert self._fh is not None, "writer already closed"
         with self._cleanup_on_error():
-            self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
             self._final = self._storage.path_for(self.key)
             self._final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp_path, self._final)
-            _fsync_dir(self._final.parent)
+            DIRECTORY_SYNC.sync(str(self._final.parent))
         self._committed = True
         return StoredBlob(self.key, self._counter.hexdigest(), self._counter.size)
 
@@ -88,14 +98,6 @@ class FilesystemBlobWriter:
                 log.warning("blob storage %s is full: %s", self._storage.root, exc)
                 raise InsufficientStorage() from exc
             raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FilesystemStorage:

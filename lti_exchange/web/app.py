@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, g, jsonify
 from sqlalchemy import text
@@ -13,7 +15,7 @@ from lti_exchange.app_objects import build_app_objects
 from lti_exchange.config import Settings, load_settings
 from lti_exchange.errors import ApiError, InsufficientStorage
 from lti_exchange.lti.headers import install_default_headers
-from lti_exchange.migrate import current_revision, ensure_schema, head_revision
+from lti_exchange.migrate import ensure_schema, schema_advice, schema_state
 from lti_exchange.storage import StorageUnavailable
 from lti_exchange.web.body_limits import install_body_limits
 from lti_exchange.web.current import EXTENSION, close_request_session, install_query_counter
@@ -23,6 +25,21 @@ from lti_exchange.web.request_id import install_request_id
 log = logging.getLogger(__name__)
 
 
+class ExchangeFlask(Flask):
+    """Flask, with ``ensure_sync`` answered once per function: Flask asks it for every hook and
+    view of every request (an ``inspect`` call each), and the answer never changes."""
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        cache = self.__dict__.setdefault("_ensured_sync", {})
+        try:
+            return cache[func]
+        except KeyError:
+            synced = cache[func] = super().ensure_sync(func)
+            return synced
+        except TypeError:  # unhashable callable: ask Flask every time
+            return super().ensure_sync(func)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app: settings → database → storage → keys → blueprints → errors."""
     settings = settings or load_settings()
@@ -30,8 +47,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     ensure_schema(objects.engine, settings)
     objects.token_keys.ensure_key()
     objects.tool_keys.ensure_key()
+    warm_up = getattr(objects.storage, "warm_up", None)
+    if warm_up is not None:  # S3: this worker's client now, not in its first upload
+        warm_up()
 
-    app = Flask(__name__)
+    app = ExchangeFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
     app.extensions[EXTENSION] = objects
     install_request_id(app)
@@ -68,13 +88,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         # database outage must not get every replica restarted); /readyz checks those.
         return jsonify(status="ok", version=__version__)
 
-    schema_head = head_revision()
-
     @app.get("/readyz")
     def readyz():
         checks = {
             "database": _check(lambda: _ping(objects.engine)),
-            "schema": _schema_check(objects.engine, schema_head),
+            "schema": _schema_check(objects.engine),
             "storage": _storage_check(objects.storage),
         }
         _fail_unless_ok(checks, "not_ready", "Not ready to serve")
@@ -136,13 +154,13 @@ def _storage_check(storage) -> str:
     return "ok"
 
 
-def _schema_check(engine, head: str) -> str:
-    """``ok`` when the database is at the schema head this code needs, else where it is."""
+def _schema_check(engine) -> str:
+    """``ok`` when the database is at this code's schema head or a later release's (rolling
+    upgrades, see ``migrate.py``), else where it is."""
     try:
-        current = current_revision(engine)
+        return schema_state(engine).summary
     except Exception as exc:  # noqa: BLE001 - an unreachable database is reported by its check
         return f"error: {exc.__class__.__name__}"
-    return "ok" if current == head else f"at {current or 'none'}, needs {head}"
 
 
 def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
@@ -157,7 +175,7 @@ def _fail_unless_ok(checks: dict[str, str], code: str, lead: str) -> None:
                 "free some space or enlarge the volume"
             )
         elif name == "schema" and not value.startswith("error"):
-            problems.append(f"the database schema is {value}: run `lti-exchange db upgrade`")
+            problems.append(f"the database schema is {value}: {schema_advice(value)}")
         elif name == "storage" and value.removeprefix("error: ") in STORAGE_CAUSES:
             problems.append(f"the storage {STORAGE_CAUSES[value.removeprefix('error: ')]}")
         else:

@@ -34,10 +34,10 @@ def rollback_request_session() -> None:
 
 
 def close_request_session(_exc: BaseException | None = None) -> None:
+    """Teardown: close the request's session (closing rolls back whatever was not committed
+    and returns the connection to the pool)."""
     session = g.pop("db_session", None)
     if session is not None:
-        if session.in_transaction():
-            session.rollback()
         session.close()
 
 

@@ -125,6 +125,19 @@ class _CountingInput:
         self.count += len(data)
         return data
 
+    def readinto(self, buffer: Any) -> int:
+        """Straight into the caller's buffer when the server's input can (the upload path)."""
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            got = readinto(buffer) or 0
+        else:
+            with memoryview(buffer) as view:
+                data = self._stream.read(len(view))
+                got = len(data)
+                view[:got] = data
+        self.count += got
+        return got
+
     def readline(self, *args: Any) -> bytes:
         data = self._stream.readline(*args)
         self.count += len(data)
@@ -166,12 +179,47 @@ class _Counted:
             self._finish(self._sent)
 
 
+class _Series:
+    """The labelled children of the per-request metrics, looked up once per label set (the
+    label sets are bounded: URL rules × methods × statuses) instead of by ``labels()`` each time."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._bytes_in: dict[str, Any] = {}
+        self._bytes_out: dict[str, Any] = {}
+
+    def record(
+        self, route: str, method: str, status: int, duration: float, bytes_in: int, bytes_out: int
+    ) -> None:
+        key = (route, method, status)
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = HTTP_REQUESTS.labels(route, method, str(status))
+        requests.inc()
+        latency = self._latency.get(key[:2])
+        if latency is None:
+            latency = self._latency[key[:2]] = HTTP_LATENCY.labels(route, method)
+        latency.observe(duration)
+        if bytes_in:
+            counter = self._bytes_in.get(route)
+            if counter is None:
+                counter = self._bytes_in[route] = HTTP_BYTES_IN.labels(route)
+            counter.inc(bytes_in)
+        if bytes_out:
+            counter = self._bytes_out.get(route)
+            if counter is None:
+                counter = self._bytes_out[route] = HTTP_BYTES_OUT.labels(route)
+            counter.inc(bytes_out)
+
+
 class ObservedApp:
     """WSGI middleware: metrics and (JSON format) the request log line for every request."""
 
     def __init__(self, app: Callable[..., Any], json_log: bool) -> None:
         self.app = app
         self.json_log = json_log
+        self.series = _Series()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         started = time.perf_counter()
@@ -227,12 +275,7 @@ class ObservedApp:
             status = answer["status"]
             bytes_out = sent if sent is not None else (answer["length"] or 0)
             bytes_in = body.count if body is not None else 0
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            HTTP_LATENCY.labels(route, method).observe(duration)
-            if bytes_in:
-                HTTP_BYTES_IN.labels(route).inc(bytes_in)
-            if bytes_out:
-                HTTP_BYTES_OUT.labels(route).inc(bytes_out)
+            self.series.record(route, method, status, duration, bytes_in, bytes_out)
             if self.json_log:
                 fields = {
                     "request_id": notes.get("request_id"),

@@ -38,15 +38,18 @@ def notebooks(live_server, tmp_path_factory):
     base = tmp_path_factory.mktemp("pages-handoff")
     servers = []
     configs = (("gale", live_server.url), ("hale", "http://127.0.0.1:9"), ("ivy", ""))
-    for name, exchange in configs:
-        role = Role(name, base / name, exchange)
-        if not INSTALLED_CONFIG.is_file():  # editable install: enable it the documented way
-            role.run(str(BIN / "lti-exchange"), "handoff", "enable", "--user")
-        servers.append(JupyterServer(role, free_port()))
-    good, other, unset = servers
-    yield {"good": good, "other": other, "unset": unset, "down": f"http://127.0.0.1:{free_port()}"}
-    for server in servers:
-        server.stop()
+    try:
+        for name, exchange in configs:
+            role = Role(name, base / name, exchange)
+            if not INSTALLED_CONFIG.is_file():  # editable install: enable it the documented way
+                role.run(str(BIN / "lti-exchange"), "handoff", "enable", "--user")
+            servers.append(JupyterServer(role, free_port()))
+        good, other, unset = servers
+        down = f"http://127.0.0.1:{free_port()}"
+        yield {"good": good, "other": other, "unset": unset, "down": down}
+    finally:  # (also when one fails to start: the others must not outlive the tests)
+        for server in servers:
+            server.stop()
 
 
 def sign_in_to(context, server: JupyterServer) -> None:

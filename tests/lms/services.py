@@ -20,7 +20,9 @@
 - Coupled grading: ``add_link`` (an instructor's graded link: the LMS creates its column with
   ``resourceLinkId``) and deep-linking responses (``lineItem`` → the link's column); launches of
   a link with exactly one column carry it as the AGS claim's ``lineitem``. A line item POSTed
-  with a ``resourceLinkId`` that is not a link of the context gets 404.
+  with a ``resourceLinkId`` that is not a link of the context gets 404. A column may carry
+  ``startDateTime`` / ``endDateTime`` (ISO 8601 with a zone; the due date an LMS states for it);
+  ``edit_lineitem`` changes a column as an instructor would in the LMS gradebook.
 
 Service errors answer JSON ``{"error": code, "message": text}``. Every request to these endpoints
 is recorded as a ``ServiceRequest`` (``service_requests``), whatever its outcome.
@@ -531,6 +533,20 @@ class PlatformServices:
                 }
                 items.append(column)
         return {"id": link["id"], "title": title}
+
+    def edit_lineitem(self, context: Any, lineitem_id: str, **changes: Any) -> dict[str, Any]:
+        """An instructor edits a column in the LMS gradebook, e.g. its due date
+        (``endDateTime="2031-05-01T12:00:00Z"``; None removes a field). Returns the column."""
+        ctx = _context_id(context)
+        with self._lock:
+            items = self._lineitems.get(ctx, [])
+            item = next((i for i in items if i["id"] == lineitem_id), None)
+            assert item is not None, f"no line item {lineitem_id!r} in context {ctx!r}"
+            edited = {k: v for k, v in {**item, **changes}.items() if v is not None}
+            validate_lineitem(edited)
+            item.clear()
+            item.update(edited)
+            return dict(item)
 
     def _note_deep_linking(self, context: Any, settings: dict[str, Any]) -> None:
         """Remember the context of a deep-linking request, to add the returned links there."""

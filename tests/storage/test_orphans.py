@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -36,10 +37,10 @@ def state(server, monkeypatch):
     return server.state()
 
 
-def storage_check(server) -> tuple[int, dict]:
+def storage_check(server, **env: str) -> tuple[int, dict]:
     done = subprocess.run(
         [str(BIN / "lti-exchange"), "storage", "check", "--json"],
-        env=server.env,
+        env={**server.env, **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -70,10 +71,16 @@ def test_an_orphan_is_reported_then_swept_after_the_grace(server, state, course)
     writer.write(b"orphaned")
     orphan = writer.commit().key
 
-    code, report = storage_check(server)
-    assert code == 1
+    code, report = storage_check(server)  # younger than the grace: maybe an upload in progress
+    assert (code, report["ok"], report["orphans"], report["missing"]) == (0, True, [], [])
+    assert [o["key"] for o in report["in_progress"]] == [orphan]
+    assert report["grace_seconds"] == 3600
+
+    time.sleep(2.5)  # older than a 1 s grace: a real orphan
+    code, report = storage_check(server, LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE="1")
+    assert (code, report["ok"], report["in_progress"]) == (1, False, [])
     assert [o["key"] for o in report["orphans"]] == [orphan]
-    assert report["missing"] == []
+    assert report["orphans"][0]["age_seconds"] > 1
 
     assert sweep_orphan_blobs(state) == 0  # younger than the grace: may be a commit in flight
     assert orphan in keys(state)
@@ -95,3 +102,19 @@ def test_a_row_whose_blob_is_gone_is_reported(server, state, course):
     assert [m["key"] for m in report["missing"]] == [victim]
     assert report["missing"][0]["table"] in ("release", "submission", "feedback")
     assert sweep_orphan_blobs(state, older_than=-60) == 0  # nothing to delete: only a gap
+
+
+def test_the_text_report_says_what_each_finding_means(server, state, course):
+    def check_text() -> subprocess.CompletedProcess:
+        command = [str(BIN / "lti-exchange"), "storage", "check"]
+        return subprocess.run(command, env=server.env, cwd=ROOT, capture_output=True, text=True)
+
+    before = check_text()  # (earlier tests of this module may have left a gap behind)
+    writer = state.storage.writer("submissions")
+    writer.write(b"being received")
+    young = writer.commit().key
+    after = check_text()
+    assert after.returncode == before.returncode  # an upload in progress is no problem
+    assert f"in progress: {young}" in after.stdout
+    assert f"orphan blob: {young}" not in after.stdout
+    state.storage.delete(young)

@@ -493,6 +493,19 @@ def test_responses_of_a_session_match_the_spec(app, spec):
         **a,
     )
     s.call("POST", assignment + "/releases", ta, expect=201, tar=release, **a)
+    s.call(
+        "POST", assignment + "/releases", ta, expect=400, tar=release, query={"max_score": "0"}, **a
+    )
+    pointed = s.call(
+        "POST",
+        assignment + "/releases",
+        ta,
+        expect=201,
+        tar=release,
+        query={"max_score": "12.5"},
+        **a,
+    )
+    assert pointed.get_json()["max_score"] == 12.5
     again = s.call("POST", assignment + "/releases", teacher, expect=201, tar=release, **a)
     s.call("GET", course + "/assignments", alice, expect=200, **c)
     download = s.call("GET", assignment + "/archive", alice, expect=200, **a)

@@ -1,0 +1,168 @@
+"""Durable writes: flushes shared by concurrent uploads (group commit) still cover every one of
+them; blobs written side by side are all whole; a writer that dies before commit leaves no blob;
+a SQLite commit that answers 201 has its WAL flushed."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.orm import Session
+
+from lti_exchange.db import _sqlite_pragmas, make_durable
+from lti_exchange.storage import FilesystemStorage
+from lti_exchange.storage.durable import WRITEBACK_BYTES, GroupSync
+
+MiB = 1024 * 1024
+
+
+class RecordingSync(GroupSync):
+    """A real ``GroupSync`` that notes when each flush began and ended (a step counter)."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        super().__init__()
+        self.flushes: list[tuple[int, int]] = []
+        self.fail_first = fail_first
+        self._steps = 0
+        self._lock2 = threading.Lock()
+
+    def step(self) -> int:
+        with self._lock2:
+            self._steps += 1
+            return self._steps
+
+    def _flush_path(self, path: str) -> None:
+        began = self.step()
+        time.sleep(0.02)  # a slow disk: others arrive while this flush runs
+        if self.fail_first and not self.flushes:
+            self.flushes.append((began, self.step()))
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        super()._flush_path(path)
+        self.flushes.append((began, self.step()))
+
+
+def test_every_caller_returns_after_a_flush_that_began_after_it_called(tmp_path):
+    sync = RecordingSync()
+    spans: list[tuple[int, int]] = []
+
+    def call(_: int) -> None:
+        called = sync.step()
+        sync.sync(str(tmp_path))
+        spans.append((called, sync.step()))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(call, range(48)))
+    assert len(spans) == 48
+    for called, returned in spans:
+        assert any(called < began and ended < returned for began, ended in sync.flushes), (
+            called,
+            returned,
+            sync.flushes,
+        )
+    assert len(sync.flushes) < 48  # flushes were shared
+
+
+def test_a_failed_flush_fails_every_caller_it_covered(tmp_path):
+    sync = RecordingSync(fail_first=True)
+    outcomes: list[str] = []
+
+    def call(_: int) -> None:
+        try:
+            sync.sync(str(tmp_path))
+            outcomes.append("ok")
+        except OSError as exc:
+            assert exc.errno == errno.EIO
+            outcomes.append("failed")
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    while not sync._steps:  # the first flush is under way
+        time.sleep(0.001)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(call, range(8)))
+    first.join()
+    # The first flush failed its one caller; the others needed a later flush, which worked.
+    assert outcomes.count("failed") == 1
+    assert outcomes.count("ok") == 8
+
+
+def test_concurrent_writers_all_store_whole_blobs(tmp_path):
+    storage = FilesystemStorage(tmp_path / "storage")
+    sizes = [MiB + i for i in range(15)] + [WRITEBACK_BYTES + 3 * MiB]  # one starts writeback
+
+    def write(size: int) -> tuple[str, str, int]:
+        data = os.urandom(size)
+        writer = storage.writer("submissions")
+        with memoryview(data) as view:
+            for start in range(0, size, MiB):
+                writer.write(view[start : start + MiB])
+        blob = writer.commit()
+        assert blob.sha256 == hashlib.sha256(data).hexdigest()
+        return blob.key, blob.sha256, size
+
+    with ThreadPoolExecutor(16) as pool:
+        blobs = list(pool.map(write, sizes))
+    assert storage.count_blobs() == len(sizes)
+    assert storage.count_partial() == 0
+    for key, sha256, size in blobs:
+        with storage.open(key) as handle:
+            data = handle.read()
+        assert len(data) == size
+        assert hashlib.sha256(data).hexdigest() == sha256
+
+
+KILLED_WRITER = """
+import os, sys
+from lti_exchange.storage import FilesystemStorage
+writer = FilesystemStorage(sys.argv[1]).writer("submissions")
+writer.write(os.urandom(3 * 1024 * 1024))
+os.kill(os.getpid(), 9)  # the power cut / OOM kill before commit
+"""
+
+
+def test_a_writer_killed_before_commit_leaves_no_blob(tmp_path):
+    root = tmp_path / "storage"
+    answer = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(root)], check=False)
+    assert answer.returncode == -9
+    storage = FilesystemStorage(root)
+    assert storage.count_blobs() == 0
+    assert storage.count_partial() == 1  # only a partial file, which the sweeper removes
+    assert storage.sweep_partial(older_than=0) == 1
+    assert storage.count_partial() == 0
+
+
+def test_make_durable_flushes_the_sqlite_wal(tmp_path, monkeypatch):
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    event.listen(engine, "connect", _sqlite_pragmas)
+    flushed: list[str] = []
+    real = os.fdatasync
+
+    def noting(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", noting)
+    with Session(engine) as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        session.commit()
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        make_durable(session)
+    engine.dispose()
+    assert flushed == [str(tmp_path / "db.sqlite3-wal")]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql://nobody@127.0.0.1:1/none"])
+def test_make_durable_leaves_other_databases_alone(url, monkeypatch):
+    monkeypatch.setattr(os, "fdatasync", lambda fd: pytest.fail("no flush expected"))
+    engine = create_engine(url)
+    with Session(engine) as session:
+        make_durable(session)  # nothing to flush: in memory, or the server flushes at commit

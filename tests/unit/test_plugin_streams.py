@@ -1,0 +1,156 @@
+"""The plugin's streaming transfers: a folder packed while it is sent, hashing in a thread, and
+the tar reader that hands file data on without copying. No server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+
+import pytest
+
+from nbgrader_plugin import archive
+from nbgrader_plugin.archive import (
+    HashingReader,
+    MemberReader,
+    PackError,
+    TarStream,
+    extract_stream,
+    iter_safe_members,
+    pack_directory,
+)
+
+
+def reference_tar(source, extra: dict[str, bytes], mtime: int) -> bytes:
+    """What ``tarfile`` writes for the folder (the plugin's former temp-file packing)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in extra.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), mtime, 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for path in sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink()):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.ipynb").write_text('{"cells": []}')
+    (source / "sub" / "empty.txt").write_bytes(b"")
+    (source / "sub" / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    (source / ("caf\u00e9-" + "n" * 120 + ".txt")).write_bytes(b"a long, non-ASCII name")
+    (source / "link").symlink_to("a.ipynb")
+    return source
+
+
+@pytest.mark.parametrize("read_size", [1, 511, 4096, 1024 * 1024, -1])
+def test_a_packed_folder_is_the_tar_tarfile_writes(folder, monkeypatch, read_size):
+    monkeypatch.setattr(archive.time, "time", lambda: 1_700_000_000.5)
+    extra = {"submission_secret.txt": b"s3cret"}
+    pack, size = pack_directory(folder, extra=extra)
+    with pack:
+        parts = []
+        while chunk := pack.read(read_size):
+            parts.append(bytes(chunk))
+        assert pack.tell() == size
+        pack.seek(0)  # sent again (a refreshed token): the same bytes
+        again = pack.read(10 * size)
+    data = b"".join(parts)
+    assert data == reference_tar(folder, extra, 1_700_000_000) == again
+    assert size == len(data)
+
+
+def test_a_file_that_shrinks_while_it_is_sent_fails_the_pack(folder):
+    pack, _size = pack_directory(folder)
+    (folder / "sub" / "data.bin").write_bytes(b"short now")
+    with pack, pytest.raises(PackError, match="became shorter while it was being sent"):
+        while pack.read(1024 * 1024):
+            pass
+
+
+def test_a_file_gone_before_it_is_sent_fails_the_pack(folder):
+    pack, _size = pack_directory(folder)
+    (folder / "sub" / "data.bin").unlink()
+    with pack, pytest.raises(PackError, match="cannot read .*data.bin"):
+        while pack.read(1024 * 1024):
+            pass
+
+
+@pytest.mark.parametrize("size", [0, 100, 8 * 1024 * 1024 + 1, 20 * 1024 * 1024 + 3])
+def test_the_hash_is_of_every_byte_read_also_when_hashed_in_a_thread(size):
+    data = os.urandom(size)
+    reader = HashingReader(io.BytesIO(data))
+    got = []
+    while chunk := reader.read(777_777):
+        got.append(bytes(chunk))
+    assert b"".join(got) == data
+    assert reader.size == size
+    assert reader.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    reader.read(10)  # after the end: nothing, and the digest stays
+    assert reader.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_an_abandoned_reader_ends_its_hashing_thread():
+    import threading
+
+    before = threading.active_count()
+    reader = HashingReader(io.BytesIO(os.urandom(12 * 1024 * 1024)))
+    reader.read(10 * 1024 * 1024)
+    assert threading.active_count() == before + 1
+    del reader
+    deadline = time.time() + 10
+    while threading.active_count() > before and time.time() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+
+
+def test_the_tar_reader_reads_what_tarfile_reads(folder):
+    pack, _size = pack_directory(folder)
+    data = pack.read(100 * 1024 * 1024)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+        expected = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+
+    class Trickle(io.BytesIO):
+        """Short reads, as a network gives them."""
+
+        def read(self, size=-1):
+            return super().read(min(size, 1000) if size and size > 0 else 1000)
+
+    stream = TarStream(Trickle(data))
+    got = {}
+    for name, info in iter_safe_members(stream):
+        got[str(name)] = b"".join(stream.data(info.size)) if name.stem != "a" else b"skipped"
+    assert got.pop("a.ipynb") == b"skipped"  # data not taken is skipped
+    expected.pop("a.ipynb")
+    assert got == expected
+
+
+def test_collect_style_nesting_unpacks_each_inner_archive(tmp_path, folder):
+    """An outer tar of stored archives (what collect downloads), each unpacked as it passes."""
+    inner, _size = pack_directory(folder)
+    inner_bytes = inner.read(100 * 1024 * 1024)
+    outer = io.BytesIO()
+    with tarfile.open(fileobj=outer, mode="w") as tar:
+        for n in (1, 2):
+            info = tarfile.TarInfo(f"submissions/{n}.tar")
+            info.size = len(inner_bytes)
+            tar.addfile(info, io.BytesIO(inner_bytes))
+    stream = TarStream(io.BytesIO(outer.getvalue()))
+    for name, info in iter_safe_members(stream):
+        reader = HashingReader(MemberReader(stream.data(info.size)))
+        written = extract_stream(reader, tmp_path / name.stem)
+        reader.drain()
+        assert reader.sha256.hexdigest() == hashlib.sha256(inner_bytes).hexdigest()
+        assert "sub/data.bin" in {str(p) for p in written}
+        assert (tmp_path / name.stem / "sub" / "data.bin").read_bytes() == (
+            folder / "sub" / "data.bin"
+        ).read_bytes()
