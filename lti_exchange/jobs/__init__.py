@@ -6,4 +6,6 @@
 - ``roster``: roster syncs that instructor launches asked for, one worker per course at a time.
 - ``uploads``: partial uploads a killed server process left in the blob storage.
 - ``orphans``: blobs no row names (a crash between storing a blob and committing its row).
+- ``lineitem_due_dates``: due dates read from the line items launches asked about.
+- ``requests``: the pending requests web processes leave for ``roster`` and ``lineitem_due_dates``.
 """

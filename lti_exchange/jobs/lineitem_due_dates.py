@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from lti_exchange.app_objects import AppObjects
+from lti_exchange.jobs.requests import pending_ids
 from lti_exchange.lti.platform_client import (
     SCOPE_LINEITEM,
     SCOPE_LINEITEM_READONLY,
@@ -26,8 +27,7 @@ from lti_exchange.lti.platform_client import (
     PlatformError,
 )
 from lti_exchange.lti.store import DatabaseStore
-from lti_exchange.models import Course, KeyValue, LtiRegistration, ResourceLink
-from lti_exchange.models.types import utcnow
+from lti_exchange.models import Course, LtiRegistration, ResourceLink
 from lti_exchange.services.due_dates import lineitem_due_date, record_lineitem_due_date
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,7 @@ def request_lineitem_due_date(store: DatabaseStore, link_id: int, *, always: boo
 
 def requested_links(state: AppObjects, limit: int = 50) -> list[int]:
     """Link row ids with a pending read request, oldest first."""
-    with state.session_factory() as session:
-        keys = session.execute(
-            select(KeyValue.key)
-            .where(KeyValue.key.like(f"{REQUEST_PREFIX}%"), KeyValue.expires_at > utcnow())
-            .order_by(KeyValue.expires_at)
-            .limit(limit)
-        ).scalars()
-        return [int(key[len(REQUEST_PREFIX) :]) for key in keys]
+    return pending_ids(state, REQUEST_PREFIX, limit)
 
 
 def run_lineitem_due_requests(state: AppObjects, limit: int = 50) -> int:

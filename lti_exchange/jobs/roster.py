@@ -15,13 +15,14 @@ import logging
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, update
 
 from lti_exchange.app_objects import AppObjects
+from lti_exchange.jobs.requests import pending_ids
 from lti_exchange.lti.nrps import RosterUnavailable, sync_roster
 from lti_exchange.lti.platform_client import PlatformError
 from lti_exchange.lti.store import DatabaseStore
-from lti_exchange.models import Course, KeyValue
+from lti_exchange.models import Course
 from lti_exchange.models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,7 @@ def request_roster_sync_if_due(state: AppObjects, course_id: int) -> bool:
 
 def requested_courses(state: AppObjects, limit: int = 20) -> list[int]:
     """Course ids with a pending sync request, oldest request first."""
-    with state.session_factory() as session:
-        keys = session.execute(
-            select(KeyValue.key)
-            .where(KeyValue.key.like(f"{REQUEST_PREFIX}%"), KeyValue.expires_at > utcnow())
-            .order_by(KeyValue.expires_at)
-            .limit(limit)
-        ).scalars()
-        return [int(key[len(REQUEST_PREFIX) :]) for key in keys]
+    return pending_ids(state, REQUEST_PREFIX, limit)
 
 
 def run_roster_requests(state: AppObjects, worker_id: str, limit: int = 20) -> int:

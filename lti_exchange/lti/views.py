@@ -29,7 +29,12 @@ from lti_exchange.lti.headers import lms_frame_origins, lms_page
 from lti_exchange.lti.link_views import ask_lineitem_due_date, bind_link, landing_link
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import LtiRegistration
-from lti_exchange.services.chooser import known_points, released_assignments, settled_max_score
+from lti_exchange.services.chooser import (
+    MAX_POINTS,
+    known_points,
+    released_assignments,
+    settled_max_score,
+)
 from lti_exchange.services.launch import deep_link_choices, record_launch
 from lti_exchange.services.provisioning import CLAIM, LaunchRejected
 from lti_exchange.tokens.refresh import token_pair
@@ -48,7 +53,6 @@ bp = Blueprint(
 
 DEEP_LINK_TTL = 1800
 DEEP_LINKING = "LtiDeepLinkingRequest"
-MAX_SCORE_LIMIT = 1_000_000
 
 
 class BaseUrlUnset(ApiError):
@@ -401,9 +405,9 @@ def parse_max_score(raw: object) -> float | None:
             f"max_score must be a number, e.g. 10 (got {str(raw)[:40]!r}).",
             code="invalid_max_score",
         ) from exc
-    if not math.isfinite(score) or not 0 < score <= MAX_SCORE_LIMIT:
+    if not math.isfinite(score) or not 0 < score <= MAX_POINTS:
         raise InvalidRequest(
-            f"max_score must be a number greater than 0 and at most {MAX_SCORE_LIMIT:,} "
+            f"max_score must be a number greater than 0 and at most {MAX_POINTS:,} "
             f"(got {str(raw)[:40]!r}); leave it empty to create no gradebook column.",
             code="invalid_max_score",
         )
