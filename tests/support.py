@@ -50,9 +50,9 @@ def make_tgz(files: dict[str, bytes]) -> bytes:
     return gzip.compress(make_tar(files), mtime=0)
 
 
-def log_lines(server, needle: str, wait: float = 30) -> list[str]:
-    """The live server's log lines containing ``needle`` (waits up to ``wait`` s for the
-    workers' writes)."""
+def log_lines(server, needle: str, wait: float = 30, at_least: int = 1) -> list[str]:
+    """The live server's log lines containing ``needle``: waits up to ``wait`` s until there
+    are ``at_least`` of them (a request's access line is written after its response)."""
     deadline = time.monotonic() + wait
     while True:
         lines = [
@@ -60,5 +60,6 @@ def log_lines(server, needle: str, wait: float = 30) -> list[str]:
             for line in server.log_path.read_text(errors="replace").splitlines()
             if needle in line
         ]
-        if lines or time.monotonic() > deadline:
+        if len(lines) >= at_least or time.monotonic() > deadline:
             return lines
+        time.sleep(0.05)
