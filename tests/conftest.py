@@ -285,7 +285,54 @@ def pytest_collection_modifyitems(config, items) -> None:
             keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    keep.sort(key=_run_order)
+    items[:] = keep
+
+
+# --- two test processes (pytest-xdist, ``-n 2`` in scripts/test.sh) ----------------------------
+# Work is handed out per (backend, file): a file's module fixtures are set up once, and a process
+# switches database backend (tearing down its session server) only a few times. The files that
+# take longest go first, so both processes finish together.
+SLOWEST_FIRST = (
+    "tests/end_to_end/test_nbgrader_cycle.py",
+    "tests/functional/test_readme.py",
+    "tests/functional/lti/test_grades_cycle.py",
+    "tests/security/test_openapi_fuzz.py",
+    "tests/browser/test_landing_and_handoff.py",
+    "tests/end_to_end/test_replicas.py",
+    "tests/end_to_end/test_due_dates_in_gradebook.py",
+    "tests/storage/test_orphans.py",
+    "tests/security/test_s3_faults.py",
+    "tests/functional/test_release_points_from_nbgrader.py",
+)
+
+
+def backend_of(nodeid: str) -> str | None:
+    """The database backend in a test id's parameters (``test_x[postgresql-…]``), if any."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = nodeid[nodeid.index("[") + 1 : -1].split("-")
+    return next((p for p in params if p in BACKENDS), None)
+
+
+def _run_order(item) -> tuple[int, int]:
+    """Other backends first (few tests each), then the main one; in each, slowest files first."""
+    backend = backend_of(item.nodeid) or MAIN_BACKEND
+    group = BACKENDS.index(backend) if backend != MAIN_BACKEND else len(BACKENDS)
+    path = item.nodeid.split("::", 1)[0]
+    rank = SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    return group, rank
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BackendFileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return f"{backend_of(nodeid) or MAIN_BACKEND}::{nodeid.split('::', 1)[0]}"
+
+    config.option.loadscopereorder = False  # keep the order above
+    return BackendFileScheduling(config, log)
 
 
 # --- S3: a real S3 API server on loopback (moto's server mode) -----------------------------------

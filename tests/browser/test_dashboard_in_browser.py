@@ -1,6 +1,7 @@
 """The instructor dashboard and the student view in a real Chromium, inside the LMS's iframe
-(third-party cookies blocked): opened from the landing page, the extension form changes the
-late flag, axe-core finds no serious violation, screenshots are saved."""
+(third-party cookies blocked): opened from the landing page, it shows the counts a cycle
+produced, the extension form changes the late flag, the retry button re-queues a grade the LMS
+refused, axe-core finds no serious violation, screenshots are saved."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import requests
 from playwright.sync_api import expect
 
 from tests.browser.pages import assert_accessible, screenshot
+from tests.functional.lti.dashboard_cycle import COUNTS_AFTER, REFUSAL, run_cycle
 from tests.functional.lti.helpers import describe, launched, notebook
+from tests.functional.lti.test_grades import drain
 from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
 from tests.support import make_tar
 
@@ -92,3 +95,27 @@ def test_student_view_shows_a_late_submission(live_server, lms, context):
     expect(frame.get_by_role("button", name="Open the course dashboard")).to_have_count(0)
     assert_accessible(page.frame(name="tool"))
     screenshot(page, "dashboard-student-view")
+
+
+def test_dashboard_shows_a_cycles_counts_and_retry_requeues_the_refused_grade(
+    live_server, lms, context
+):
+    cycle = run_cycle(live_server, lms, title="Dashboards 103")
+    page, frame = open_in_frame(
+        lms, context, cycle.teacher_user, (INSTRUCTOR,), cycle.context, "Open the course dashboard"
+    )
+    ps1 = frame.locator('section[data-assignment="ps1"]')
+    for name, value in COUNTS_AFTER.items():
+        expect(ps1.locator(f'[data-count="{name}"]')).to_have_text(str(value))
+    refused = ps1.locator(f'tr.failed-grade[data-student="{cycle.second}"]')
+    expect(refused).to_contain_text(REFUSAL)
+    screenshot(page, "dashboard-after-cycle")
+
+    frame.get_by_role("button", name=f"Retry sending the grade of {cycle.second}").click()
+    expect(ps1.locator('[data-count="pending"]')).to_have_text("1")
+    expect(ps1.locator('[data-count="failed"]')).to_have_text("0")
+    expect(ps1.locator("tr.failed-grade")).to_have_count(0)
+    assert_accessible(page.frame(name="tool"))
+    assert drain(live_server)["sent"] == 1  # the re-queued grade reaches the LMS
+    scores = {user: body["scoreGiven"] for (_item, user), body in lms.scores(cycle.context).items()}
+    assert scores == {cycle.people[0][0].sub: 3, cycle.people[1][0].sub: 3}, scores

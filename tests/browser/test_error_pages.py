@@ -20,6 +20,7 @@ import requests
 from playwright.sync_api import expect
 
 from tests.browser.pages import NARROW, assert_accessible, fits_narrow_screen, screenshot
+from tests.factories import registered_app
 from tests.lms.platform import CLAIM_DEPLOYMENT_ID, LEARNER, SimulatedPlatform
 
 pytestmark = pytest.mark.one_backend  # the browser's behaviour, not the database's
@@ -98,6 +99,13 @@ BROWSER_CASES = [
         ("lti-exchange platform add",),
     ),
     Case("foreign-target", 400, "lms_admin", "The tool is set up wrongly in the LMS"),
+    Case(
+        "login-without-hint",
+        400,
+        "you",
+        "The assignment could not be opened",
+        ("without saying who you are",),
+    ),
     Case("deep-link-expired", 401, "you", "This choice has expired", ("30 minutes",)),
     Case("bad-max-score", 400, "you", "The maximum score is not a number the exchange can use"),
     Case("bad-assignment-id", 400, "you", "That assignment id cannot be used"),
@@ -140,6 +148,10 @@ def test_error_page_of_a_crafted_request(live_server, pages_lms, narrow, case: C
     elif case.name == "foreign-target":
         query = {**login, "target_link_uri": "https://elsewhere.example.org/launch"}
         response = page.goto(f"{base}/lti/login?" + urlencode(query))
+    elif case.name == "login-without-hint":
+        query = {k: v for k, v in login.items() if k != "login_hint"}
+        query["target_link_uri"] = base + "/lti/launch"
+        response = page.goto(f"{base}/lti/login?" + urlencode(query))
     else:
         path, fields = posts[case.name]
         page.set_content(form_page(base + path, fields))
@@ -148,6 +160,36 @@ def test_error_page_of_a_crafted_request(live_server, pages_lms, narrow, case: C
         response = navigation.value
     assert response is not None and response.status == case.status, case.name
     check(page, case)
+
+
+def test_a_tool_without_its_public_address_sends_to_the_operator(tmp_path, narrow):
+    """``LTI_EXCHANGE_BASE_URL`` unset and a wildcard bind: the page an LMS's login reaches (the
+    in-process app's answer, shown to the browser as sent)."""
+    client = registered_app(tmp_path / "data", bind="0.0.0.0:8000")
+    query = {"iss": "https://lms.example.edu", "client_id": "tool-1", "login_hint": "u"}
+    answer = client.get("/lti/login", query_string=query, headers={"Accept": "text/html"})
+    url = "http://exchange.invalid/lti/login"
+    page = narrow.new_page()
+    page.route(
+        url,
+        lambda route: route.fulfill(
+            status=answer.status_code,
+            body=answer.get_data(as_text=True),
+            headers={k: v for k, v in answer.headers.items() if k.lower() != "content-length"},
+        ),
+    )
+    response = page.goto(url)
+    assert response is not None and response.status == 503
+    check(
+        page,
+        Case(
+            "base-url-unset",
+            503,
+            "operator",
+            "The exchange is not set up yet",
+            ("LTI_EXCHANGE_BASE_URL",),
+        ),
+    )
 
 
 # -- launches only an LMS can sign -------------------------------------------------------------

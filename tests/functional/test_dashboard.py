@@ -19,11 +19,11 @@ from lti_exchange.lti.dashboard_views import open_page_session
 from lti_exchange.lti.store import DatabaseStore
 from lti_exchange.models import Course, Grade, GradeOutbox, User
 from tests.functional.lti.conftest import platform  # noqa: F401 - the simulated LMS fixture
-from tests.functional.lti.helpers import bearer, describe, launched, notebook, release
+from tests.functional.lti.dashboard_cycle import COUNTS_AFTER, REFUSAL, run_cycle
+from tests.functional.lti.helpers import bearer, describe, launched
 from tests.functional.lti.test_grades import drain
 from tests.functional.test_query_counts import populate
-from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
-from tests.support import make_tar
+from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext
 
 TAR = {"Content-Type": "application/x-tar"}
 PAST, FUTURE = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
@@ -79,92 +79,16 @@ def html_launch(platform, **kwargs) -> str:  # noqa: F811 - the fixture's value
 
 
 def test_the_dashboard_shows_what_a_cycle_did(live_server, platform):  # noqa: F811
-    context = LmsContext.make()
-    teacher_user = LmsUser.make("Tess", "Teacher")
-    teacher = launched(
-        platform.launch(requests.Session(), user=teacher_user, roles=[INSTRUCTOR], context=context),
-        "Instructor",
-    )
-    staff_page = html_launch(platform, user=teacher_user, roles=[INSTRUCTOR], context=context)
-    course, token = teacher["course_id"], teacher["access_token"]
-    people = []
-    for index in range(3):
-        user = LmsUser.make(f"Student{index}", "Example")
-        body = launched(platform.launch(requests.Session(), user=user, context=context), "Learner")
-        people.append((user, body))
-    release(live_server, course, token, "ps1")
+    cycle = run_cycle(live_server, platform)
+    context, people, second = cycle.context, cycle.people, cycle.second
+    course, token = cycle.course, cycle.teacher["access_token"]
     api = live_server.api
-    answer = api("PUT", f"courses/{course}/assignments/ps1/due-date", token, json={"due_at": PAST})
-    assert answer.status_code == 200, describe(answer)
-    assert answer.json()["source"] == "instructor"
-
-    ids = {}
-    for _user, body in people[:2]:
-        student = body["access_token"]
-        fetched = api("GET", f"courses/{course}/assignments/ps1/archive", student)
-        assert fetched.status_code == 200, describe(fetched)
-        sent = api(
-            "POST",
-            f"courses/{course}/assignments/ps1/submissions",
-            student,
-            data=make_tar({"problem1.ipynb": notebook("1 + 1")}),
-            headers=TAR,
-        )
-        assert sent.status_code == 201, describe(sent)
-        ids[body["username"]] = sent.json()
-    first, second = people[0][1]["username"], people[1][1]["username"]
-    collected = api(
-        "POST",
-        f"courses/{course}/assignments/ps1/collection",
-        token,
-        json={"submission_ids": [ids[first]["id"]]},
-    )
-    assert collected.status_code == 200, describe(collected)
-    collected.content  # noqa: B018 - read the stream to the end
-    feedback = make_tar(
-        {
-            f"{first}/timestamp.txt": ids[first]["timestamp"].encode(),
-            f"{first}/problem1.html": b"<p>good</p>",
-        }
-    )
-    answer = api(
-        "POST", f"courses/{course}/assignments/ps1/feedback", token, data=feedback, headers=TAR
-    )
-    assert answer.status_code == 201, describe(answer)
-    platform.reject_user(people[1][0].sub, status=400, message="Student suspended in the LMS")
-    try:
-        answer = api(
-            "POST",
-            f"courses/{course}/grades",
-            token,
-            json={
-                "grades": [
-                    {"assignment_id": "ps1", "student_id": n, "score": 3, "max_score": 4}
-                    for n in (first, second)
-                ]
-            },
-        )
-        assert answer.status_code == 200, describe(answer)
-        assert drain(live_server)["failed"] == 1
-    finally:
-        platform.accept_user(people[1][0].sub)
+    staff_page = html_launch(platform, user=cycle.teacher_user, roles=[INSTRUCTOR], context=context)
 
     page = post(live_server, "dashboard", staff_page)
     assert page.status_code == 200, describe(page)
-    expected = {
-        "fetched": 2,
-        "submitted": 2,
-        "late": 2,
-        "not_submitted": 1,
-        "collected": 1,
-        "feedback": 1,
-        "sent": 1,
-        "pending": 0,
-        "failed": 1,
-        "not_sendable": 0,
-    }
-    assert parsed(page.text).counts["ps1"] == expected
-    assert "Student suspended in the LMS" in page.text
+    assert parsed(page.text).counts["ps1"] == COUNTS_AFTER
+    assert REFUSAL in page.text
     assert "<svg" in page.text and "frame-ancestors" in page.headers["Content-Security-Policy"]
     twin = api("GET", f"courses/{course}/dashboard", token)
     assert twin.status_code == 200, describe(twin)
