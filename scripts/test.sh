@@ -4,7 +4,8 @@
 # Usage: scripts/test.sh [pytest args...]
 # Env: LTI_EXCHANGE_TEST_BACKENDS (default sqlite,postgresql,mariadb),
 #      LTI_EXCHANGE_TEST_MAIN_BACKEND (default postgresql: where the tests not marked all_backends
-#      run), PYTHON (default python3).
+#      run), LTI_EXCHANGE_TEST_PROCESSES (default: the number of CPUs, at most 4; 1 runs the tests
+#      in this process, which pdb and -s need), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,12 @@ echo "== lint"
 .venv/bin/hadolint Dockerfile
 phase_done lint
 
-echo "== tests on: $LTI_EXCHANGE_TEST_BACKENDS"
+# Test processes (pytest-xdist): work is handed out per backend and file, slowest files first
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+processes="${LTI_EXCHANGE_TEST_PROCESSES:-$(nproc)}"
+[ "$processes" -le 4 ] || processes=4
+parallel=()
+[ "$processes" -le 1 ] || parallel=(-n "$processes" --dist loadscope)
+echo "== tests on: $LTI_EXCHANGE_TEST_BACKENDS, in $processes process(es)"
 trap report_phases EXIT
-.venv/bin/pytest -p no:cacheprovider "$@"
+.venv/bin/pytest -p no:cacheprovider "${parallel[@]}" "$@"
