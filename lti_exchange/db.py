@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from lti_exchange.config import Settings
+from lti_exchange.sqlite_write_gate import GatedConnection, attach_gate
 from lti_exchange.storage.durable import GroupSync
 
 NAMING_CONVENTION = {
@@ -38,6 +39,8 @@ def make_engine(settings: Settings) -> Engine:
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        if ":memory:" not in url:
+            kwargs["connect_args"]["factory"] = GatedConnection  # one writer, no sleeps
     else:
         kwargs.update(pool_pre_ping=True, pool_recycle=1800, pool_size=settings.db_pool_size)
     engine = create_engine(url, **kwargs)
@@ -47,6 +50,9 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    database = dbapi_connection.execute("PRAGMA database_list").fetchone()[2]
+    if database:  # a file, not memory
+        attach_gate(dbapi_connection, database)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

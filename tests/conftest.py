@@ -25,6 +25,11 @@ Fixtures:
   the service's own key ring and provisioning code.
 - ``course``: a fresh course id per test (tests share one server and never collide).
 
+Processes: ``scripts/test.sh`` runs one pytest-xdist process per CPU; work is handed out per
+(backend, file) with the slowest files first (``pytest_xdist_make_scheduler`` below). Every test
+gets its own course ids, ports, data directories and databases, so tests in two processes never
+meet; a test must not rely on another's having run.
+
 Helpers live in one place each: ``tests/support.py`` (the error shape, tar archives, notebooks),
 ``tests/factories.py`` (tokens minted by the service's own code), ``tests/end_to_end/helpers.py``
 (people with their own HOME running nbgrader, in this process unless

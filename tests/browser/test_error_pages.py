@@ -18,10 +18,21 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from playwright.sync_api import expect
+from sqlalchemy import delete
 
+from lti_exchange.models import ResourceLink
 from tests.browser.pages import NARROW, assert_accessible, fits_narrow_screen, screenshot
 from tests.factories import registered_app
-from tests.lms.platform import CLAIM_DEPLOYMENT_ID, LEARNER, SimulatedPlatform
+from tests.functional.lti.test_link_error_pages import bind_form
+from tests.lms.platform import (
+    CLAIM_DEPLOYMENT_ID,
+    CLAIM_TARGET_LINK_URI,
+    INSTRUCTOR,
+    LEARNER,
+    LmsContext,
+    LmsUser,
+    SimulatedPlatform,
+)
 
 pytestmark = pytest.mark.one_backend  # the browser's behaviour, not the database's
 
@@ -279,3 +290,73 @@ def test_student_in_the_deep_linking_chooser_is_sent_to_the_instructor(
     page = narrow.new_page()
     show(page, live_server.url + "/lti/launch", answer)
     check(page, Case("deep-link-student", 403, "instructor", "Only instructors can do this"))
+
+
+def test_a_launch_changed_on_its_way_is_refused(live_server, pages_lms, narrow):
+    def retargeted(claims: dict) -> dict:
+        claims[CLAIM_TARGET_LINK_URI] = live_server.url + "/lti/launch?elsewhere=1"
+        return claims
+
+    answer = pages_lms.platform.launch(
+        requests.Session(), roles=[LEARNER], mutate=retargeted, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    check(
+        page,
+        Case(
+            "launch-target-mismatch",
+            401,
+            "you",
+            "The assignment could not be opened",
+            ("changed on its way",),
+        ),
+    )
+
+
+def _bind_answer(form: dict) -> requests.Response:
+    return requests.post(
+        form["action"],
+        data={"bind_token": form["fields"]["bind_token"], "assignment_id_other": "ps1"},
+        headers={"Accept": "text/html"},
+        timeout=30,
+    )
+
+
+def test_binding_a_link_the_lms_took_over_sends_to_the_lms(live_server, pages_lms, narrow):
+    lms, context, user = pages_lms.platform, LmsContext.make(), LmsUser.make("Ina", "Structor")
+    link = lms.add_link(context, title="Week 4")
+    form = bind_form(lms, context, link, user)
+    taken = lms.launch(
+        requests.Session(),
+        user=user,
+        context=context,
+        resource_link=link,
+        roles=[INSTRUCTOR],
+        custom={"nbgrader_assignment_id": "ps4"},
+    )
+    assert taken.status_code == 200, taken.text[:2000]
+    page = narrow.new_page()
+    show(page, form["action"], _bind_answer(form))
+    check(
+        page,
+        Case(
+            "link-bound-by-lms",
+            409,
+            "you",
+            "The LMS decides this link's assignment",
+            ("nbgrader_assignment_id",),
+        ),
+    )
+
+
+def test_binding_a_link_that_is_gone_says_to_launch_again(live_server, pages_lms, narrow):
+    lms, context, user = pages_lms.platform, LmsContext.make(), LmsUser.make("Ina", "Structor")
+    link = lms.add_link(context, title="Week 5")
+    form = bind_form(lms, context, link, user)
+    with live_server.state().session_factory() as session:
+        session.execute(delete(ResourceLink).where(ResourceLink.lti_resource_link_id == link["id"]))
+        session.commit()
+    page = narrow.new_page()
+    show(page, form["action"], _bind_answer(form))
+    check(page, Case("link-gone", 404, "you", "This LMS link is no longer known"))

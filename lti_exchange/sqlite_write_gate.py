@@ -1,0 +1,138 @@
+"""One writer at a time on a SQLite file, handed over without SQLite's sleeps.
+
+SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps
+1, 2, 5, … up to 100 ms between tries whatever the writer is doing. At a deadline burst (every
+fetch and submit writes a row, five gunicorn workers) those sleeps, not the writes, made the
+slowest answers: a write that holds the lock for 1 ms keeps a waiter asleep for 50.
+
+Each connection therefore takes an advisory lock (``flock``) on ``<database>-writelock`` before
+its first write statement and drops it when its transaction ends (commit, rollback, close). A
+waiter polls that lock every 0.25 ms, so it writes as soon as the writer is done; SQLite's own
+lock still guards the file. A thread that already holds the gate through another connection
+does not wait for it (it could only wait for itself); after ``GATE_WAIT`` seconds a waiter goes
+on without it and SQLite's busy timeout applies, as before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+GATE_WAIT = 30.0  # the busy timeout (db._sqlite_pragmas)
+POLL = 0.00025
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
+
+_held = threading.local()  # how many gates this thread holds
+
+
+class _Gate:
+    """The lock file, opened once per connection and per process (``flock`` locks belong to
+    an open file: a connection inherited over ``fork`` reopens it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self.held = False
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> None:
+        if self.held:
+            return
+        if getattr(_held, "count", 0):
+            return  # this thread's other connection holds the gate: waiting would never end
+        fd = self._file()
+        deadline = time.monotonic() + GATE_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # go on ungated: SQLite's busy timeout decides
+                time.sleep(POLL)
+        self.held = True
+        _held.count = getattr(_held, "count", 0) + 1
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        _held.count = max(0, getattr(_held, "count", 1) - 1)
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+def _is_write(sql: object) -> bool:
+    return isinstance(sql, str) and sql.lstrip()[:6].upper() in WRITES
+
+
+def _before_write(connection: sqlite3.Connection, sql: object) -> None:
+    gate = getattr(connection, "_gate", None)
+    if gate is not None and _is_write(sql):
+        gate.acquire()
+
+
+class GatedCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> GatedCursor:
+        _before_write(self.connection, sql)
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> GatedCursor:
+        _before_write(self.connection, sql)
+        return super().executemany(sql, parameters)
+
+
+class GatedConnection(sqlite3.Connection):
+    """A ``sqlite3`` connection whose writes pass the gate of its database file (once
+    ``attach_gate`` gave it one; ``connect_args={"factory": GatedConnection}``)."""
+
+    _gate: _Gate | None = None
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory or GatedCursor)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self.cursor().execute(sql, parameters)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if self._gate is not None:
+                self._gate.release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if self._gate is not None:
+                self._gate.release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._gate is not None:
+                self._gate.close()
+
+
+def attach_gate(connection: object, database: str) -> None:
+    """Give a new ``GatedConnection`` to the file ``database`` its gate (a no-op for others)."""
+    if isinstance(connection, GatedConnection):
+        connection._gate = _Gate(os.path.abspath(database) + "-writelock")
