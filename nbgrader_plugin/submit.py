@@ -9,7 +9,7 @@ from pathlib import Path
 from nbgrader.exchange.abc import ExchangeSubmit as ABCExchangeSubmit
 
 from nbgrader_plugin.archive import pack_directory
-from nbgrader_plugin.client import path
+from nbgrader_plugin.client import ExchangeClient, path
 from nbgrader_plugin.exchange import Exchange
 
 
@@ -68,16 +68,8 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
         self.log.info("Source: %s", self.src_path)
         with self.failures("Submitting the assignment"):
             client = self.client(course_id)
-            listing = client.get_json(path("courses", course_id, "assignments"))
-            released = next(
-                (a for a in listing["assignments"] if a["assignment_id"] == assignment_id), None
-            )
-            if released is None or not released["released"] or released["release"] is None:
-                self.fail(
-                    f"Assignment {assignment_id} is not released in course {course_id}; it "
-                    "cannot be submitted. Ask your instructor."
-                )
-            self.check_filename_diff(released["release"]["notebooks"])
+            if self.strict:  # missing notebooks refuse the submission: check before sending
+                self.check_filename_diff(self._released_notebooks(client))
             secret = secrets.token_hex(64)
             handle, size = pack_directory(
                 self.src_path,
@@ -92,9 +84,28 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                     size,
                     progress,
                 )
+            if not self.strict:  # only a warning: the service's answer names the notebooks
+                released = answer.get("release_notebooks")
+                if released is None:  # a service older than release_notebooks
+                    released = self._released_notebooks(client)
+                self.check_filename_diff(released)
         timestamp = answer["timestamp"]
         self._cache_copy(course_id, answer["student_id"], assignment_id, timestamp, secret)
         self.log.info("Submitted as: %s %s %s", course_id, assignment_id, timestamp)
+
+    def _released_notebooks(self, client: ExchangeClient) -> list[str]:
+        """The notebooks of the assignment's current release (fails when it is not released)."""
+        course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
+        listing = client.get_json(path("courses", course_id, "assignments"))
+        released = next(
+            (a for a in listing["assignments"] if a["assignment_id"] == assignment_id), None
+        )
+        if released is None or not released["released"] or released["release"] is None:
+            self.fail(
+                f"Assignment {assignment_id} is not released in course {course_id}; it "
+                "cannot be submitted. Ask your instructor."
+            )
+        return released["release"]["notebooks"]
 
     def _cache_copy(
         self, course_id: str, student_id: str, assignment_id: str, timestamp: str, secret: str

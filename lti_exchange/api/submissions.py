@@ -33,7 +33,9 @@ def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     service = SubmissionService(context())
     submission, assignment = service.submit(caller, assignment_id, archive_body())
-    return jsonify(submission_json(submission, assignment, caller.user, with_feedback=False)), 201
+    body = submission_json(submission, assignment, caller.user, with_feedback=False)
+    body["release_notebooks"] = service.release_notebooks(assignment)
+    return jsonify(body), 201
 
 
 @bp.get("/courses/<path:course_id>/submissions")

@@ -15,7 +15,7 @@ from lti_exchange.archives.upload import store_archive
 from lti_exchange.db import make_durable
 from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
-from lti_exchange.models import Assignment, Feedback, Submission, User
+from lti_exchange.models import Assignment, Feedback, Release, Submission, User
 from lti_exchange.observability import count_submission
 from lti_exchange.services.assignments import AssignmentService
 from lti_exchange.services.authorisation import Caller
@@ -69,6 +69,13 @@ class SubmissionService:
         make_durable(self.session)  # answered 201: the row must survive a power cut
         count_submission()
         return stored, assignment
+
+    def release_notebooks(self, assignment: Assignment) -> list[str]:
+        """The notebooks of ``assignment``'s current release (what a submission should hold)."""
+        if assignment.current_release_id is None:
+            return []
+        release = self.session.get(Release, assignment.current_release_id)
+        return list(release.notebooks) if release is not None else []
 
     def list(
         self,
