@@ -16,6 +16,7 @@ on without it and SQLite's busy timeout applies, as before.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ GATE_WAIT = 30.0  # the busy timeout (db._sqlite_pragmas)
 POLL = 0.00025
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 
+log = logging.getLogger(__name__)
 _held = threading.local()  # how many gates this thread holds
 
 
@@ -38,10 +40,18 @@ class _Gate:
         self._fd: int | None = None
         self._pid = 0
         self.held = False
+        self.unusable = False
 
-    def _file(self) -> int:
+    def _file(self) -> int | None:
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:  # e.g. a read-only directory: SQLite's own locking only
+                if not self.unusable:
+                    log.warning("SQLite write gate %s unusable (%s): writes wait in SQLite's "
+                                "busy handler instead", self.path, exc)  # fmt: skip
+                self.unusable = True
+                return None
             self._pid = os.getpid()
         return self._fd
 
@@ -51,6 +61,8 @@ class _Gate:
         if getattr(_held, "count", 0):
             return  # this thread's other connection holds the gate: waiting would never end
         fd = self._file()
+        if fd is None:
+            return
         deadline = time.monotonic() + GATE_WAIT
         while True:
             try:

@@ -88,3 +88,16 @@ def test_the_engine_gives_file_databases_the_gate(tmp_path):
     assert not dbapi._gate.held  # the commit let it go
     assert (tmp_path / "x.sqlite3-writelock").exists()
     engine.dispose()
+
+
+def test_a_gate_file_that_cannot_be_opened_leaves_writes_to_sqlite(tmp_path, caplog):
+    path = tmp_path / "db.sqlite3"
+    connection = gated(path)
+    assert connection._gate is not None
+    connection._gate.path = str(tmp_path / "no-such-dir" / "db.sqlite3-writelock")
+    connection.execute("CREATE TABLE t (x INTEGER)")
+    connection.execute("INSERT INTO t VALUES (1)")  # no gate, no error
+    connection.commit()
+    assert connection.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert connection._gate.unusable and "unusable" in caplog.text
+    connection.close()
