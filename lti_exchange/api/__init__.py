@@ -1,11 +1,14 @@
 """The JSON API under ``/api/v1`` (described in docs/openapi.yaml)."""
 
+import re
+
 from flask import Blueprint, request
 
 from lti_exchange.errors import InvalidIdentifier
 from lti_exchange.identifiers import IDENTIFIER_RULE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @bp.before_app_request
@@ -21,7 +24,7 @@ def _reject_empty_segments() -> None:
         raise InvalidIdentifier(
             "An identifier in the URL is empty.", details={"path": request.path}
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in request.path):
+    if _CONTROL.search(request.path):
         raise InvalidIdentifier(
             f"An identifier in the URL contains a control character: use {IDENTIFIER_RULE}.",
             details={"path": request.path, "rule": IDENTIFIER_RULE},
