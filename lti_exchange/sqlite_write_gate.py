@@ -28,7 +28,8 @@ POLL = 0.00025
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 
 log = logging.getLogger(__name__)
-_held = threading.local()  # how many gates this thread holds
+_holders: dict[int, int] = {}  # thread id -> gates it holds (released maybe by another thread)
+_holders_lock = threading.Lock()
 
 
 class _Gate:
@@ -41,6 +42,7 @@ class _Gate:
         self._pid = 0
         self.held = False
         self.unusable = False
+        self._owner = 0  # the thread that took it
 
     def _file(self) -> int | None:
         if self._fd is None or self._pid != os.getpid():
@@ -58,7 +60,8 @@ class _Gate:
     def acquire(self) -> None:
         if self.held:
             return
-        if getattr(_held, "count", 0):
+        me = threading.get_ident()
+        if _holders.get(me):
             return  # this thread's other connection holds the gate: waiting would never end
         fd = self._file()
         if fd is None:
@@ -72,14 +75,20 @@ class _Gate:
                 if time.monotonic() > deadline:
                     return  # go on ungated: SQLite's busy timeout decides
                 time.sleep(POLL)
-        self.held = True
-        _held.count = getattr(_held, "count", 0) + 1
+        self.held, self._owner = True, me
+        with _holders_lock:
+            _holders[me] = _holders.get(me, 0) + 1
 
     def release(self) -> None:
         if not self.held:
             return
         self.held = False
-        _held.count = max(0, getattr(_held, "count", 1) - 1)
+        with _holders_lock:
+            left = _holders.get(self._owner, 1) - 1
+            if left > 0:
+                _holders[self._owner] = left
+            else:
+                _holders.pop(self._owner, None)
         if self._fd is not None and self._pid == os.getpid():
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
