@@ -9,8 +9,18 @@ from pathlib import Path
 from nbgrader.exchange.abc import ExchangeSubmit as ABCExchangeSubmit
 
 from nbgrader_plugin.archive import pack_directory
-from nbgrader_plugin.client import ExchangeClient, path
+from nbgrader_plugin.client import ExchangeClient, ExchangeClientError, path
 from nbgrader_plugin.exchange import Exchange
+
+# The service's refusals of a submission to an assignment that is not (or no longer) released.
+NOT_SUBMITTABLE = ("assignment_not_found", "not_released")
+
+
+def not_released(assignment_id: str, course_id: str) -> str:
+    return (
+        f"Assignment {assignment_id} is not released in course {course_id}; it cannot be "
+        "submitted. Ask your instructor."
+    )
 
 
 class ExchangeSubmit(Exchange, ABCExchangeSubmit):
@@ -77,13 +87,18 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                 extra={"submission_secret.txt": secret.encode()},
             )
             with handle, self.progress(size, f"submit {assignment_id}") as progress:
-                answer = client.upload(
-                    "POST",
-                    path("courses", course_id, "assignments", assignment_id, "submissions"),
-                    handle,
-                    size,
-                    progress,
-                )
+                try:
+                    answer = client.upload(
+                        "POST",
+                        path("courses", course_id, "assignments", assignment_id, "submissions"),
+                        handle,
+                        size,
+                        progress,
+                    )
+                except ExchangeClientError as exc:
+                    if exc.code in NOT_SUBMITTABLE:
+                        self.fail(f"{not_released(assignment_id, course_id)} ({exc})")
+                    raise
             if not self.strict:  # only a warning: the service's answer names the notebooks
                 released = answer.get("release_notebooks")
                 if released is None:  # a service older than release_notebooks
@@ -101,10 +116,7 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
             (a for a in listing["assignments"] if a["assignment_id"] == assignment_id), None
         )
         if released is None or not released["released"] or released["release"] is None:
-            self.fail(
-                f"Assignment {assignment_id} is not released in course {course_id}; it "
-                "cannot be submitted. Ask your instructor."
-            )
+            self.fail(not_released(assignment_id, course_id))
         return released["release"]["notebooks"]
 
     def _cache_copy(

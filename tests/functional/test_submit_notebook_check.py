@@ -51,5 +51,7 @@ def test_missing_and_extra_notebooks_warn_strict_refuses_unreleased_is_named(
 
     (sam.work / "ps9").mkdir()
     unknown = sam.nbgrader("submit", "ps9", "--course", course, expect=1)
-    assert "No assignment 'ps9'" in unknown.output, unknown.output
+    assert "Assignment ps9 is not released in course" in unknown.output, unknown.output
+    assert "No assignment 'ps9'" in unknown.output  # the service's words, with the request id
+    assert "Traceback" not in unknown.output
     assert submissions(live_server, course, teacher) == 2
