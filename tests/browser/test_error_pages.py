@@ -18,16 +18,17 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from playwright.sync_api import expect
-from sqlalchemy import delete
 
-from lti_exchange.models import ResourceLink
 from tests.browser.pages import NARROW, assert_accessible, fits_narrow_screen, screenshot
 from tests.factories import registered_app
-from tests.functional.lti.test_link_error_pages import bind_form
+from tests.functional.lti.test_link_error_pages import (
+    bind_form,
+    forget_link,
+    lms_names_the_assignment,
+)
 from tests.lms.platform import (
     CLAIM_DEPLOYMENT_ID,
     CLAIM_TARGET_LINK_URI,
-    INSTRUCTOR,
     LEARNER,
     LmsContext,
     LmsUser,
@@ -87,15 +88,17 @@ def check(page, case: Case) -> None:
     screenshot(page, "error-" + case.name)
 
 
+def show_as_sent(page, url: str, status: int, body: str, headers) -> None:
+    """Show the browser an answer of the tool's, exactly as it was sent, at ``url``."""
+    kept = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+    page.route(url, lambda route: route.fulfill(status=status, body=body, headers=kept))
+    response = page.goto(url)
+    assert response is not None and response.status == status
+
+
 def show(page, url: str, answer: requests.Response) -> None:
     """Show the browser the tool's answer to a request it could not make itself."""
-    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
-    page.route(
-        url,
-        lambda route: route.fulfill(status=answer.status_code, body=answer.text, headers=headers),
-    )
-    response = page.goto(url)
-    assert response is not None and response.status == answer.status_code
+    show_as_sent(page, url, answer.status_code, answer.text, answer.headers)
 
 
 # -- requests a browser makes ----------------------------------------------------------------
@@ -179,18 +182,15 @@ def test_a_tool_without_its_public_address_sends_to_the_operator(tmp_path, narro
     client = registered_app(tmp_path / "data", bind="0.0.0.0:8000")
     query = {"iss": "https://lms.example.edu", "client_id": "tool-1", "login_hint": "u"}
     answer = client.get("/lti/login", query_string=query, headers={"Accept": "text/html"})
-    url = "http://exchange.invalid/lti/login"
+    assert answer.status_code == 503
     page = narrow.new_page()
-    page.route(
-        url,
-        lambda route: route.fulfill(
-            status=answer.status_code,
-            body=answer.get_data(as_text=True),
-            headers={k: v for k, v in answer.headers.items() if k.lower() != "content-length"},
-        ),
+    show_as_sent(
+        page,
+        "http://exchange.invalid/lti/login",
+        answer.status_code,
+        answer.get_data(as_text=True),
+        answer.headers,
     )
-    response = page.goto(url)
-    assert response is not None and response.status == 503
     check(
         page,
         Case(
@@ -327,15 +327,7 @@ def test_binding_a_link_the_lms_took_over_sends_to_the_lms(live_server, pages_lm
     lms, context, user = pages_lms.platform, LmsContext.make(), LmsUser.make("Ina", "Structor")
     link = lms.add_link(context, title="Week 4")
     form = bind_form(lms, context, link, user)
-    taken = lms.launch(
-        requests.Session(),
-        user=user,
-        context=context,
-        resource_link=link,
-        roles=[INSTRUCTOR],
-        custom={"nbgrader_assignment_id": "ps4"},
-    )
-    assert taken.status_code == 200, taken.text[:2000]
+    lms_names_the_assignment(lms, context, link, user, "ps4")
     page = narrow.new_page()
     show(page, form["action"], _bind_answer(form))
     check(
@@ -354,9 +346,7 @@ def test_binding_a_link_that_is_gone_says_to_launch_again(live_server, pages_lms
     lms, context, user = pages_lms.platform, LmsContext.make(), LmsUser.make("Ina", "Structor")
     link = lms.add_link(context, title="Week 5")
     form = bind_form(lms, context, link, user)
-    with live_server.state().session_factory() as session:
-        session.execute(delete(ResourceLink).where(ResourceLink.lti_resource_link_id == link["id"]))
-        session.commit()
+    forget_link(live_server, link)
     page = narrow.new_page()
     show(page, form["action"], _bind_answer(form))
     check(page, Case("link-gone", 404, "you", "This LMS link is no longer known"))

@@ -25,20 +25,31 @@ def bind_form(platform, context, link, user) -> dict:
     return parse_form(answer.text)
 
 
-def test_a_link_the_lms_took_over_cannot_be_bound_here(live_server, platform):
-    context, user = LmsContext.make(), LmsUser.make("Ines", "Structor")
-    link = platform.add_link(context, title="Week 4")
-    html_form, json_form = (bind_form(platform, context, link, user) for _ in range(2))
-    # Meanwhile the LMS names the assignment (the link got the custom parameter).
+def lms_names_the_assignment(platform, context, link, user, assignment_id: str) -> None:
+    """Meanwhile the LMS names the link's assignment (the link got the custom parameter)."""
     taken = platform.launch(
         requests.Session(),
         user=user,
         context=context,
         resource_link=link,
         roles=[INSTRUCTOR],
-        custom={"nbgrader_assignment_id": "ps4"},
+        custom={"nbgrader_assignment_id": assignment_id},
     )
     assert taken.status_code == 200, describe(taken)
+
+
+def forget_link(live_server, link) -> None:
+    """The exchange loses its record of ``link`` (as if it had been cleaned up)."""
+    with live_server.state().session_factory() as session:
+        session.execute(delete(ResourceLink).where(ResourceLink.lti_resource_link_id == link["id"]))
+        session.commit()
+
+
+def test_a_link_the_lms_took_over_cannot_be_bound_here(live_server, platform):
+    context, user = LmsContext.make(), LmsUser.make("Ines", "Structor")
+    link = platform.add_link(context, title="Week 4")
+    html_form, json_form = (bind_form(platform, context, link, user) for _ in range(2))
+    lms_names_the_assignment(platform, context, link, user, "ps4")
     page = assert_html_error(
         requests.post(
             html_form["action"],
@@ -69,9 +80,7 @@ def test_a_link_that_is_gone_says_to_launch_again(live_server, platform):
     context, user = LmsContext.make(), LmsUser.make("Ines", "Structor")
     link = platform.add_link(context, title="Week 5")
     form = bind_form(platform, context, link, user)
-    with live_server.state().session_factory() as session:
-        session.execute(delete(ResourceLink).where(ResourceLink.lti_resource_link_id == link["id"]))
-        session.commit()
+    forget_link(live_server, link)
     page = assert_html_error(
         requests.post(
             form["action"],
