@@ -320,11 +320,15 @@ def backend_of(nodeid: str) -> str | None:
     return next((p for p in params if p in BACKENDS), None)
 
 
+def work_unit(nodeid: str) -> tuple[str, str]:
+    """The (backend, file) a test is handed out with: its backend parameter, else the main one."""
+    return backend_of(nodeid) or MAIN_BACKEND, nodeid.split("::", 1)[0]
+
+
 def _run_order(item) -> tuple[int, int]:
     """Other backends first (few tests each), then the main one; in each, slowest files first."""
-    backend = backend_of(item.nodeid) or MAIN_BACKEND
+    backend, path = work_unit(item.nodeid)
     group = BACKENDS.index(backend) if backend != MAIN_BACKEND else len(BACKENDS)
-    path = item.nodeid.split("::", 1)[0]
     rank = SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
     return group, rank
 
@@ -334,7 +338,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class BackendFileScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return f"{backend_of(nodeid) or MAIN_BACKEND}::{nodeid.split('::', 1)[0]}"
+            return "::".join(work_unit(nodeid))
 
     config.option.loadscopereorder = False  # keep the order above
     return BackendFileScheduling(config, log)
