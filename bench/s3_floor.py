@@ -29,9 +29,12 @@ from common import S3_CREDENTIALS, moto_s3  # noqa: E402
 PART = 8 * 1024 * 1024
 
 
-def moto_cpu_seconds() -> float:
-    """User + system CPU of the running moto_server processes (Linux /proc)."""
-    found = subprocess.run(["pgrep", "-f", "moto_server"], capture_output=True, text=True)
+def moto_cpu_seconds(endpoint: str) -> float:
+    """User + system CPU of the ``moto_server`` serving ``endpoint`` (Linux /proc)."""
+    port = endpoint.rsplit(":", 1)[1]
+    found = subprocess.run(
+        ["pgrep", "-f", f"moto_server -H 127.0.0.1 -p {port}"], capture_output=True, text=True
+    )
     total = 0.0
     for pid in found.stdout.split():
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -60,15 +63,19 @@ def upload(client, key: str, data: memoryview, checksums: bool) -> None:
     )
 
 
-def download(client, key: str) -> int:
+def download(client, key: str, expected: int) -> None:
     body = client.get_object(Bucket="lti-bench", Key=key)["Body"]
     size = 0
     while chunk := body.read(1024 * 1024):
         size += len(chunk)
-    return size
+    assert size == expected, (size, expected)
 
 
-def report(label: str, mib: int, seconds: float, moto_cpu: float) -> None:
+def measure(label: str, mib: int, endpoint: str, action, *args) -> None:
+    """Run ``action(*args)`` and print its rate and the moto server's CPU meanwhile."""
+    cpu, started = moto_cpu_seconds(endpoint), time.perf_counter()
+    action(*args)
+    seconds, moto_cpu = time.perf_counter() - started, moto_cpu_seconds(endpoint) - cpu
     rate = mib * 1.048576 / seconds
     print(f"{label:58s} {rate:6.0f} MB/s ({seconds:.2f} s; moto CPU {moto_cpu:.2f} s)")
 
@@ -90,15 +97,12 @@ def main() -> int:
         )
         for checksums in (True, False):
             label = "with per-part SHA-256" if checksums else "no checksums"
-            key = f"floor-{int(checksums)}"
-            cpu, started = moto_cpu_seconds(), time.perf_counter()
-            upload(client, key, data, checksums)
-            seconds, moto_cpu = time.perf_counter() - started, moto_cpu_seconds() - cpu
-            report(f"boto3 -> moto upload {args.mb} MiB, {label}", args.mb, seconds, moto_cpu)
-            cpu, started = moto_cpu_seconds(), time.perf_counter()
-            assert download(client, key) == len(data)
-            seconds, moto_cpu = time.perf_counter() - started, moto_cpu_seconds() - cpu
-            report(f"boto3 <- moto download {args.mb} MiB, {label}", args.mb, seconds, moto_cpu)
+            key, endpoint = f"floor-{int(checksums)}", env["AWS_ENDPOINT_URL"]
+            size = f"{args.mb} MiB, {label}"
+            measure(f"boto3 -> moto upload {size}", args.mb, endpoint, upload, client, key, data,
+                    checksums)  # fmt: skip
+            measure(f"boto3 <- moto download {size}", args.mb, endpoint, download, client, key,
+                    len(data))  # fmt: skip
     return 0
 
 
