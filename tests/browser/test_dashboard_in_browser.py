@@ -14,12 +14,11 @@ from tests.functional.lti.dashboard_cycle import COUNTS_AFTER, REFUSAL, run_cycl
 from tests.functional.lti.helpers import describe, launched, notebook
 from tests.functional.lti.test_grades import drain
 from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
-from tests.support import make_tar
+from tests.support import TAR, make_tar
 
 pytestmark = pytest.mark.one_backend  # the browser's behaviour, not the database's
 
 SIGNED_IN = "You are signed in to the nbgrader exchange"
-TAR = {"Content-Type": "application/x-tar"}
 
 
 def small_course(live_server, lms, ctx: LmsContext, teacher: LmsUser, student: LmsUser) -> str:

@@ -25,7 +25,6 @@ from tests.functional.lti.test_grades import drain
 from tests.functional.test_query_counts import populate
 from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext
 
-TAR = {"Content-Type": "application/x-tar"}
 PAST, FUTURE = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
 
 

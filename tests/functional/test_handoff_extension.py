@@ -23,13 +23,12 @@ import requests
 
 from tests.conftest import ROOT, free_port
 from tests.end_to_end.helpers import BIN, JupyterServer, Role
-from tests.support import make_tar
+from tests.support import TAR, make_tar
 
 SHIPPED_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbgrader_plugin.json"
 INSTALLED_CONFIG = (
     Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader_plugin.json"
 )
-TAR = {"Content-Type": "application/x-tar"}
 
 
 class Notebook:

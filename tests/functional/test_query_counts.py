@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import make_tar
+from tests.support import TAR, make_tar
 
 # Query counts depend on the dialect (RETURNING, eager loads).
 pytestmark = pytest.mark.all_backends
-
-TAR = {"Content-Type": "application/x-tar"}
 
 
 def query_counts(server, course: str, staff: str, student: str) -> dict[str, int]:

@@ -15,9 +15,8 @@ import requests
 from tests.functional.lti.helpers import describe, launched, notebook, release
 from tests.functional.lti.test_grades import drain
 from tests.lms.platform import INSTRUCTOR, LmsContext, LmsUser
-from tests.support import make_tar
+from tests.support import TAR, make_tar
 
-TAR = {"Content-Type": "application/x-tar"}
 PAST = "2020-01-01T00:00:00Z"
 REFUSAL = "Student suspended in the LMS"
 COUNTS_AFTER = {
