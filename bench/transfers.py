@@ -586,6 +586,9 @@ def bench_profile(args: argparse.Namespace, work: Path, release: bytes, report: 
         report.add("profile: no worker profile written", str(profile_dir))
         return
     print_top(stats, requests_seen, args.profile_clock)
+    if args.profile_out:
+        stats.dump_stats(args.profile_out)
+        print(f"(merged profile written to {args.profile_out}: python -m pstats {args.profile_out})")
     shutil.rmtree(work / "profiled")
 
 
@@ -811,6 +814,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-big", action="store_true", help="skip the big transfer")
     parser.add_argument("--only", choices=("big", "burst", "collect", "lists"))
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled burst")
+    parser.add_argument(
+        "--profile-out", metavar="FILE", help="also write the merged server profile (pstats) here"
+    )
     parser.add_argument(
         "--profile-clock",
         choices=("wall", "cpu"),

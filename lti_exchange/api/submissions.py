@@ -31,10 +31,11 @@ from lti_exchange.web.body_limits import archive_upload
 @archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
-    service = SubmissionService(context())
-    submission, assignment = service.submit(caller, assignment_id, archive_body())
-    body = submission_json(submission, assignment, caller.user, with_feedback=False)
-    body["release_notebooks"] = service.release_notebooks(assignment)
+    receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body())
+    body = submission_json(
+        receipt.submission, receipt.assignment_name, caller.user, with_feedback=False
+    )
+    body["release_notebooks"] = receipt.release_notebooks
     return jsonify(body), 201
 
 
@@ -49,7 +50,7 @@ def list_submissions(course_id: str):
     )
     return jsonify(
         course_id=caller.course.code,
-        submissions=[submission_json(s, a, u) for s, a, u in rows],
+        submissions=[submission_json(s, a.name, u) for s, a, u in rows],
     )
 
 
@@ -57,7 +58,7 @@ def list_submissions(course_id: str):
 def get_submission(course_id: str, submission_id: int):
     caller = caller_for(course_id, ANY_ROLE)
     submission, assignment, user = SubmissionService(context()).get(caller, submission_id)
-    return jsonify(submission_json(submission, assignment, user))
+    return jsonify(submission_json(submission, assignment.name, user))
 
 
 @bp.get("/courses/<path:course_id>/submissions/<int:submission_id>/archive")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from lti_exchange.archives.upload import ArchiveManifest, store_archive
@@ -19,6 +19,32 @@ from lti_exchange.services.authorisation import Caller, not_found
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.storage import StoredBlob
+
+# The assignment's released file, by course id and name (the fetch path), built once.
+_RELEASE_TO_FETCH = (
+    select(
+        Assignment.id.label("assignment_id"),
+        Assignment.released,
+        Release.id.label("release_id"),
+        Release.version,
+        Release.blob_key,
+        Release.size,
+        Release.sha256,
+    )
+    .join(Release, Release.id == Assignment.current_release_id)
+    .where(Assignment.course_id == bindparam("course_id"), Assignment.name == bindparam("name"))
+)
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """What a download needs of a release."""
+
+    id: int
+    version: int
+    blob_key: str
+    size: int
+    sha256: str
 
 
 @dataclass
@@ -182,25 +208,31 @@ class AssignmentService:
 
     def open_current_release(
         self, caller: Caller, name: str, *, record: bool = True
-    ) -> tuple[Release, BinaryIO]:
+    ) -> tuple[ReleaseFile, BinaryIO]:
         """The released archive to download; records that the caller fetched it (``record``:
-        False for a HEAD request, which downloads nothing)."""
+        False for a HEAD request, which downloads nothing). One query, one Core insert."""
         validate_identifier(name, "assignment")
-        row = self.session.execute(  # the assignment and its release in one query
-            select(Assignment, Release)
-            .join(Release, Release.id == Assignment.current_release_id)
-            .where(Assignment.course_id == caller.course.id, Assignment.name == name)
+        connection = self.session.connection()
+        row = connection.execute(
+            _RELEASE_TO_FETCH, {"course_id": caller.course.id, "name": name}
         ).first()
-        if row is None or not (caller.is_staff or row[0].released):
+        if row is None or not (caller.is_staff or row.released):
             raise not_found("assignment", name, caller.course.code)
-        assignment, release = row
+        release = ReleaseFile(
+            id=row.release_id,
+            version=row.version,
+            blob_key=row.blob_key,
+            size=row.size,
+            sha256=row.sha256,
+        )
         handle = self.ctx.storage.open(release.blob_key)
         if record:
-            self.ctx.record(
+            self.ctx.record_now(
                 caller,
                 "fetched",
-                assignment_id=assignment.id,
+                assignment_id=row.assignment_id,
                 subject_id=release.id,
+                at=self.ctx.clock(),
                 details={"version": release.version},
             )
             self.session.commit()
