@@ -161,32 +161,34 @@ class PlatformClient:
         scope: str = SCOPE_LINEITEM,
     ) -> str | None:
         """The nbgrader line item of ``resource_id``: first among the columns of the resource
-        link (``resourceLinkId``), then by ``resourceId`` + ``tag``; never matched by label."""
-
-        def matches(item: Any) -> bool:
-            return isinstance(item, dict) and item.get("resourceId") == resource_id
-
-        lookups: list[tuple[dict[str, str], Any]] = []
+        link (``resourceLinkId``): the one with that ``resourceId``, else the link's only
+        column when the LMS made it without one (coupled grading); then by ``resourceId`` +
+        ``tag``. Never matched by label."""
         if resource_link_id:
-            lookups.append(
-                (
-                    {"resource_link_id": resource_link_id},
-                    lambda item: matches(item) and item.get("resourceLinkId") == resource_link_id,
+            of_link = [
+                item
+                for item in self._items(
+                    lineitems_url, scope, {"resource_link_id": resource_link_id}
                 )
-            )
-        lookups.append(
-            (
-                {"resource_id": resource_id, "tag": TAG},
-                lambda item: matches(item) and item.get("tag") == TAG,
-            )
-        )
-        for params, wanted in lookups:
-            for page in self._pages(lineitems_url, [scope], LINEITEMS_TYPE, params):
-                body = page.json()
-                for item in body if isinstance(body, list) else []:
-                    if wanted(item) and isinstance(item.get("id"), str):
-                        return item["id"]
+                if item.get("resourceLinkId") == resource_link_id
+            ]
+            for item in of_link:
+                if item.get("resourceId") == resource_id:
+                    return item["id"]
+            if len(of_link) == 1 and not of_link[0].get("resourceId"):
+                return of_link[0]["id"]
+        for item in self._items(lineitems_url, scope, {"resource_id": resource_id, "tag": TAG}):
+            if item.get("resourceId") == resource_id and item.get("tag") == TAG:
+                return item["id"]
         return None
+
+    def _items(self, lineitems_url: str, scope: str, params: dict[str, str]) -> Iterator[dict]:
+        """The line items (with a string id) the container lists for ``params``, page by page."""
+        for page in self._pages(lineitems_url, [scope], LINEITEMS_TYPE, params):
+            body = page.json()
+            for item in body if isinstance(body, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    yield item
 
     def create_lineitem(
         self,

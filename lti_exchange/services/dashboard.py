@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lti_exchange.errors import Conflict, NotFound
@@ -25,7 +25,6 @@ from lti_exchange.models import (
     Event,
     Feedback,
     Grade,
-    GradeOutbox,
     Release,
     Submission,
     User,
@@ -33,6 +32,7 @@ from lti_exchange.models import (
 from lti_exchange.models.grade import FAILED, GRADE_STATUSES, PENDING
 from lti_exchange.models.types import utcnow
 from lti_exchange.services.due_dates import DueDates, course_due_dates, is_late
+from lti_exchange.services.grade_outbox import arm
 from lti_exchange.timestamps import format_timestamp
 
 
@@ -368,11 +368,5 @@ def retry_grade(session: Session, course: Course, assignment: object, student: o
         )
     now = utcnow()
     grade.status, grade.reason, grade.updated_at = PENDING, None, now
-    changed = session.execute(
-        update(GradeOutbox)
-        .where(GradeOutbox.grade_id == grade.id)
-        .values(available_at=now, attempts=0, locked_by=None, locked_until=None)
-    )
-    if changed.rowcount == 0:  # type: ignore[attr-defined]  # DML gives a CursorResult
-        session.add(GradeOutbox(grade_id=grade.id, available_at=now, created_at=now))
+    arm(session, grade, now)
     session.commit()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from lti_exchange.errors import InvalidRequest
 from lti_exchange.identifiers import validate_identifier
@@ -15,6 +15,7 @@ from lti_exchange.models import Course, Enrolment, Grade, GradeOutbox, User
 from lti_exchange.models.grade import FAILED, GRADE_STATUSES, NOT_SENDABLE, PENDING, SENT
 from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
+from lti_exchange.services.grade_outbox import arm
 from lti_exchange.services.resource_links import NO_ENDPOINT, GradeTarget, grade_targets
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.timestamps import format_timestamp, parse_timestamp
@@ -181,21 +182,11 @@ class GradeService:
                 counts["not_sendable"] += 1
             else:
                 grade.status, grade.reason = PENDING, None
-                self._enqueue(grade, now)
+                arm(self.session, grade, now)
                 counts["queued"] += 1
             touched.append(grade)
         self.session.commit()
         return {"counts": counts, "grades": [grade_json(g) for g in touched]}
-
-    def _enqueue(self, grade: Grade, now) -> None:
-        """One outbox row per grade: (re)armed and unlocked so the newest score gets sent."""
-        changed = self.session.execute(
-            update(GradeOutbox)
-            .where(GradeOutbox.grade_id == grade.id)
-            .values(available_at=now, attempts=0, locked_by=None, locked_until=None)
-        )
-        if changed.rowcount == 0:  # type: ignore[attr-defined]  # DML gives a CursorResult
-            self.session.add(GradeOutbox(grade_id=grade.id, available_at=now, created_at=now))
 
     def status(self, caller: Caller, assignment: str | None = None) -> dict[str, Any]:
         return self.course_status(caller.course, assignment)

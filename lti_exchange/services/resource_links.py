@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,9 +28,19 @@ from lti_exchange.lti.platform_client import (
     SCOPE_LINEITEM_READONLY,
     SCOPE_SCORE,
 )
-from lti_exchange.models import STAFF_ROLES, Assignment, Course, Enrolment, Grade, ResourceLink
+from lti_exchange.models import (
+    STAFF_ROLES,
+    Assignment,
+    Course,
+    Enrolment,
+    Grade,
+    LineItem,
+    ResourceLink,
+)
+from lti_exchange.models.grade import NOT_SENDABLE, PENDING
 from lti_exchange.models.resource_link import BOUND_BY_CUSTOM, BOUND_BY_INSTRUCTOR
 from lti_exchange.models.types import utcnow
+from lti_exchange.services.grade_outbox import arm
 from lti_exchange.services.provisioning import AGS_CLAIM, CLAIM, RetryProvisioning
 
 ASSIGNMENT_PARAM = "nbgrader_assignment_id"
@@ -48,6 +58,12 @@ NO_ENDPOINT = (
     "the course has no LMS gradebook endpoint: an instructor must launch the tool from the LMS "
     "course (with grades enabled) first"
 )
+
+# Not-sendable reasons that a link bound by an instructor may lift (their fixed beginnings).
+UNBOUND_LINKS = "the LMS course has graded links not yet tied to an nbgrader assignment"
+NO_COLUMN = "the LMS gave no gradebook column"
+CANNOT_CREATE = "the LMS lets the tool read but not create gradebook columns"
+WAITING_FOR_A_LINK = (UNBOUND_LINKS, NO_COLUMN, CANNOT_CREATE)
 
 
 # -- recording launches ------------------------------------------------------------------------
@@ -93,9 +109,12 @@ def record_resource_link(
             raise RetryProvisioning(str(exc)) from exc
     title = claim.get("title") if isinstance(claim, dict) else None
     row.title = str(title)[:255] if title else None
-    lineitem = ags.get("lineitem") if isinstance(ags, dict) else None
-    row.lineitem_url = str(lineitem)[:1000] if isinstance(lineitem, str) and lineitem else None
-    row.ags_scopes = offered
+    if isinstance(ags, dict):  # a launch without the claim says nothing about the column:
+        # keep what earlier launches recorded (a learner's launch, or a platform that sends
+        # the claim to some roles only, must not decouple the link and make a second column)
+        lineitem = ags.get("lineitem")
+        row.lineitem_url = str(lineitem)[:1000] if isinstance(lineitem, str) and lineitem else None
+        row.ags_scopes = offered
     wanted = _custom_assignment(claims)
     if wanted is not None:
         row.assignment_name, row.bound_by = wanted, BOUND_BY_CUSTOM
@@ -161,8 +180,28 @@ def bind_resource_link(
         )
     link.assignment_name, link.bound_by = name, BOUND_BY_INSTRUCTOR
     link.updated_at = utcnow()
+    requeue_not_sendable(session, link.course_id)
     session.commit()
     return link
+
+
+def requeue_not_sendable(session: Session, course_id: int) -> int:
+    """Queue again the course's grades that waited for a link to be bound (the worker decides
+    anew whether they can go); how many. Grades not sendable for other reasons (a test user,
+    no LMS user id) stay as they are. The caller commits."""
+    now = utcnow()
+    grades = (
+        session.execute(
+            select(Grade).where(Grade.course_id == course_id, Grade.status == NOT_SENDABLE)
+        )
+        .scalars()
+        .all()
+    )
+    waiting = [g for g in grades if (g.reason or "").startswith(WAITING_FOR_A_LINK)]
+    for grade in waiting:
+        grade.status, grade.reason, grade.updated_at = PENDING, None, now
+        arm(session, grade, now)
+    return len(waiting)
 
 
 # -- where grades go ---------------------------------------------------------------------------
@@ -175,6 +214,10 @@ class GradeTarget:
     lineitems_url: str | None = None  # the course's container, to find or create a column
     scopes: frozenset[str] = field(default_factory=frozenset)
     resource_link_id: str | None = None  # for a created column: the first bound link
+    # Graded LMS links of the course bound to no assignment yet (their titles): any of them
+    # may be this assignment's column, so the tool makes none of its own meanwhile.
+    unbound_graded_links: tuple[str, ...] = ()
+    has_own_column: bool = False  # the worker already found or made the assignment's column
 
     @property
     def can_find(self) -> bool:
@@ -196,9 +239,11 @@ class GradeTarget:
             return NO_SCORE_SCOPE
         if self.lineitem_urls:
             return None
+        if self.unbound_graded_links and not self.has_own_column:
+            return unbound_links_reason(self.assignment, self.unbound_graded_links)
         if not self.lineitems_url or not self.can_find:
             return (
-                f"the LMS gave no gradebook column for assignment {self.assignment}: no LMS "
+                f"{NO_COLUMN} for assignment {self.assignment}: no LMS "
                 "link bound to it carries one, and the LMS does not let the tool find or create "
                 "columns (line-item service). Add the assignment with deep linking and a maximum "
                 "score, or bind a graded LMS link to it on the tool's page (launch the link as "
@@ -208,7 +253,7 @@ class GradeTarget:
 
     def cannot_create(self) -> str:
         return (
-            f"the LMS lets the tool read but not create gradebook columns, and none exists for "
+            f"{CANNOT_CREATE}, and none exists for "
             f"assignment {self.assignment}: add it with deep linking and a maximum score, bind "
             "a graded LMS link to it, or grant the tool the line-item scope (…/scope/lineitem); "
             "then push the grades again"
@@ -216,18 +261,38 @@ class GradeTarget:
 
 
 def grade_targets(session: Session, course: Course, assignments: Iterable[str]) -> dict:
-    """``{assignment: GradeTarget}`` for the course (one query for all its bound links)."""
+    """``{assignment: GradeTarget}`` for the course: two queries (the course's links, bound to
+    these assignments or graded and unbound; the columns the worker remembers)."""
     wanted = set(assignments)
+    if not wanted:
+        return {}
     links = (
         session.execute(
             select(ResourceLink)
-            .where(ResourceLink.course_id == course.id, ResourceLink.assignment_name.in_(wanted))
+            .where(
+                ResourceLink.course_id == course.id,
+                or_(
+                    ResourceLink.assignment_name.in_(wanted),
+                    and_(
+                        ResourceLink.assignment_name.is_(None),
+                        ResourceLink.lineitem_url.is_not(None),
+                    ),
+                ),
+            )
             .order_by(ResourceLink.id)
         )
         .scalars()
         .all()
-        if wanted
-        else []
+    )
+    own_columns = set(
+        session.execute(
+            select(LineItem.assignment_name).where(
+                LineItem.course_id == course.id, LineItem.assignment_name.in_(wanted)
+            )
+        ).scalars()
+    )
+    unbound = tuple(
+        link.title or link.lti_resource_link_id for link in links if link.assignment_name is None
     )
     scopes = frozenset(course.ags_scopes or [])
     out: dict[str, GradeTarget] = {}
@@ -240,8 +305,22 @@ def grade_targets(session: Session, course: Course, assignments: Iterable[str]) 
             lineitems_url=course.ags_lineitems_url,
             scopes=scopes,
             resource_link_id=bound[0].lti_resource_link_id if bound else None,
+            unbound_graded_links=unbound,
+            has_own_column=name in own_columns,
         )
     return out
+
+
+def unbound_links_reason(assignment: str, titles: tuple[str, ...]) -> str:
+    """Why no column of the tool's own is made while graded LMS links are unbound."""
+    shown = ", ".join(f"'{t}'" for t in titles[:5]) + (" and more" if len(titles) > 5 else "")
+    return (
+        f"{UNBOUND_LINKS} ({shown}); "
+        f"one of them may be the gradebook column of {assignment}, so the tool makes no column "
+        "of its own. Launch each of these links from the LMS as an instructor and choose its "
+        f"assignment on the tool's page (or set the custom parameter {ASSIGNMENT_PARAM} on the "
+        "link); waiting grades are then sent by themselves"
+    )
 
 
 def grade_target(session: Session, course: Course, assignment: str) -> GradeTarget:

@@ -333,3 +333,105 @@ def test_a_link_named_by_the_lms_shows_its_assignment_and_offers_no_form(live_se
     link = platform.add_link(context, title="Problem set 1", custom=PS1)
     page = landing(platform, LmsUser.make("Ian", "Str"), context, link, [INSTRUCTOR])
     assert "<code>ps1</code>" in page and "bind_token" not in page
+
+
+def without_ags(claims: dict) -> dict:
+    del claims[CLAIM_AGS]
+    return claims
+
+
+def test_a_launch_without_the_grades_claim_keeps_the_links_column(live_server, platform):
+    """A launch of a graded link that carries no AGS claim (a platform that sends it to some
+    roles only) says nothing about the column: the grade still goes to the LMS's column."""
+    context, link, _t, teacher, people = course(
+        platform, {"title": "Problem set 1", "custom": PS1, "score_maximum": 20}
+    )
+    [column] = platform.lineitems(context)
+    launched(
+        platform.launch(
+            requests.Session(),
+            user=people[0][0],
+            context=context,
+            resource_link=link,
+            mutate=without_ags,
+        )
+    )
+    push(live_server, teacher, grades_for(people))
+    assert drain(live_server)["sent"] == 2
+    assert platform.lineitems(context) == [column]
+    assert {item for item, _user in platform.scores(context)} == {column["id"]}
+    assert tool_lineitem_posts(platform, context) == []
+
+
+def test_the_links_own_column_is_found_when_launches_do_not_name_it(live_server, platform):
+    """The LMS made the link's column (no resourceId) but its launches give no ``lineitem``:
+    the worker finds that column by the link instead of making a second one."""
+
+    def no_lineitem(claims: dict) -> dict:
+        claims[CLAIM_AGS].pop("lineitem", None)
+        return claims
+
+    context = LmsContext.make()
+    link = platform.add_link(context, title="Problem set 1", custom=PS1, score_maximum=10)
+    [column] = platform.lineitems(context)
+    assert "resourceId" not in column
+    teacher = launched(
+        platform.launch(
+            requests.Session(),
+            user=LmsUser.make("Tea", "Cher"),
+            roles=[INSTRUCTOR],
+            context=context,
+            resource_link=link,
+            mutate=no_lineitem,
+        ),
+        "Instructor",
+    )
+    user = LmsUser.make("Lone", "Learner")
+    body = launched(
+        platform.launch(
+            requests.Session(), user=user, context=context, resource_link=link, mutate=no_lineitem
+        )
+    )
+    push(live_server, teacher, grades_for([(user, body, None)]))
+    assert drain(live_server)["sent"] == 1
+    assert platform.lineitems(context) == [column]
+    assert platform.scores(context)[(column["id"], user.sub)]["scoreGiven"] == 7
+    assert tool_lineitem_posts(platform, context) == []
+
+
+def test_grades_wait_for_an_unbound_graded_link_then_go_to_its_column(live_server, platform):
+    """While a graded LMS link is bound to no assignment, the tool makes no column of its own
+    (it may be the assignment's column); once an instructor binds it, the waiting grades go
+    there by themselves: one column."""
+    context = LmsContext.make()
+    link = platform.add_link(context, title="Week 4 notebook", score_maximum=10)
+    [column] = platform.lineitems(context)
+    teacher_user = LmsUser.make("Ines", "Structor")
+    teacher = launched(
+        platform.launch(requests.Session(), user=teacher_user, roles=[INSTRUCTOR], context=context),
+        "Instructor",
+    )
+    user = LmsUser.make("Lea", "Rner")
+    body = launched(
+        platform.launch(requests.Session(), user=user, context=context, resource_link=link)
+    )
+    pushed = push(live_server, teacher, grades_for([(user, body, None)], assignment="ps4"))
+    assert pushed["counts"] == {"queued": 0, "unchanged": 0, "not_sendable": 1}
+    [grade] = pushed["grades"]
+    assert "Week 4 notebook" in grade["reason"] and "choose its assignment" in grade["reason"]
+    drain(live_server)
+    assert platform.lineitems(context) == [column] and tool_lineitem_posts(platform, context) == []
+
+    form = parse_form(landing(platform, teacher_user, context, link, [INSTRUCTOR]))
+    bound = requests.post(
+        form["action"],
+        data={"bind_token": form["fields"]["bind_token"], "assignment_id_other": "ps4"},
+        headers={"Accept": "text/html"},
+        timeout=30,
+    )
+    assert bound.status_code == 200, describe(bound)
+    assert status(live_server, teacher)["counts"]["pending"] == 1
+    assert drain(live_server)["sent"] == 1
+    assert platform.lineitems(context) == [column]
+    assert platform.scores(context)[(column["id"], user.sub)]["scoreGiven"] == 7
+    assert tool_lineitem_posts(platform, context) == []
