@@ -12,9 +12,11 @@
    need, POSTs the tool's registration with the registration token as a Bearer, and stores the
    returned ``client_id`` and deployment id as a new organisation, as ``platform add`` does.
 
-The tool asks for no tool-wide custom parameters: a course's nbgrader id comes from the context
-label (``services.course_mapping``) or from ``nbgrader_course_id`` set on a link (deep linking
-sets it); a tool-wide ``$Context.id`` would make ids the LMS's opaque numbers.
+The only tool-wide custom parameter is ``due_at=$ResourceLink.submission.endDateTime`` (each
+launch then states its link's due date). A course's nbgrader id comes from the context label
+(``services.course_mapping``) or from ``nbgrader_course_id`` set on a link (deep linking sets
+it); a tool-wide ``$Context.id`` would make ids the LMS's opaque numbers. The scopes asked for are
+those the tool uses (line items, scores, the roster) and the LMS offers.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ RESOURCE_LINK = "LtiResourceLinkRequest"
 DEEP_LINKING = "LtiDeepLinkingRequest"
 SCOPES = (
     "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
-    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
     "https://purl.imsglobal.org/spec/lti-ags/scope/score",
     "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly",
 )
 CLAIMS = ["iss", "sub", "name", "given_name", "family_name", "email"]
+# Tool-wide custom parameters: only the due date (the LMS substitutes the link's own); see the
+# module docstring for why the course id is not one of them.
+CUSTOM_PARAMETERS = {"due_at": "$ResourceLink.submission.endDateTime"}
 NEW_INVITE = "Ask the exchange's administrator for a new URL (`lti-exchange platform invite`)."
 
 
@@ -294,6 +298,7 @@ def tool_registration(base_url: str, platform: PlatformConfiguration) -> dict[st
             "description": "Jupyter notebook assignments with nbgrader: release, submit, feedback.",
             "claims": CLAIMS,
             "messages": messages,
+            "custom_parameters": CUSTOM_PARAMETERS,
         },
     }
 

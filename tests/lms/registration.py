@@ -52,6 +52,7 @@ class RegisteringPlatform(SimulatedPlatform):
         self.registration_requests: list[dict[str, Any]] = []
         self.registered: list[dict[str, Any]] = []
         self.config_requests = 0
+        self.send_deployment_id = True  # False: the answer names no deployment (some LMSs)
 
     def start(self) -> RegisteringPlatform:
         super().start()
@@ -145,6 +146,11 @@ class RegisteringPlatform(SimulatedPlatform):
             problems.append(f"domain: {tool.get('domain')!r}")
         if tool.get("target_link_uri") != self.default_target_link_uri:
             problems.append(f"target_link_uri: {tool.get('target_link_uri')!r}")
+        custom = tool.get("custom_parameters", {})
+        if not isinstance(custom, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in custom.items()
+        ):
+            problems.append(f"custom_parameters must map strings to strings: {custom!r}")
         types = {m.get("type") for m in tool.get("messages") or [] if isinstance(m, dict)}
         if types != {"LtiResourceLinkRequest", "LtiDeepLinkingRequest"}:
             problems.append(f"messages: {tool.get('messages')!r}")
@@ -189,7 +195,9 @@ class RegisteringPlatform(SimulatedPlatform):
                 self.registered.append({"client_id": client_id, "deployment_id": deployment_id})
             answer = dict(body)
             answer["client_id"] = client_id
-            answer[TOOL_CONFIG] = {**body[TOOL_CONFIG], "deployment_id": deployment_id}
+            answer[TOOL_CONFIG] = dict(body[TOOL_CONFIG])
+            if self.send_deployment_id:
+                answer[TOOL_CONFIG]["deployment_id"] = deployment_id
             return Response(json.dumps(answer), mimetype="application/json")
 
         return app

@@ -61,6 +61,7 @@ def test_invite_registers_the_lms_and_its_launches_work(live_server, lms, browse
     assert page.status_code == 200, describe(page)
     assert page.headers["Content-Type"].startswith("text/html"), describe(page)
     assert CLOSE in page.text and "window.opener || window.parent" in page.text, page.text
+    assert "closeDialog();" in page.text  # registered with a deployment: the dialog closes itself
     assert page.headers["Cache-Control"] == "no-store"
     # the LMS that opened it may frame it
     assert lms.url in page.headers["Content-Security-Policy"], page.headers
@@ -72,11 +73,11 @@ def test_invite_registers_the_lms_and_its_launches_work(live_server, lms, browse
     assert sent["redirect_uris"] == [live_server.url + "/lti/launch"], sent
     assert set(sent["scope"].split()) == {
         "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
-        "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
         "https://purl.imsglobal.org/spec/lti-ags/scope/score",
         "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly",
     }, sent
     assert tool["domain"] == urlsplit(live_server.url).netloc, tool
+    assert tool["custom_parameters"] == {"due_at": "$ResourceLink.submission.endDateTime"}, tool
 
     rows = [r for r in registrations(live_server) if r["issuer"] == lms.issuer]
     assert len(rows) == 1, rows
@@ -93,6 +94,17 @@ def test_invite_registers_the_lms_and_its_launches_work(live_server, lms, browse
     student = launched(lms.launch(browser, roles=[LEARNER], context=context), "Learner")
     assert teacher["org_id"] == student["org_id"] == row["org_id"]
     assert teacher["course_id"] == student["course_id"] == context.label
+
+
+def test_without_a_deployment_id_the_page_stays_open_with_what_to_do(live_server, lms):
+    lms.send_deployment_id = False
+    page = open_url(lms.registration_url(invite(live_server)["registration_url"]))
+    assert page.status_code == 200, describe(page)
+    assert "sent no deployment id" in page.text and "--deployment-id" in page.text, page.text
+    assert "closeDialog();" not in page.text  # no automatic close: the administrator reads it first
+    assert CLOSE in page.text  # the Close button still asks the LMS to close the dialog
+    [row] = [r for r in registrations(live_server) if r["issuer"] == lms.issuer]
+    assert row["deployment_ids"] == [], row
 
 
 def test_the_invitation_works_once(live_server, lms):
