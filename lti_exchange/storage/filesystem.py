@@ -106,16 +106,19 @@ class FilesystemStorage:
     def __init__(self, root: str | Path, min_free_bytes: int = 0) -> None:
         self.root = Path(root).resolve()
         self.blob_dir = self.root / "blobs"
+        self._blob_prefix = str(self.blob_dir) + os.sep
         self.tmp_dir = self.root / "tmp"
         self.min_free_bytes = min_free_bytes
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, key: str) -> Path:
-        path = (self.blob_dir / key).resolve()
-        if self.blob_dir not in path.parents:
+        """The blob's path; a key that would leave ``blobs/`` is refused. Lexical (no system
+        calls: this is on every download's path); keys are the server's own, never a link's."""
+        path = os.path.normpath(os.path.join(self._blob_prefix, key))
+        if not path.startswith(self._blob_prefix) or "\0" in key:
             raise ValueError(f"blob key {key!r} escapes the storage root")
-        return path
+        return Path(path)
 
     def writer(self, kind: str) -> FilesystemBlobWriter:
         return FilesystemBlobWriter(self, kind)

@@ -166,3 +166,15 @@ def test_make_durable_leaves_other_databases_alone(url, monkeypatch):
     engine = create_engine(url)
     with Session(engine) as session:
         make_durable(session)  # nothing to flush: in memory, or the server flushes at commit
+
+
+@pytest.mark.parametrize(
+    "key", ["../x", "submissions/../../x", "/etc/passwd", "", ".", "a/../../blobs2/x", "a\0b"]
+)
+def test_a_key_that_leaves_the_blob_directory_is_refused(tmp_path, key):
+    storage = FilesystemStorage(tmp_path)
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        storage.path_for(key)
+    assert (
+        storage.path_for("submissions/ab/ab12") == tmp_path.resolve() / "blobs/submissions/ab/ab12"
+    )
