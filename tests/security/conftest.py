@@ -17,7 +17,8 @@ from tests.conftest import LiveServer, start_server, stop_server
 MEMORY_LIMIT = 1536 * 1024 * 1024  # address space per process (threads and arenas included)
 
 
-def _limit_memory() -> None:
+def limit_memory() -> None:
+    """Cap this process's address space (a ``preexec_fn`` for the server under attack)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
@@ -47,7 +48,7 @@ def guarded_server(database_url, tmp_path_factory):
         database_url,
         tmp_path_factory.mktemp("guarded"),
         extra_env={"MALLOC_ARENA_MAX": "2"},
-        preexec_fn=_limit_memory,
+        preexec_fn=limit_memory,
     )
     yield server
     stop_server(server)

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import start_server, stop_server
+from tests.security.conftest import limit_memory
 
 pytestmark = pytest.mark.one_backend
 
@@ -71,7 +72,12 @@ def slow_server(database_url, tmp_path_factory):
     server = start_server(
         database_url,
         tmp_path_factory.mktemp("front-door"),
-        extra_env={"LTI_EXCHANGE_HEADER_TIMEOUT": "4", "LTI_EXCHANGE_THREADS": "4"},
+        extra_env={
+            "LTI_EXCHANGE_HEADER_TIMEOUT": "4",
+            "LTI_EXCHANGE_THREADS": "4",
+            "MALLOC_ARENA_MAX": "2",
+        },
+        preexec_fn=limit_memory,  # a head that grows without bound fails instead of swapping
     )
     yield server
     stop_server(server)
