@@ -40,6 +40,22 @@ def test_storage_launch_in_a_cookie_less_frame_is_accepted(
     assert tool_cookies(context, live_server) == []
 
 
+def test_storage_launch_in_a_new_window_finds_the_storage_through_its_opener(
+    live_server, lms: FramingPlatform, context
+):
+    """An LMS that opens the tool in a new window: the launch POST from the LMS is cross-site,
+    so the tool's (Lax) state cookie stays behind; the storage frame in the opener binds it."""
+    url, _record = lms.prepare(storage=True, new_window=True)
+    page = context.new_page()
+    page.goto(url)
+    with page.expect_popup() as opened:
+        page.click("#open")
+    tool = opened.value
+    expect(tool.get_by_role("heading", name=SIGNED_IN)).to_be_visible(timeout=15_000)
+    expect(tool.locator("#lti-exchange-tokens")).to_have_count(1)
+    assert tool.url == live_server.url + "/lti/launch/bind"  # the storage proof completed it
+
+
 def test_id_token_and_state_posted_in_another_browser_are_refused(
     live_server, lms: FramingPlatform, chromium
 ):

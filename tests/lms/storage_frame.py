@@ -16,6 +16,8 @@ browser that blocks third-party cookies drops the tool's cookies there.
   ``id_token`` + ``state`` another browser obtained (``prepare(hold=True)``): login CSRF.
 - ``hold=True`` launches: the platform's ``/auth`` page waits for a click instead of posting the
   ``id_token`` (so the pair can be taken to another browser unused).
+- ``new_window=True`` launches: the course page keeps its storage frame and opens the tool's
+  login in a new window (the tool then reaches the storage frame through ``window.opener``).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class FramingPlatform(SimulatedPlatform):
         roles: tuple[str, ...] = (LEARNER,),
         context: LmsContext | None = None,
         hold: bool = False,
+        new_window: bool = False,
         custom: dict[str, str] | None = None,
         message_type: str = "LtiResourceLinkRequest",
         deep_linking: dict[str, Any] | None = None,
@@ -140,6 +143,7 @@ class FramingPlatform(SimulatedPlatform):
                 self._held.add(login_hint)
             self.pages[key] = {
                 "storage": storage,
+                "new_window": new_window,
                 "src": self.tool_url + "/lti/login?" + urlencode(params),
                 "record": record,
             }
@@ -176,7 +180,15 @@ class FramingPlatform(SimulatedPlatform):
             if page is None:
                 return Response("no such course page", status=404)
             src = json.dumps(page["src"])
-            if page["storage"]:
+            if page.get("new_window"):  # the LMS opens the tool in a window of its own
+                frames = (
+                    f'<iframe name="{STORAGE_FRAME}" id="storage" src="/storage_frame" '
+                    'style="display:none"></iframe>'
+                    '<button id="open" type="button">Open the tool in a new window</button>'
+                    "<script>document.getElementById('open').addEventListener('click', "
+                    f"function () {{ window.open({src}, 'tool'); }});</script>"
+                )
+            elif page["storage"]:
                 frames = (
                     f'<iframe name="{STORAGE_FRAME}" id="storage" src="/storage_frame" '
                     'style="display:none"></iframe>'
