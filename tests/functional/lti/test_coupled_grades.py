@@ -50,6 +50,20 @@ def course(platform, link: dict | None, students: int = 2):
     return context, link, teacher_user, teacher, people
 
 
+def relaunch(platform, user, context, link, *, mutate=None, roles=(LEARNER,)) -> dict:
+    """``user`` launches ``link`` again (a fresh browser session); the launch's JSON answer."""
+    return launched(
+        platform.launch(
+            requests.Session(),
+            user=user,
+            roles=list(roles),
+            context=context,
+            resource_link=link,
+            mutate=mutate,
+        )
+    )
+
+
 def grades_for(people, assignment: str = "ps1", score: float = 7) -> list[dict]:
     return [
         {
@@ -110,15 +124,7 @@ def test_two_columns_for_one_assignment_each_get_the_score(live_server, platform
         claims[CLAIM_AGS]["lineitem"] = platform.lineitems(context)[0]["id"]
         return claims
 
-    launched(
-        platform.launch(
-            requests.Session(),
-            user=people[1][0],
-            context=context,
-            resource_link=third,
-            mutate=same_column,
-        )
-    )
+    relaunch(platform, people[1][0], context, third, mutate=same_column)
     push(live_server, teacher, grades_for(people[:1]))
     assert drain(live_server)["sent"] == 1
     columns = {item["resourceLinkId"]: item["id"] for item in platform.lineitems(context)}
@@ -347,15 +353,7 @@ def test_a_launch_without_the_grades_claim_keeps_the_links_column(live_server, p
         platform, {"title": "Problem set 1", "custom": PS1, "score_maximum": 20}
     )
     [column] = platform.lineitems(context)
-    launched(
-        platform.launch(
-            requests.Session(),
-            user=people[0][0],
-            context=context,
-            resource_link=link,
-            mutate=without_ags,
-        )
-    )
+    relaunch(platform, people[0][0], context, link, mutate=without_ags)
     push(live_server, teacher, grades_for(people))
     assert drain(live_server)["sent"] == 2
     assert platform.lineitems(context) == [column]
@@ -375,23 +373,11 @@ def test_the_links_own_column_is_found_when_launches_do_not_name_it(live_server,
     link = platform.add_link(context, title="Problem set 1", custom=PS1, score_maximum=10)
     [column] = platform.lineitems(context)
     assert "resourceId" not in column
-    teacher = launched(
-        platform.launch(
-            requests.Session(),
-            user=LmsUser.make("Tea", "Cher"),
-            roles=[INSTRUCTOR],
-            context=context,
-            resource_link=link,
-            mutate=no_lineitem,
-        ),
-        "Instructor",
+    teacher = relaunch(
+        platform, LmsUser.make("Tea", "Cher"), context, link, mutate=no_lineitem, roles=[INSTRUCTOR]
     )
     user = LmsUser.make("Lone", "Learner")
-    body = launched(
-        platform.launch(
-            requests.Session(), user=user, context=context, resource_link=link, mutate=no_lineitem
-        )
-    )
+    body = relaunch(platform, user, context, link, mutate=no_lineitem)
     push(live_server, teacher, grades_for([(user, body, None)]))
     assert drain(live_server)["sent"] == 1
     assert platform.lineitems(context) == [column]
