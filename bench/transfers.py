@@ -588,7 +588,7 @@ def bench_profile(args: argparse.Namespace, work: Path, release: bytes, report: 
     print_top(stats, requests_seen, args.profile_clock)
     if args.profile_out:
         stats.dump_stats(args.profile_out)
-        print(f"(merged profile written to {args.profile_out}: python -m pstats {args.profile_out})")
+        print(f"(merged profile in {args.profile_out}: python -m pstats {args.profile_out})")
     shutil.rmtree(work / "profiled")
 
 
