@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 from flask import Response, request, stream_with_context
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from lti_exchange.archives.reader import readinto_of
 from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
-from lti_exchange.web.body_limits import check_json_depth, read_bounded_body, too_large
+from lti_exchange.web.body_limits import incomplete_body as _incomplete_body
+from lti_exchange.web.body_limits import json_body as json_body  # shared with the LTI pages
 from lti_exchange.web.current import app_objects, get_session
 
 ANY_ROLE = COURSE_ROLES
@@ -51,15 +51,6 @@ def archive_body() -> BinaryIO:
     if request.content_length is not None:
         return _DeclaredLengthStream(request.environ["wsgi.input"], request.content_length)  # type: ignore[return-value]  # read like a file
     return _ChunkedStream(request.stream)  # type: ignore[return-value]
-
-
-def _incomplete_body(exc: Exception) -> InvalidRequest:
-    return InvalidRequest(
-        f"The request body could not be read to its end ({exc.__class__.__name__}: the "
-        "connection was lost or the chunked encoding is malformed). Nothing was stored; send "
-        "it again.",
-        code="upload_incomplete",
-    )
 
 
 class _ChunkedStream(io.RawIOBase):
@@ -127,38 +118,6 @@ class _DeclaredLengthStream(io.RawIOBase):
             )
         self._pos += got
         return got
-
-
-def json_body() -> dict[str, Any]:
-    """The body as a JSON object ({} when there is none), bounded in size and nesting."""
-    try:
-        data = read_bounded_body()
-    except RequestEntityTooLarge as exc:
-        raise too_large(request.content_length) from exc
-    except ClientDisconnected as exc:
-        raise _incomplete_body(exc) from exc
-    except (ApiError, HTTPException):
-        raise
-    except Exception as exc:  # noqa: BLE001 - gunicorn's parse errors have no common base
-        raise _incomplete_body(exc) from exc
-    if not data:
-        return {}
-    if not request.is_json:
-        raise InvalidRequest(
-            "The request body must be a JSON object sent with Content-Type application/json."
-        )
-    check_json_depth(data)
-    try:
-        body = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {str(exc)[:200]}.") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return body
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def blob_response(handle: BinaryIO, size: int, sha256: str, **headers: str) -> Response:

@@ -23,4 +23,8 @@ def refresh_token():
     pair = run_with_retry(
         session, lambda: rotate(app_objects(), session, token), what="refresh your session"
     )
-    return jsonify(pair)
+    response = jsonify(pair)
+    # Tokens: no cache (browser, proxy) may keep them (RFC 6749 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

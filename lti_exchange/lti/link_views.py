@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Response, jsonify, make_response, render_template, request
+from flask import Response, jsonify, make_response, render_template
 
 from lti_exchange.errors import InvalidRequest, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
@@ -29,10 +29,13 @@ from lti_exchange.services.resource_links import (
     bindable_assignments,
     launch_link,
 )
+from lti_exchange.web.body_limits import json_or_form
 from lti_exchange.web.current import get_session
 
 BIND_TTL = 1800
-BIND_PREFIX = "lti-bind-"
+# Not browser_binding's "lti-bind-": a posted token must never name another record of the store.
+BIND_PREFIX = "lti-link-bind-"
+BIND_KEYS = ("link", "user", "course")  # what landing_link saves for a token: database ids
 
 
 def landing_link(launched, claims: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,9 +92,7 @@ def bind_link() -> Response:
     """Bind the launched LMS link to an nbgrader assignment (an instructor's landing form)."""
     from lti_exchange.lti.views import frame_origins, wants_json
 
-    values: Any = request.get_json(silent=True) or request.form.to_dict()
-    if not isinstance(values, dict):
-        raise InvalidRequest("Send the choice as a form or a JSON object.")
+    values = json_or_form()
     token = values.get("bind_token")
     if not isinstance(token, str) or not token:
         raise InvalidRequest(
@@ -103,12 +104,7 @@ def bind_link() -> Response:
     # value) the typed id; a typed id never overrides a listed choice.
     chosen = values.get("assignment_id") or values.get("assignment_id_other")
     name = validate_identifier(chosen, "assignment")
-    saved = store().pop(BIND_PREFIX + token)
-    if not isinstance(saved, dict):
-        raise Unauthenticated(
-            "This form has expired or was already used: open the link from the LMS again.",
-            code="bind_expired",
-        )
+    saved = _bind_record(store().pop(BIND_PREFIX + token))
     link = bind_resource_link(get_session(), saved["link"], saved["user"], name)
     if link.lineitem_url and _readable(link):  # the assignment may take the column's due date
         link_id = link.id
@@ -123,3 +119,19 @@ def bind_link() -> Response:
         )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _bind_record(saved: object) -> dict[str, int]:
+    """The record a binding token names, as ``landing_link`` saved it; anything else (none,
+    expired, used, or not ours) is the expired-form 401."""
+    if not isinstance(saved, dict) or not all(_is_id(saved.get(key)) for key in BIND_KEYS):
+        raise Unauthenticated(
+            "This form has expired or was already used: open the link from the LMS again.",
+            code="bind_expired",
+        )
+    return {key: saved[key] for key in BIND_KEYS}
+
+
+def _is_id(value: object) -> bool:
+    """A database id: a positive int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -38,6 +38,7 @@ from lti_exchange.services.chooser import (
 from lti_exchange.services.launch import deep_link_choices, record_launch
 from lti_exchange.services.provisioning import CLAIM, LaunchRejected
 from lti_exchange.tokens.refresh import token_pair
+from lti_exchange.web.body_limits import json_or_form
 from lti_exchange.web.current import app_objects, get_session
 from lti_exchange.web.metrics import mark_launch
 
@@ -276,7 +277,9 @@ def landing_extras(notebook_url: str, launched) -> dict[str, Any]:
         "handoff_ready_timeout": HANDOFF_READY_TIMEOUT,
         "handoff_store_timeout": HANDOFF_STORE_TIMEOUT,
         # the dashboard pages' session (a hidden form field of dashboard_open.html)
-        "page_session": open_page_session(launched.user.id, launched.course.id),
+        "page_session": open_page_session(
+            launched.user.id, launched.course.id, not_before=launched.enrolment.tokens_not_before
+        ),
         "is_staff": launched.enrolment.role in ("Instructor", "TeachingAssistant"),
     }
 
@@ -328,9 +331,7 @@ def _deep_link_page(session, message, launched, origins: list[str]):
 @bp.post("/deep-link")
 def deep_link_respond():
     """Answer the LMS with a signed LtiDeepLinkingResponse naming the chosen assignment."""
-    values: Any = request.get_json(silent=True) or request.form.to_dict()
-    if not isinstance(values, dict):
-        raise InvalidRequest("Send the deep-link choice as a form or a JSON object.")
+    values = json_or_form()
     token = values.get("deep_link_token")
     if not isinstance(token, str) or not token:
         raise InvalidRequest("deep_link_token is missing; start again from the LMS.")
@@ -400,6 +401,8 @@ def parse_max_score(raw: object) -> float | None:
         raise InvalidRequest("max_score must be a number, e.g. 10.", code="invalid_max_score")
     try:
         score = float(raw)
+    except OverflowError:  # an int beyond any float: out of range, said below
+        score = math.inf
     except ValueError as exc:
         raise InvalidRequest(
             f"max_score must be a number, e.g. 10 (got {str(raw)[:40]!r}).",

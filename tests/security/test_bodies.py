@@ -1,7 +1,9 @@
 """Request bodies are bounded: 1 MiB for JSON and forms, answered before the body is read.
 
 Run against ``guarded_server`` (memory-capped workers): before the bound, a 200 MB POST to the
-unauthenticated ``/api/v1/token/refresh`` grew a worker by the size of the body.
+unauthenticated ``/api/v1/token/refresh`` grew a worker by the size of the body. A chunked form
+over the bound used to be cut at 1 MiB and processed; a JSON string full of escaped quotes froze
+a worker for seconds in the nesting check.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import json
 import socket
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +26,10 @@ from tests.support import TAR, MiB, assert_error, make_tar
 pytestmark = pytest.mark.one_backend
 
 CLAIMED = 200 * 1000 * 1000
+JSON = {"Content-Type": "application/json"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+LTI_FORM_ROUTES = ["/lti/launch", "/lti/launch/bind", "/lti/deep-link", "/lti/resource-link",
+                   "/lti/dashboard"]  # fmt: skip
 
 
 class RawReply:
@@ -144,3 +152,108 @@ def test_archive_uploads_keep_their_own_larger_limit(guarded_server, course):
     )
     assert answer.status_code == 201, answer.text
     assert answer.json()["size"] == len(big)
+
+
+# --- bodies without a length (chunked) on the LTI pages ----------------------------------------
+
+
+def padded_form(pad: int, fields: bytes) -> list[bytes]:
+    """A chunked form: ``pad`` bytes of padding in 256 KiB chunks, then ``fields`` (which a
+    body cut at the bound would lose)."""
+    chunks = []
+    while pad > 0:
+        size = min(pad, 256 * 1024)
+        chunks.append(b"pad=" + b"x" * (size - 5) + b"&")
+        pad -= size
+    return [*chunks, fields]
+
+
+@pytest.mark.parametrize("path", LTI_FORM_ROUTES)
+def test_chunked_form_over_the_bound_is_refused_not_cut(guarded_server, path):
+    chunks = padded_form(MiB + MiB // 2, b"deep_link_token=t&assignment_id=ps1&state=s&id_token=x")
+    answer = requests.post(
+        guarded_server.url + path,
+        data=iter(chunks),
+        headers={**FORM, "Accept": "text/html", "Sec-Fetch-Site": "same-origin"},  # /bind asks
+        timeout=60,
+    )
+    assert answer.status_code == 413, answer.text[:2000]
+    assert str(MAX_BODY_BYTES) in answer.text
+    assert peak_rss_mb(guarded_server) < 150
+
+
+@pytest.mark.parametrize("path", ["/lti/deep-link", "/lti/resource-link"])
+def test_chunked_json_over_the_bound_is_refused_on_the_lti_pages(guarded_server, path):
+    chunks = [b'{"pad": "', *[b"x" * (MiB // 2)] * 3, b'", "bind_token": "t"}']
+    answer = requests.post(
+        guarded_server.url + path,
+        data=iter(chunks),
+        headers={**JSON, "Accept": "application/json"},
+        timeout=60,
+    )
+    assert_error(answer, 413, "payload_too_large", str(MAX_BODY_BYTES))
+
+
+def test_chunked_form_under_the_bound_is_read_whole(guarded_server):
+    fields = b"deep_link_token=unknown&assignment_id=ps1"
+    chunks = padded_form(MAX_BODY_BYTES - len(fields), fields)
+    assert sum(map(len, chunks)) == MAX_BODY_BYTES
+    answer = requests.post(
+        guarded_server.url + "/lti/deep-link",
+        data=iter(chunks),
+        headers={**FORM, "Accept": "application/json"},
+        timeout=60,
+    )
+    # The token after the padding was read (else: "deep_link_token is missing", 400).
+    assert_error(answer, 401, "deep_link_expired")
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"4000\r\ndeep_link_token=t&assignment_id=ps1"],
+    ids=["bad-chunk-size", "cut-off"],
+)
+@pytest.mark.parametrize("path", ["/lti/deep-link", "/lti/dashboard"])
+def test_malformed_chunked_form_is_a_400(guarded_server, path, chunks):
+    parts = urlsplit(guarded_server.url)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + chunks)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.split(b"\r\n", 1)[0].split()[1:2] == [b"400"], reply[:1000]
+    assert b"upload_incomplete" in reply, reply[:1000]
+
+
+# --- the JSON nesting check takes linear time --------------------------------------------------
+
+ESCAPED_QUOTES = b'"' + b'\\"' * 20000  # 40 KB; the regex check took ~7 s with the GIL held
+
+
+def test_json_full_of_escaped_quotes_is_answered_at_once(guarded_server):
+    url = guarded_server.url
+
+    def attack() -> tuple[requests.Response, float]:
+        start = time.monotonic()
+        answer = requests.post(
+            url + "/api/v1/token/refresh", data=ESCAPED_QUOTES, headers=JSON, timeout=60
+        )
+        return answer, time.monotonic() - start
+
+    with ThreadPoolExecutor(4) as pool:
+        attacks = [pool.submit(attack) for _ in range(4)]  # both workers, several threads
+        time.sleep(0.2)
+        start = time.monotonic()
+        health = requests.get(url + "/healthz", timeout=60)
+        health_took = time.monotonic() - start
+        answers = [attack.result() for attack in attacks]
+    assert health.status_code == 200
+    assert health_took < 2, f"/healthz took {health_took:.1f} s during the attack"
+    for answer, took in answers:
+        assert_error(answer, 400, "invalid_request", "not valid JSON")
+        assert took < 2, f"the attack took {took:.1f} s"

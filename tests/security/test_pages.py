@@ -104,6 +104,19 @@ def test_launch_error_page_is_framable_by_lms_origins_only(live_server, platform
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_refreshed_tokens_are_never_cached(live_server, platform, browser):
+    tokens = launched(platform.launch(browser))
+    answer = requests.post(
+        live_server.url + "/api/v1/token/refresh",
+        json={"refresh_token": tokens["refresh_token"]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["access_token"] != tokens["access_token"]
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["Pragma"] == "no-cache"
+
+
 def test_api_and_json_errors_are_never_framed(live_server):
     for answer in (
         live_server.api("GET", "me"),
@@ -135,15 +148,19 @@ def test_deep_link_max_score_must_be_a_sane_number(live_server, platform, browse
     token = offer["deep_link_token"]
     url = f"{live_server.url}/lti/deep-link"
     accept = {"Accept": "application/json"}
-    # JSON literals (Python's parser takes NaN and Infinity) and form fields
-    literals = ["NaN", "Infinity", "-Infinity", "1e400", "-5", "0", "1e7", "true", "[10]",
+    json_headers = {**accept, "Content-Type": "application/json"}
+    # JSON literals and form fields; 10**400 overflows float()
+    literals = ["1e400", "1" + "0" * 400, "-5", "0", "1e7", "true", "[10]",
                 '{"x": 1}', '"NaN"', '"inf"', '"-1"', '"ten"']  # fmt: skip
     for literal in literals:
         body = f'{{"deep_link_token": "{token}", "assignment_id": "ps1", "max_score": {literal}}}'
-        answer = requests.post(
-            url, data=body, headers={**accept, "Content-Type": "application/json"}, timeout=30
-        )
+        answer = requests.post(url, data=body, headers=json_headers, timeout=30)
         assert_error(answer, 400, "invalid_max_score", "max_score")
+    # Python's parser takes NaN and Infinity; JSON has no such numbers (as on the API)
+    for literal in ["NaN", "Infinity", "-Infinity"]:
+        body = f'{{"deep_link_token": "{token}", "assignment_id": "ps1", "max_score": {literal}}}'
+        answer = requests.post(url, data=body, headers=json_headers, timeout=30)
+        assert_error(answer, 400, "invalid_request", "not valid JSON", literal)
     for value in ["NaN", "nan", "inf", "-Infinity", "1e309", "-1", "0", "1e7", "ten", " "]:
         form = {"deep_link_token": token, "assignment_id": "ps1", "max_score": value}
         answer = requests.post(url, data=form, headers=accept, timeout=30)
