@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lti_exchange.archives.ceilings import MAX_MEMBERS_CEILING, MAX_UNPACKED_CEILING
+
 ENV_PREFIX = "LTI_EXCHANGE_"
 
 
@@ -175,6 +177,18 @@ def _validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive.")
+    # The most the nbgrader plugin unpacks from one archive: an archive the exchange accepts
+    # must be one every student's and instructor's plugin can unpack.
+    if settings.max_archive_members > MAX_MEMBERS_CEILING:
+        raise SettingsError(
+            f"{ENV_PREFIX}MAX_ARCHIVE_MEMBERS must be at most {MAX_MEMBERS_CEILING} (the most "
+            "the nbgrader plugin unpacks from one archive)."
+        )
+    if settings.max_unpacked_bytes > MAX_UNPACKED_CEILING:
+        raise SettingsError(
+            f"{ENV_PREFIX}MAX_UNPACKED_BYTES must be at most {MAX_UNPACKED_CEILING} (1 TiB, the "
+            "most the nbgrader plugin unpacks from one archive)."
+        )
     if settings.storage_min_free_bytes < 0:
         raise SettingsError(f"{ENV_PREFIX}STORAGE_MIN_FREE_BYTES must be 0 or more.")
     if settings.key_activation_delay < 0:

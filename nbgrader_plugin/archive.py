@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import math
 import os
 import queue
 import stat
+import struct
 import tarfile
 import threading
 import time
@@ -16,14 +18,26 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
-MAX_MEMBERS = 10_000
 CHUNK = 1024 * 1024
-MAX_UNPACKED_BYTES = 4 * 1024**3
+# The most one archive may hold. The exchange caps its settings (LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS,
+# LTI_EXCHANGE_MAX_UNPACKED_BYTES) at these values, so every archive it accepts unpacks here.
+MAX_MEMBERS = 1_000_000
+MAX_UNPACKED_BYTES = 1024**4
+BLOCK = tarfile.BLOCKSIZE
+# An extended (PAX) header or GNU long name is refused above this, before it is read. Far above
+# what the exchange accepts (16 KiB, 4 KiB), so archives older exchanges stored unpack too.
+MAX_EXTENSION_BYTES = 1024 * 1024
+MAX_MTIME = 253402300799  # 9999-12-31T23:59:59Z; modification times are clamped to 0..this
+_EXTENSIONS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+_PAX_KEYS = (b"path", b"size", b"mtime")  # what the plugin reads; other records are skipped
+_ZERO_BLOCK = bytes(BLOCK)
+_USTAR = b"ustar\x0000"
+_OCTAL_DIGITS = b"01234567"
+_SIGNED_BYTES = struct.Struct("148b8x356b")
 
 
-_tar: Any = tarfile  # its header errors (EOFHeaderError, ...) are in neither __all__ nor typeshed
 Chunk = bytes | memoryview  # what a read returns: a memoryview hands data on without a copy
 
 
@@ -299,8 +313,11 @@ def _immutable(data: Chunk) -> bool:
 
 
 def _safe_name(raw: str) -> PurePosixPath | None:
-    if not raw or "\x00" in raw or "\\" in raw or raw.startswith("/"):
-        raise UnsafeArchive(f"refused archive member {raw!r}")
+    """``raw`` as a relative path (None for the archive's root folder), or ``UnsafeArchive``."""
+    if not raw:
+        raise UnsafeArchive("refused an archive member with an empty name")
+    if "\x00" in raw or "\\" in raw or raw.startswith("/"):
+        raise UnsafeArchive(f"refused archive member {raw!r} (absolute, or a NUL or backslash)")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeArchive(f"refused archive member {raw!r} (points outside the folder)")
@@ -361,11 +378,16 @@ def iter_safe_members(
         count += 1
         total += info.size
         if count > max_members or total > max_bytes:
-            raise UnsafeArchive("the archive is too large to unpack")
-        if not (info.isfile() or info.isdir()):
-            raise UnsafeArchive(f"refused archive member {info.name!r} (links and devices)")
-        if info.issparse():
+            raise UnsafeArchive(
+                f"the archive is too large to unpack (more than {max_members} members or "
+                f"{max_bytes} bytes)"
+            )
+        if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
             raise UnsafeArchive(f"refused archive member {info.name!r} (sparse files)")
+        if not (info.isfile() or info.isdir()):
+            raise UnsafeArchive(
+                f"refused archive member {info.name!r} (links, devices and other special entries)"
+            )
         name = _safe_name(info.name)
         if name is not None:
             paths.add(name, info.isdir())
@@ -450,29 +472,28 @@ class _Prefixed:
 
 
 class TarStream:
-    """A forward-only reader of a tar stream, iterated member by member like ``tarfile``'s
-    streaming mode (``r|``), with the same header parsing (``tarfile.TarInfo.fromtarfile``) and
-    the same end-of-archive and error rules (``TarFile.next``). A member's data is handed on
-    by ``data(size)`` in the slices it arrived in, never copied; data not taken is skipped.
+    """A forward-only reader of a tar stream, iterated member by member (``TarInfo`` objects, as
+    ``tarfile``'s streaming mode gives them). Headers are parsed here, not by ``tarfile`` (whose
+    PAX parsing is quadratic on Python 3.11.7): each 512-byte block is checked and read field by
+    field, an extended header or long name is bounded (``MAX_EXTENSION_BYTES``) before it is read
+    and parsed in one pass, and of its records only ``path``, ``size`` and ``mtime`` are kept.
+    A member's data is handed on by ``data(size)`` in the slices it arrived in, never copied; data
+    not taken is skipped. The stream may end after a member without its end-of-archive block.
     """
 
-    encoding = tarfile.ENCODING
-    errors = "surrogateescape"
-
     def __init__(self, source: Readable) -> None:
-        self.fileobj = self  # what ``TarInfo.fromtarfile`` reads headers from
-        self.pax_headers: dict[str, str] = {}
-        self.offset = 0  # where the next header starts (``fromtarfile`` moves it)
+        self.offset = 0  # where the next header starts
         self._source = source
         self._buffer = memoryview(b"")
         self._position = 0
+        self._count = 0
 
     def _fill(self) -> bool:
         data = self._source.read(CHUNK)
         self._buffer = memoryview(data)
         return bool(data)
 
-    def read(self, size: int) -> bytes:
+    def _read(self, size: int) -> bytes:
         """Up to ``size`` bytes (fewer only at the end): headers and their extensions."""
         parts, need = [], size
         while need > 0 and (self._buffer or self._fill()):
@@ -482,9 +503,6 @@ class TarStream:
             need -= len(piece)
         self._position += size - need
         return b"".join(parts)
-
-    def tell(self) -> int:
-        return self._position
 
     def data(self, size: int) -> Iterator[memoryview]:
         """The next ``size`` bytes, as slices of the chunks they arrived in."""
@@ -499,33 +517,170 @@ class TarStream:
 
     def __iter__(self) -> Iterator[tarfile.TarInfo]:
         while True:
-            if self.offset != self._position:
-                if self.offset == 0:
-                    return
-                for _ in self.data(self.offset - self._position):
-                    pass
+            for _ in self.data(self.offset - self._position):  # what the caller left unread
+                pass
             info = self._next()
             if info is None:
                 return
+            self._count += 1
+            self.offset = self._position + info.size + _padding(info.size)
             yield info
 
+    def _block(self) -> bytes | None:
+        """The next header block; None at the end of the archive."""
+        block = self._read(BLOCK)
+        if not block:
+            if self._count == 0:
+                raise tarfile.ReadError("empty file")
+            return None  # as tarfile: a stream may end without its end-of-archive block
+        if len(block) < BLOCK:
+            raise tarfile.ReadError("the archive is truncated (a header is cut off)")
+        if block == _ZERO_BLOCK:
+            return None
+        if not _checksum_ok(block):
+            raise tarfile.ReadError(f"bad header checksum at byte {self._position - BLOCK}")
+        return block
+
+    def _extension(self, size: int) -> bytes:
+        """The data of an extended header or long name, bounded before it is read."""
+        if size > MAX_EXTENSION_BYTES:
+            raise UnsafeArchive(
+                f"refused an extended header of {size} bytes (at most {MAX_EXTENSION_BYTES})"
+            )
+        data = self._read(size)
+        if len(data) < size:
+            raise tarfile.ReadError("unexpected end of data")
+        for _ in self.data(_padding(size)):
+            pass
+        return data
+
     def _next(self) -> tarfile.TarInfo | None:
-        """The next header, or None at the end (``TarFile.next``'s rules, without
-        ``ignore_zeros``)."""
-        try:
-            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
-        except _tar.EOFHeaderError:
-            return None
-        except _tar.EmptyHeaderError:
-            if self.offset == 0:
-                raise tarfile.ReadError("empty file") from None
-            return None
-        except (_tar.InvalidHeaderError, _tar.TruncatedHeaderError) as exc:
-            if self.offset == 0:
-                raise tarfile.ReadError(str(exc)) from None
-            return None
-        except _tar.SubsequentHeaderError as exc:
-            raise tarfile.ReadError(str(exc)) from None
+        """The next member with its PAX header or GNU long name applied; None at the end."""
+        pax: dict[bytes, bytes] | None = None
+        long_name: bytes | None = None
+        while (block := self._block()) is not None:
+            kind = block[156:157]
+            size = _number(block[124:136], "size")
+            if size < 0:
+                raise tarfile.ReadError(f"a negative size in the header at byte {self._position}")
+            if kind not in _EXTENSIONS:
+                return _member(block, kind, size, pax, long_name)
+            if pax is not None or long_name is not None:
+                raise tarfile.ReadError("two extended headers for one member")
+            if kind == tarfile.GNUTYPE_LONGLINK:
+                raise UnsafeArchive("refused a link (a GNU long link name)")
+            data = self._extension(size)
+            if kind == tarfile.GNUTYPE_LONGNAME:
+                long_name = _nts(data)
+            elif kind == tarfile.XHDTYPE:
+                pax = _pax_records(data)
+            elif {b"path", b"size"} & _pax_records(data).keys():
+                raise UnsafeArchive("refused a global PAX header that renames or resizes members")
+        if pax is not None or long_name is not None:
+            raise tarfile.ReadError("an extended header has no member after it")
+        return None
+
+
+def _nts(field: bytes) -> bytes:
+    """A NUL-terminated header field."""
+    return field.split(b"\0", 1)[0]
+
+
+def _number(field: bytes, what: str) -> int:
+    """A numeric header field: octal digits, or base-256 (first byte 0x80 or 0xff) as GNU tar
+    writes large or negative values."""
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return value if field[0] == 0x80 else value - 256 ** (len(field) - 1)
+    digits = _nts(field).strip()
+    if digits.translate(None, _OCTAL_DIGITS):
+        raise tarfile.ReadError(f"a header's {what} is not a number")
+    return int(digits or b"0", 8)
+
+
+def _checksum_ok(block: bytes) -> bool:
+    """Whether the stored checksum is the sum of the header's bytes (unsigned, or signed as some
+    old tars sum them), the checksum field counted as spaces."""
+    stored = _nts(block[148:156]).strip()
+    if not stored or stored.translate(None, _OCTAL_DIGITS):
+        return False
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
+    expected = int(stored, 8)
+    return expected == unsigned or expected == sum(_SIGNED_BYTES.unpack(block)) + 8 * 0x20
+
+
+def _pax_records(data: bytes) -> dict[bytes, bytes]:
+    """The ``path``, ``size`` and ``mtime`` records of a PAX header, in one pass over its
+    records ``"<length> <key>=<value>\\n"``. A malformed record, a key set twice or a sparse
+    file (``GNU.sparse.*``) is refused."""
+    kept: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos, pos + 24)
+        if space < 0 or not data[pos:space].isdigit():
+            raise tarfile.ReadError("a PAX extended header is malformed")
+        end = pos + int(data[pos:space])
+        equals = data.find(b"=", space + 1, end)
+        if end > len(data) or equals <= space + 1 or data[end - 1 : end] != b"\n":
+            raise tarfile.ReadError("a PAX extended header is malformed")
+        key = data[space + 1 : equals]
+        if key.startswith(b"GNU.sparse."):
+            raise UnsafeArchive("refused a sparse file (GNU.sparse PAX records)")
+        if key in _PAX_KEYS:
+            if key in kept:
+                raise tarfile.ReadError(f"a PAX extended header sets {key.decode()} twice")
+            kept[key] = data[equals + 1 : end - 1]
+        pos = end
+    return kept
+
+
+def _member(
+    block: bytes, kind: bytes, size: int, pax: dict[bytes, bytes] | None, long_name: bytes | None
+) -> tarfile.TarInfo:
+    """The member a header block describes, with its PAX records or GNU long name applied."""
+    raw = _nts(block[0:100])
+    if kind == tarfile.AREGTYPE and raw.endswith(b"/"):
+        kind = tarfile.DIRTYPE  # an old-style folder entry
+    prefix = _nts(block[345:500])
+    if prefix and block[257:265] == _USTAR:
+        raw = prefix + b"/" + raw
+    if long_name is not None:
+        raw = long_name
+    mtime: float = _number(block[136:148], "modification time")
+    if pax:
+        raw = pax.get(b"path", raw)
+        size = _pax_size(pax.get(b"size"), size)
+        mtime = _pax_mtime(pax.get(b"mtime"), mtime)
+    info = tarfile.TarInfo(_decode_name(raw))
+    info.type, info.size, info.mtime = kind, size, mtime
+    if info.isdir() and size:
+        raise UnsafeArchive(f"refused archive member {info.name!r} (a folder that holds data)")
+    return info
+
+
+def _pax_size(value: bytes | None, size: int) -> int:
+    if value is None:
+        return size
+    if len(value) > 20 or not value.isdigit():
+        raise tarfile.ReadError("a PAX extended header has an invalid size")
+    return int(value)
+
+
+def _pax_mtime(value: bytes | None, mtime: float) -> float:
+    """The PAX modification time, if it is a finite number (else the header's, as tarfile)."""
+    try:
+        parsed = float(value) if value is not None and len(value) <= 64 else mtime
+    except ValueError:
+        return mtime
+    return parsed if math.isfinite(parsed) else mtime
+
+
+def _decode_name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "replace")
+        raise UnsafeArchive(f"refused archive member {shown!r} (its name is not UTF-8)") from None
 
 
 class MemberReader:
@@ -589,7 +744,7 @@ def extract_stream(
             if target.parent not in folders:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folders.add(target.parent)
-            write_file(target, archive.data(info.size), info.mtime)
+            write_file(target, archive.data(info.size), min(max(info.mtime, 0), MAX_MTIME))
         except OSError as exc:
             if exc.errno not in _NAME_ERRORS:
                 raise

@@ -3,13 +3,17 @@
 Replaces ``tarfile`` for uploads: every length is checked against a bound *before* anything is read
 into memory, PAX records are parsed in linear time, gzip output is produced at most ``CHUNK`` bytes
 per step (``max_length`` + ``unconsumed_tail``) with a cap on the total, and file data that is only
-skipped is never copied. Its reading of names, types and sizes follows ``tarfile``'s (which the
-nbgrader plugin unpacks with), and whatever the two could read differently is refused, so the
-server never checks a different list of members than the one the plugin writes.
+skipped is never copied. Its reading of names, types and sizes follows ``tarfile``'s and the
+nbgrader plugin's own header reader (``nbgrader_plugin.archive.TarStream``), and whatever they
+could read differently is refused, so the server never checks a different list of members than
+the one the plugin writes (``tests/unit/test_archive_agreement.py`` checks this property).
 
 Refused (``InvalidArchive``): bad checksums, unknown header formats, a missing end-of-archive
 block or gzip trailer (truncation), non-zero data after the end block, PAX global headers that
-set anything but ``comment``, sparse files, and repeated or combined name extensions.
+set anything but ``comment``, sparse files, and repeated or combined name extensions. A PAX
+header may set only the POSIX keys and vendor metadata keys (``_PAX_VALUE_BYTES``,
+``_PAX_VENDOR_PREFIXES``), each value bounded, and hold no run of more than ``MAX_PAX_DIGITS``
+digits: older ``tarfile`` readers (CVE-2024-6232) parse such a run in quadratic time.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from lti_exchange.errors import InvalidArchive, PayloadTooLarge
 
 CHUNK = 1024 * 1024
 BLOCK = 512
-MAX_PAX_HEADER = 64 * 1024
+MAX_PAX_HEADER = 16 * 1024
 MAX_PATH_BYTES = 4096
+# The longest run of digits a PAX header may hold: ``tarfile`` before Python 3.11.10 / 3.12.6
+# (CVE-2024-6232, the nbgrader plugin's former reader) parses a run of n digits in n² steps.
+MAX_PAX_DIGITS = 32
+MAX_PAX_VALUE = 4096  # a vendor record's value (SCHILY.xattr.*, LIBARCHIVE.*, RHT.*)
 GZIP_MAGIC = b"\x1f\x8b"
 
 _ZERO_BLOCK = bytes(BLOCK)
@@ -39,6 +47,25 @@ _GNU_MAGIC = b"ustar  \x00"
 _V7_MAGIC = bytes(8)
 _SIGNED = struct.Struct("148b8x356b")
 _UTF8_CHARSET = "ISO-IR 10646 2000 UTF-8"
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_PAX_DIGITS + 1))
+# The POSIX PAX keys an upload may set, and the longest value each may have.
+_PAX_VALUE_BYTES = {
+    "path": MAX_PATH_BYTES,
+    "linkpath": MAX_PATH_BYTES,
+    "size": 20,
+    "mtime": 32,
+    "atime": 32,
+    "ctime": 32,
+    "uid": 20,
+    "gid": 20,
+    "uname": 256,
+    "gname": 256,
+    "hdrcharset": 64,
+    "charset": 64,
+    "comment": 1024,
+}
+# Vendor keys (extended attributes, ACLs, flags) that change nothing ``tarfile`` reads.
+_PAX_VENDOR_PREFIXES = ("SCHILY.", "LIBARCHIVE.", "RHT.")
 
 # typeflag -> kind (what the caller decides on); ``x``, ``g`` and ``L`` are read here.
 KINDS = {
@@ -283,7 +310,15 @@ def _decode(raw: bytes, where: str) -> str:
 
 
 def parse_pax(data: bytes, where: str) -> dict[str, bytes]:
-    """PAX records ``"<len> <key>=<value>\\n"`` in one linear pass; malformed records refuse."""
+    """PAX records ``"<len> <key>=<value>\\n"`` in one linear pass; malformed records, unknown
+    keys, long values and long runs of digits refuse."""
+    if _LONG_DIGITS.search(data):
+        raise InvalidArchive(
+            f"The extended (PAX) header {where} holds a run of more than {MAX_PAX_DIGITS} "
+            "digits, which older tar readers take very long to parse. Rename files whose names "
+            "hold such long numbers (or create the archive without extended attributes) and "
+            "submit again."
+        )
     records: dict[str, bytes] = {}
     pos, end = 0, len(data)
     while pos < end:
@@ -301,9 +336,34 @@ def parse_pax(data: bytes, where: str) -> dict[str, bytes]:
         name = key.decode("utf-8", "replace")
         if name in records:
             raise InvalidArchive(f"The extended (PAX) header {where} sets {name!r} twice.")
+        _check_pax_record(name, len(value), where)
         records[name] = value
         pos = stop
     return records
+
+
+def _check_pax_record(name: str, size: int, where: str) -> None:
+    """Refuse sparse files, keys this reader does not know, and values beyond their bound."""
+    shown = repr(name[:100])
+    if name.startswith("GNU.sparse"):
+        raise InvalidArchive(
+            f"The archive holds a sparse file {where}; sparse files are refused. "
+            "Create the archive without --sparse and submit again."
+        )
+    bound = _PAX_VALUE_BYTES.get(name)
+    if bound is None and name.startswith(_PAX_VENDOR_PREFIXES):
+        bound = MAX_PAX_VALUE
+    if bound is None:
+        raise InvalidArchive(
+            f"The extended (PAX) header {where} sets {shown}, which this exchange does not "
+            "accept. Create the archive with nbgrader (or tar --format=ustar) and submit again."
+        )
+    if size > bound:
+        raise InvalidArchive(
+            f"The extended (PAX) header {where} sets {shown} to {size} bytes; at most {bound} "
+            "are allowed. Create the archive without extended attributes (tar --no-xattrs), "
+            "use shorter names, and submit again."
+        )
 
 
 class TarReader:
@@ -473,12 +533,6 @@ class TarReader:
     def _apply_pax(
         pax: dict[str, bytes], raw: bytes, size: int, mtime: float, where: str
     ) -> tuple[bytes, int, float]:
-        for key in pax:
-            if key.startswith("GNU.sparse"):
-                raise InvalidArchive(
-                    f"The archive holds a sparse file {where}; sparse files are refused. "
-                    "Create the archive without --sparse and submit again."
-                )
         charset = pax.get("hdrcharset")
         if charset is not None and charset.decode("utf-8", "replace") != _UTF8_CHARSET:
             raise InvalidArchive(

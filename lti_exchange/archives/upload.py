@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from lti_exchange.archives.ceilings import MAX_MEMBERS_CEILING, MAX_UNPACKED_CEILING
 from lti_exchange.archives.names import NameTree, normalise_member_name
 from lti_exchange.archives.reader import (
     BLOCK,
@@ -45,9 +46,16 @@ MEMBER_OVERHEAD = 4 * BLOCK + MAX_PAX_HEADER + MAX_PATH_BYTES
 
 @dataclass(frozen=True)
 class ArchiveLimits:
+    """Bounds on one archive; members and unpacked bytes are capped at the plugin's ceilings."""
+
     max_upload_bytes: int
     max_unpacked_bytes: int
     max_members: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_members", min(self.max_members, MAX_MEMBERS_CEILING))
+        unpacked = min(self.max_unpacked_bytes, MAX_UNPACKED_CEILING)
+        object.__setattr__(self, "max_unpacked_bytes", unpacked)
 
 
 @dataclass
@@ -180,7 +188,7 @@ def _inspect(reader: _TeeReader, limits: ArchiveLimits, on_file: OnFile | None) 
     names = NameTree()
     tar = TarReader(chunks)
     for entry in tar:
-        if len(manifest.members) + 1 > limits.max_members:
+        if tar.count > limits.max_members:  # every entry counts, as the plugin counts them
             raise PayloadTooLarge(
                 f"The archive has more than {limits.max_members} members. Remove generated "
                 "files (caches, checkpoints, data) from the folder.",
@@ -188,6 +196,7 @@ def _inspect(reader: _TeeReader, limits: ArchiveLimits, on_file: OnFile | None) 
                 details={"limit": limits.max_members},
             )
         _check_kind(entry)
+        _check_not_empty(entry, manifest)
         name = normalise_member_name(entry.name)
         manifest.unpacked_size += entry.size
         if manifest.unpacked_size > limits.max_unpacked_bytes:
@@ -216,6 +225,17 @@ def _inspect(reader: _TeeReader, limits: ArchiveLimits, on_file: OnFile | None) 
         if not is_dir and on_file is not None:
             on_file(name, tar, entry.size)  # type: ignore[arg-type]
     return manifest
+
+
+def _check_not_empty(entry: TarEntry, manifest: ArchiveManifest) -> None:
+    """An empty name (a header's, or a PAX ``path=``) is refused: the plugin cannot unpack it."""
+    if entry.name:
+        return
+    after = f"after {manifest.members[-1].name!r}" if manifest.members else "the first member"
+    raise InvalidArchive(
+        f"The archive member at byte {entry.offset} ({after}) has an empty name. Create the "
+        "archive again (with tar or nbgrader) and submit it."
+    )
 
 
 def _check_kind(entry: TarEntry) -> None:

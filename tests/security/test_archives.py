@@ -62,6 +62,19 @@ def pax_digits_80000() -> bytes:
     return gzip.compress(header(b"././@PaxHeader", size=len(body), kind=b"x") + pad(body) + END)
 
 
+def digit_record(size: int) -> bytes:
+    """A PAX ``comment`` record of exactly ``size`` bytes, its value all digits."""
+    first = record(b"comment", b"7" * (size - 20))
+    return record(b"comment", b"7" * (size - 20 - (len(first) - size)))
+
+
+def pax_digit_comments(size: int) -> bytes:
+    """CVE-2024-6232 aimed at the plugin: eight members, each after a PAX comment of ``size``
+    digits (``tarfile`` on Python 3.11.7 takes ~5 s to parse one of 64 KiB)."""
+    members = [pax(digit_record(size)) + entry(b"f%d.txt" % n, b"x") for n in range(8)]
+    return gzip.compress(tar(entry(b"p1.ipynb", NOTEBOOK), *members))
+
+
 def gzip_bomb(size: int) -> bytes:
     """One zero-filled member of ``size`` bytes after a notebook, in well under 1 MB of gzip."""
     start = entry(b"p1.ipynb", NOTEBOOK) + header(b"zeros.bin", size=size)
@@ -91,10 +104,42 @@ def _cut_at_member_boundary() -> bytes:
 
 # name -> (body builder, headers, status, code, words, memory-bounded attack)
 ATTACKS = {
-    "pax-256MiB": (huge_pax_header, GZIP, 400, "invalid_archive", ["PAX header", "65536"], True),
+    "pax-256MiB": (huge_pax_header, GZIP, 400, "invalid_archive", ["PAX header", "16384"], True),
     "long-name-64MiB": (huge_long_name, GZIP, 400, "invalid_archive", ["long file name"], True),
     "pax-60000-digits": (pax_digits, GZIP, 400, "invalid_archive", ["PAX"], True),
     "pax-80000-digits": (pax_digits_80000, GZIP, 400, "invalid_archive", ["PAX"], True),
+    "pax-64KiB-digit-comments": (
+        lambda: pax_digit_comments(64 * 1024),
+        GZIP,
+        400,
+        "invalid_archive",
+        ["PAX header", "16384", "after 'p1.ipynb'"],
+        True,
+    ),
+    "pax-16KiB-digit-comments": (
+        lambda: pax_digit_comments(16 * 1024),
+        GZIP,
+        400,
+        "invalid_archive",
+        ["digits", "after 'p1.ipynb'"],
+        True,
+    ),
+    "pax-unknown-key": (
+        lambda: tar(entry(b"p1.ipynb", NOTEBOOK), pax(record(b"SUN.holesdata", b"1")), entry(b"x")),
+        TAR,
+        400,
+        "invalid_archive",
+        ["SUN.holesdata", "does not accept"],
+        False,
+    ),
+    "empty-name": (
+        lambda: tar(entry(b"p1.ipynb", NOTEBOOK), entry(b"", kind=b"5")),
+        TAR,
+        400,
+        "invalid_archive",
+        ["empty name", "after 'p1.ipynb'"],
+        False,
+    ),
     "gzip-bomb-900MiB": (
         lambda: gzip_bomb(900 * MiB),
         GZIP,
@@ -298,6 +343,21 @@ ACCEPTED = {
             entry(b"x", b"pax"),
             entry(b"sub/", kind=b"5"),
             entry(b"sub/", kind=b"5"),
+        ),
+        TAR,
+    ),
+    "pax-metadata-records": (
+        lambda: tar(
+            pax(
+                record(b"mtime", b"1700000000.123456789"),
+                record(b"atime", b"1700000000.5"),
+                record(b"uname", b"student"),
+                record(b"SCHILY.xattr.user.origin", b"downloaded"),
+                record(b"LIBARCHIVE.creationtime", b"1700000000"),
+            ),
+            entry(b"p1.ipynb", NOTEBOOK),
+            pax(record(b"comment", b"git archive 0123456789abcdef"), kind=b"g"),
+            entry(b"./", kind=b"5"),
         ),
         TAR,
     ),

@@ -7,16 +7,26 @@ import gzip
 import hashlib
 import io
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from lti_exchange.archives.upload import ArchiveLimits, scan_archive, store_archive
+from lti_exchange.archives.reader import MAX_PATH_BYTES, MAX_PAX_DIGITS, MAX_PAX_HEADER
+from lti_exchange.archives.upload import (
+    MAX_MEMBERS_CEILING,
+    MAX_UNPACKED_CEILING,
+    ArchiveLimits,
+    scan_archive,
+    store_archive,
+)
+from lti_exchange.config import Settings, SettingsError, load_settings
 from lti_exchange.errors import InvalidArchive, InvalidRequest, PayloadTooLarge
 from lti_exchange.storage import FilesystemStorage
-from nbgrader_plugin.archive import UnsafeArchive, extract_stream
+from nbgrader_plugin import archive as plugin_archive
+from nbgrader_plugin.archive import TarStream, UnsafeArchive, extract_stream, iter_safe_members
 from tests.support import MiB, make_tar
-from tests.tar_headers import entry, header, long_name, pad, pax, record, tar
+from tests.tar_headers import MTIME, entry, header, long_name, pad, pax, record, tar
 
 LIMITS = ArchiveLimits(max_upload_bytes=1024 * 1024, max_unpacked_bytes=256 * 1024, max_members=20)
 
@@ -379,26 +389,31 @@ def test_size_that_is_not_a_number_is_refused():
     refused(tar(header(b"x.bin", size_field=b"12_3\0       ")), "size")
 
 
-def test_pax_header_over_64_KiB_is_refused_before_it_is_read():
+def test_pax_header_over_16_KiB_is_refused_before_it_is_read():
     # Claims 256 MiB but the upload is tiny: the refusal must come from the bound, not the end.
     claim = header(b"././@PaxHeader", size=256 * MiB, kind=b"x")
-    error = refused(claim + bytes(4096), "PAX header", str(64 * 1024))
+    error = refused(claim + bytes(4096), "PAX header", str(MAX_PAX_HEADER))
     assert "truncated" not in error.message
 
 
-def test_pax_header_of_exactly_64_KiB_is_read(tmp_path):
-    filler = record(b"comment", b"c" * (64 * 1024 - 20))
-    filler = record(b"comment", b"c" * (64 * 1024 - 20 - (len(filler) - 64 * 1024)))
-    assert len(filler) == 64 * 1024
-    _, contents = accepted(tar(pax(filler), entry(b"p1.ipynb", b"{}")), tmp_path)
+def exactly(size: int, key: bytes = b"SCHILY.xattr.user.note", fill: bytes = b"c") -> bytes:
+    """One PAX record of exactly ``size`` bytes."""
+    first = record(key, fill * (size - len(key) - 10))
+    return record(key, fill * (size - len(key) - 10 - (len(first) - size)))
+
+
+def test_pax_header_of_exactly_16_KiB_is_read(tmp_path):
+    records = [exactly(4096, b"SCHILY.xattr.user.n%d" % n) for n in range(4)]
+    assert len(b"".join(records)) == MAX_PAX_HEADER
+    _, contents = accepted(tar(pax(*records), entry(b"p1.ipynb", b"{}")), tmp_path)
     assert contents == {"p1.ipynb": b"{}"}
 
 
 def test_pax_length_with_80000_digits_is_refused():
     huge = b"9" * 80_000 + b" path=x\n"
     refused(tar(header(b"././@PaxHeader", size=len(huge), kind=b"x") + pad(huge)), "PAX header")
-    within = b"9" * 60_000 + b" path=x\n"
-    refused(tar(header(b"././@PaxHeader", size=len(within), kind=b"x") + pad(within)), "malformed")
+    within = b"9" * 16_000 + b" path=x\n"
+    refused(tar(header(b"././@PaxHeader", size=len(within), kind=b"x") + pad(within)), "digits")
 
 
 @pytest.mark.parametrize(
@@ -785,3 +800,236 @@ def test_extract_stream_refuses_a_folder_that_is_not_empty(tmp_path):
 def test_extract_stream_reports_unreadable_archives_as_unsafe(tmp_path, data):
     with pytest.raises(UnsafeArchive):
         extract_stream(io.BytesIO(data), tmp_path / "dest")
+
+
+# --- PAX records: only known keys, bounded values, no long runs of digits ---------------------
+
+
+def test_posix_and_vendor_pax_records_are_accepted(tmp_path):
+    records = [
+        record(b"path", "straße/ä.txt".encode()),
+        record(b"mtime", b"1700000000.123456789"),
+        record(b"atime", b"1700000000.5"),
+        record(b"ctime", b"1700000000.5"),
+        record(b"uid", b"1000"),
+        record(b"gid", b"1000"),
+        record(b"uname", b"student"),
+        record(b"gname", b"users"),
+        record(b"hdrcharset", b"ISO-IR 10646 2000 UTF-8"),
+        record(b"comment", b"c" * 1024),
+        record(b"SCHILY.xattr.user.origin", b"\x00binary\xff" * 400),
+        record(b"LIBARCHIVE.creationtime", b"1700000000"),
+        record(b"RHT.security.selinux", b"unconfined_u:object_r:user_home_t:s0"),
+    ]
+    _, contents = accepted(tar(pax(*records), entry(b"x", b"pax")), tmp_path)
+    assert contents == {"straße/ä.txt": b"pax"}
+
+
+@pytest.mark.parametrize(
+    "key", [b"foo", b"Path", b"GNU.volume.label", b"SUN.holesdata", b"LIBARCHIVEX"]
+)
+def test_pax_keys_the_exchange_does_not_know_are_refused(key):
+    data = tar(entry(b"p1.ipynb", b"{}"), pax(record(key, b"1")), entry(b"x", b""))
+    error = refused(data, "does not accept", "after 'p1.ipynb'", "nbgrader")
+    assert repr(key.decode()) in error.message
+
+
+@pytest.mark.parametrize(
+    "key, bound",
+    [
+        (b"comment", 1024),
+        (b"uname", 256),
+        (b"mtime", 32),
+        (b"hdrcharset", 64),
+        (b"SCHILY.xattr.user.big", 4096),
+        (b"linkpath", MAX_PATH_BYTES),
+    ],
+)
+def test_pax_values_are_bounded(key, bound):
+    refused(tar(pax(record(key, b"v" * (bound + 1))), entry(b"x", b"")), f"at most {bound}")
+
+
+def test_long_runs_of_digits_in_a_pax_header_are_refused(tmp_path):
+    run = b"7" * MAX_PAX_DIGITS
+    _, contents = accepted(
+        tar(pax(record(b"comment", run + b"-" + run)), entry(b"x.txt", b"x")), tmp_path
+    )
+    assert contents == {"x.txt": b"x"}
+    words = ("digits", str(MAX_PAX_DIGITS), "after 'p1.ipynb'")
+    first = entry(b"p1.ipynb", b"{}")
+    refused(tar(first, pax(record(b"comment", run + b"7")), entry(b"x", b"")), *words)
+    long_number = b"report-" + b"1" * 40 + b".txt"
+    refused(tar(first, pax(record(b"path", long_number)), entry(b"x", b"")), *words)
+
+
+def test_a_huge_digit_comment_is_refused_by_the_server_and_unpacked_by_the_plugin_fast(tmp_path):
+    """CVE-2024-6232: ``tarfile`` on Python 3.11.7 takes ~5 s per 64 KiB PAX header of digits.
+    The server refuses such headers (over its bound, or a long run of digits); the plugin (which
+    may get an archive an older exchange stored) parses them in linear time."""
+    comment = exactly(64 * 1024, b"comment", b"7")
+    members = [pax(comment) + entry(b"f%d.txt" % n, b"x") for n in range(8)]
+    members.append(pax(exactly(plugin_archive.MAX_EXTENSION_BYTES, b"comment", b"1")))
+    data = tar(entry(b"p1.ipynb", b"{}"), *members, entry(b"last.txt", b"y"))
+    refused(data, "PAX header", "after 'p1.ipynb'", str(MAX_PAX_HEADER))
+    within = tar(entry(b"p1.ipynb", b"{}"), pax(exactly(MAX_PAX_HEADER, b"comment", b"7")))
+    refused(within + entry(b"x", b""), "digits", "after 'p1.ipynb'")
+    start = time.perf_counter()
+    written = extract_stream(io.BytesIO(data), tmp_path / "dest")
+    elapsed = time.perf_counter() - start
+    assert len(written) == 10
+    assert elapsed < 2, f"the plugin took {elapsed:.1f} s: PAX parsing is no longer linear"
+
+
+# --- names and counts the plugin refuses are refused by the server --------------------------
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (entry(b"", kind=b"5"),),
+        (entry(b"", b"x"),),
+        (pax(record(b"path", b"")), entry(b"sub/", kind=b"5")),
+        (pax(record(b"path", b"")), entry(b"x", b"data")),
+        (long_name(b""), entry(b"sub/", kind=b"5")),
+    ],
+    ids=["folder", "file", "pax-folder", "pax-file", "long-name-folder"],
+)
+def test_empty_names_are_refused_naming_the_member(parts, tmp_path):
+    data = tar(entry(b"p1.ipynb", b"{}"), *parts)
+    refused(data, "empty name", "after 'p1.ipynb'", "at byte", "create the archive again")
+    with pytest.raises(UnsafeArchive):
+        extract_stream(io.BytesIO(data), tmp_path / "dest")
+
+
+def test_every_entry_counts_as_a_member_as_the_plugin_counts_them(tmp_path):
+    limits = ArchiveLimits(max_upload_bytes=MiB, max_unpacked_bytes=MiB, max_members=3)
+    root = entry(b"./", kind=b"5")
+    data = tar(root, entry(b"a", b"1"), root, entry(b"b", b"2"))
+    refused(data, "more than 3 members", error=PayloadTooLarge, limits=limits)
+    with pytest.raises(UnsafeArchive, match="more than 3 members"):
+        list(iter_safe_members(TarStream(io.BytesIO(data)), max_members=3))
+    accepted(tar(root, entry(b"a", b"1"), entry(b"b", b"2")), tmp_path, limits)
+
+
+def test_archive_limits_are_capped_at_what_the_plugin_unpacks():
+    huge = ArchiveLimits(max_upload_bytes=2**50, max_unpacked_bytes=2**50, max_members=10**9)
+    assert huge.max_members == MAX_MEMBERS_CEILING <= plugin_archive.MAX_MEMBERS
+    assert huge.max_unpacked_bytes == MAX_UNPACKED_CEILING <= plugin_archive.MAX_UNPACKED_BYTES
+    assert huge.max_upload_bytes == 2**50
+    assert ArchiveLimits(1, 2, 3) == ArchiveLimits(
+        max_upload_bytes=1, max_unpacked_bytes=2, max_members=3
+    )
+    defaults = Settings()
+    assert defaults.max_archive_members <= MAX_MEMBERS_CEILING
+    assert defaults.max_unpacked_bytes <= MAX_UNPACKED_CEILING
+    assert max(MAX_PAX_HEADER, MAX_PATH_BYTES + 1) <= plugin_archive.MAX_EXTENSION_BYTES
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MAX_ARCHIVE_MEMBERS", MAX_MEMBERS_CEILING + 1), ("MAX_UNPACKED_BYTES", 2**40 + 1)],
+)
+def test_settings_above_what_the_plugin_unpacks_are_refused_at_start(name, value):
+    with pytest.raises(SettingsError, match=f"{name} must be at most"):
+        load_settings({f"LTI_EXCHANGE_{name}": str(value)})
+    at_most = {"MAX_ARCHIVE_MEMBERS": MAX_MEMBERS_CEILING, "MAX_UNPACKED_BYTES": 2**40}[name]
+    assert getattr(load_settings({f"LTI_EXCHANGE_{name}": str(at_most)}), name.lower()) == at_most
+
+
+# --- the plugin's own header reader ----------------------------------------------------------
+
+
+def test_the_plugin_never_hands_a_header_to_tarfile(tmp_path, monkeypatch):
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("tarfile parsed a header")
+
+    for name in ("fromtarfile", "frombuf", "_proc_member", "_proc_pax", "_proc_gnulong"):
+        monkeypatch.setattr(tarfile.TarInfo, name, forbidden)
+    data = tar(
+        pax(record(b"path", "é/x.txt".encode()), record(b"mtime", b"1700000000.5")),
+        entry(b"x", b"1"),
+        long_name(b"deep/" * 30 + b"y.txt"),
+        entry(b"cut", b"2"),
+        pax(record(b"comment", b"git"), kind=b"g"),
+        entry(b"z.txt", b"3", prefix=b"pre/fix"),
+    )
+    written = extract_stream(io.BytesIO(gzip.compress(data)), tmp_path / "dest")
+    assert [str(p) for p in written] == ["é/x.txt", "deep/" * 30 + "y.txt", "pre/fix/z.txt"]
+    assert (tmp_path / "dest" / "é" / "x.txt").stat().st_mtime == 1700000000.5
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (tar(entry(b"s", b"", kind=b"S")), "sparse"),
+        (tar(pax(record(b"GNU.sparse.major", b"1")), entry(b"s", b"")), "sparse"),
+        (tar(entry(b"././@LongLink", b"t\0", kind=b"K"), entry(b"l", kind=b"2")), "link"),
+        (tar(entry(b"dev", kind=b"3")), "special entries"),
+        (tar(header(b"dir/", size=512, kind=b"5") + bytes(512)), "folder that holds data"),
+        (tar(entry(b"caf\xe9.txt", b"x")), "not UTF-8"),
+        (tar(entry(b"a", b"1"), entry(b"b", b"2", checksum_delta=1)), "checksum"),
+        (tar(pax(record(b"path", b"p"), kind=b"g"), entry(b"a", b"")), "global"),
+        (tar(long_name(b"a"), pax(record(b"path", b"b")), entry(b"x", b"")), "two extended"),
+        (tar(pax(record(b"path", b"a"))), "no member"),
+        (tar(pax(b"12 path=abc"), entry(b"x", b"")), "malformed"),
+        (tar(pax(record(b"path", b"a") * 2), entry(b"x", b"")), "twice"),
+        (tar(pax(record(b"size", b"+5")), entry(b"x", b"")), "invalid size"),
+        (tar(header(b"x", size_field=b"12_3\0       ")), "not a number"),
+        (tar(header(b"././@PaxHeader", size_field=b"\xff" * 12, kind=b"x")), "negative size"),
+        (header(b"././@PaxHeader", size=256 * MiB, kind=b"x") + bytes(4096), "extended header"),
+        (tar(entry(b"a", b"1"))[:300], "truncated"),
+        (b"", "empty"),
+    ],
+    ids=[
+        "gnu-sparse",
+        "pax-sparse",
+        "long-link",
+        "device",
+        "folder-with-data",
+        "not-utf8",
+        "bad-checksum-later",
+        "global-path",
+        "two-extensions",
+        "extension-alone",
+        "malformed-pax",
+        "pax-key-twice",
+        "pax-size",
+        "size-not-octal",
+        "negative-size",
+        "pax-256MiB",
+        "cut-header",
+        "empty",
+    ],
+)
+def test_the_plugin_refuses_what_it_cannot_read_unambiguously(tmp_path, data, words):
+    with pytest.raises(UnsafeArchive) as caught:
+        extract_stream(io.BytesIO(data), tmp_path / "dest")
+    assert words in str(caught.value)
+
+
+def test_the_plugin_clamps_impossible_modification_times(tmp_path):
+    """An older exchange stored such archives: the files unpack, dated within 1970..9999."""
+    far = b"\x80" + (2**80).to_bytes(11, "big")  # os.utime would overflow
+    data = tar(
+        header(b"far.txt", size=1, mtime=far) + pad(b"f"),
+        header(b"negative.txt", size=1, mtime=b"\xff" * 12) + pad(b"n"),
+        pax(record(b"mtime", b"nan")),
+        entry(b"nan.txt", b"x"),
+        pax(record(b"mtime", b"1e400")),
+        entry(b"inf.txt", b"i"),
+    )
+    dest = tmp_path / "dest"
+    assert len(extract_stream(io.BytesIO(data), dest)) == 4
+    mtimes = {p.name: int(p.stat().st_mtime) for p in dest.iterdir()}
+    assert mtimes.pop("far.txt") > MTIME  # 9999-12-31, or the latest date the file system stores
+    assert mtimes == {
+        "negative.txt": 0,
+        "nan.txt": MTIME,
+        "inf.txt": MTIME,
+    }
+
+
+def test_the_plugin_reads_a_stream_that_ends_without_its_end_block(tmp_path):
+    """As ``tarfile`` does: older exchanges stored such archives (the server now refuses them)."""
+    written = extract_stream(io.BytesIO(entry(b"a.txt", b"a") + entry(b"b.txt", b"b")), tmp_path)
+    assert [str(p) for p in written] == ["a.txt", "b.txt"]
