@@ -6,6 +6,12 @@ form field (``dashboard_open.html``). Every dashboard request is a form POST wit
 cookie (LMS frames drop third-party cookies), no token in a URL, and a cross-site form cannot
 know the id (CSRF). The role used is the live enrolment's, on every request.
 
+A page session ends with the enrolment's other sessions: it keeps the millisecond it was opened
+(``created_ms``, never below the enrolment's ``tokens_not_before``, as an access token's
+``iat_ms``), and ``page_caller`` refuses it once ``token revoke`` or a replayed refresh token
+has moved ``tokens_not_before`` past that instant (the rule ``authorise_course`` applies to
+access tokens).
+
 Routes (blueprint ``dashboard``): ``POST /lti/dashboard`` (course page, staff),
 ``/lti/dashboard/student`` (one student, staff), ``/lti/dashboard/due-date``,
 ``/lti/dashboard/extension``, ``/lti/dashboard/retry`` (staff actions), ``POST /lti/my-assignments``
@@ -17,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Blueprint, make_response, render_template, request
@@ -37,6 +45,7 @@ from lti_exchange.services.dashboard import (
     student_detail,
 )
 from lti_exchange.services.due_dates import parse_due_input, set_due_date, set_extension
+from lti_exchange.tokens.access import revocation_ms
 from lti_exchange.web.current import app_objects, get_session
 
 log = logging.getLogger(__name__)
@@ -51,10 +60,28 @@ def _key(page_session: str) -> str:
     return "page-session:" + hashlib.sha256(page_session.encode()).hexdigest()
 
 
-def open_page_session(user_id: int, course_id: int, kv: DatabaseStore | None = None) -> str:
-    """A new page session for this person in this course (call after the launch commits)."""
+def open_page_session(
+    user_id: int,
+    course_id: int,
+    kv: DatabaseStore | None = None,
+    *,
+    not_before: datetime | None = None,
+) -> str:
+    """A new page session for this person in this course (call after the launch commits).
+
+    ``not_before`` is the enrolment's ``tokens_not_before`` as the launch read it: the session's
+    ``created_ms`` is never below it, so a session opened right after a revocation (in the same
+    millisecond, or on a replica whose clock is behind) is not taken for a revoked one.
+    """
     value = secrets.token_urlsafe(32)
-    (kv or store()).set(_key(value), {"user_id": user_id, "course_id": course_id}, PAGE_SESSION_TTL)
+    created_ms = int(time.time() * 1000)
+    if not_before is not None:
+        created_ms = max(created_ms, revocation_ms(not_before))
+    (kv or store()).set(
+        _key(value),
+        {"user_id": user_id, "course_id": course_id, "created_ms": created_ms},
+        PAGE_SESSION_TTL,
+    )
     return value
 
 
@@ -107,6 +134,16 @@ def page_caller(staff: bool) -> PageCaller:
         raise Forbidden(
             "You are no longer enrolled in this course. Ask your instructor if this is a mistake.",
             code="enrolment_inactive",
+        )
+    not_before = enrolment.tokens_not_before
+    created_ms = saved.get("created_ms")
+    if not_before is not None and (
+        not isinstance(created_ms, int) or created_ms < revocation_ms(not_before)
+    ):
+        raise Unauthenticated(
+            "Your sessions in this course have been ended (signed out), so this page no longer "
+            "works. Open the tool again from your course in the LMS.",
+            code="revoked",
         )
     if staff and enrolment.role not in STAFF_ROLES:
         raise Forbidden(

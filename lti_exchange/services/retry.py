@@ -11,12 +11,28 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from lti_exchange.errors import Conflict
+from lti_exchange.errors import Conflict, InsufficientStorage
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ATTEMPTS = 12
+# "The database's disk is full", by driver: PostgreSQL's SQLSTATE, MariaDB/MySQL error numbers
+# (ER_DISK_FULL, ER_RECORD_FILE_FULL), SQLite's message (SQLITE_FULL, no code in the exception).
+_FULL_SQLSTATES = frozenset({"53100"})
+_FULL_MYSQL_ERRORS = frozenset({1021, 1114})
+_FULL_SQLITE_MESSAGE = "database or disk is full"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a database error says the database's disk (or its size limit) is full."""
+    cause = getattr(exc, "orig", exc)
+    if getattr(cause, "sqlstate", None) in _FULL_SQLSTATES:  # psycopg
+        return True
+    args = getattr(cause, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _FULL_MYSQL_ERRORS:  # pymysql
+        return True
+    return _FULL_SQLITE_MESSAGE in str(cause).lower()
 
 
 def run_with_retry(
@@ -33,6 +49,8 @@ def run_with_retry(
     same row), a deadlock (InnoDB), a serialisation failure (PostgreSQL) or a stale snapshot
     (SQLite's "database is locked"): the whole unit is then run again on fresh data. After
     ``ATTEMPTS`` tries the caller gets a 409 ``conflict`` asking to retry, never a 500.
+    A full database disk is no race: it is a 507 ``insufficient_storage`` at once, like a full
+    blob store (nothing was stored: the transaction is rolled back).
     """
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -40,6 +58,9 @@ def run_with_retry(
         except (IntegrityError, OperationalError) + also as exc:
             session.rollback()
             cause = getattr(exc, "orig", exc)
+            if isinstance(exc, OperationalError) and is_disk_full(exc):
+                log.warning("%s: the database is full: %s", what, cause)
+                raise InsufficientStorage() from exc
             log.info("%s: concurrent write (attempt %d): %s", what, attempt, cause)
             if attempt == ATTEMPTS:
                 raise Conflict(

@@ -84,9 +84,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        # Liveness: the process answers. Touches neither the database nor the storage (a
-        # database outage must not get every replica restarted); /readyz checks those.
-        return jsonify(status="ok", version=__version__)
+        # Liveness: the process answers, so always 200 (a database outage or a full disk must
+        # not get every replica restarted; /readyz fails for those). Touches neither the
+        # database nor the storage's data: "storage" only reports whether it is full.
+        return jsonify(status="ok", version=__version__, storage=_storage_room(objects.storage))
 
     @app.get("/readyz")
     def readyz():
@@ -151,6 +152,20 @@ def _storage_check(storage) -> str:
     except Exception as exc:  # noqa: BLE001 - any other failure means "not healthy"
         log.warning("storage check failed: %s", exc)
         return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def _storage_room(storage) -> str:
+    """``full`` or ``ok`` for /healthz, cheaply: the free-space check uploads make before
+    writing (local directory: one ``statvfs``; S3: nothing, its capacity is the provider's).
+    Broken storage is /readyz's business (its probe write); here it is ``unknown``."""
+    try:
+        storage.ensure_room(0)
+    except InsufficientStorage:
+        return "full"
+    except Exception as exc:  # noqa: BLE001 - liveness must answer whatever the storage does
+        log.warning("storage free-space check failed: %s", exc)
+        return "unknown"
     return "ok"
 
 

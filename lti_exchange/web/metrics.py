@@ -4,9 +4,12 @@ per-request JSON log line (``LTI_EXCHANGE_LOG_FORMAT=json``).
 A WSGI middleware around the whole app times each request until its last byte is sent (streamed
 archives included), counts the body bytes read and sent, and labels everything by the Flask URL
 rule (``/api/v1/courses/<course_id>/...``), never the raw path, so the number of series stays
-bounded. Under gunicorn the counts of all workers add up (prometheus-client's multiprocess mode,
-set up by ``config/gunicorn.conf.py`` and ``serve``). ``/metrics`` asks for no token: serve it
-on the internal network only (``config/nginx.conf`` does not pass it on).
+bounded. The JSON log line has both: ``route`` and ``path``, the path as the client sent it
+(still percent-encoded, as gunicorn's text access log writes it) without the query string, which
+may hold secrets and is never logged. Under gunicorn the counts of all workers add up
+(prometheus-client's multiprocess mode, set up by ``config/gunicorn.conf.py`` and ``serve``).
+``/metrics`` asks for no token: serve it on the internal network only (``config/nginx.conf``
+does not pass it on).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,6 +36,7 @@ from lti_exchange.observability import (
     LAUNCH_OUTCOMES,
     LAUNCHES,
 )
+from lti_exchange.serving.access_log import raw_path
 
 log = logging.getLogger(__name__)
 request_log = logging.getLogger("lti_exchange.request")
@@ -41,6 +46,19 @@ _NOTES = "lti_exchange.observed"  # environ key: what the Flask hooks learned ab
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LAUNCH_RULES = frozenset({"/lti/launch", "/lti/launch/bind"})
 UNMATCHED = "<unmatched>"
+
+
+def request_path(environ: dict[str, Any]) -> str:
+    """The request's path as sent (percent-encoded), never its query string.
+
+    Gunicorn and Werkzeug keep the request target as sent (``RAW_URI``/``REQUEST_URI``);
+    elsewhere the decoded ``PATH_INFO`` is encoded again.
+    """
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not target:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        target = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
+    return raw_path(target)
 
 
 def mark_launch(outcome: str) -> None:
@@ -281,6 +299,7 @@ class ObservedApp:
                     "request_id": notes.get("request_id"),
                     "method": method,
                     "route": route,
+                    "path": request_path(environ),
                     "status": status,
                     "duration_ms": round(duration * 1000, 3),
                     "bytes_in": bytes_in,

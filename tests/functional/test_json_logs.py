@@ -4,7 +4,10 @@ request id that the server logged (text format: in gunicorn's access line)."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -54,6 +57,7 @@ def test_every_line_is_json_with_one_request_line_per_request(json_server, cours
         line["route"]
         == "/api/v1/courses/<path:course_id>/assignments/<path:assignment_id>/releases"
     )
+    assert line["path"] == f"/api/v1/courses/{course}/assignments/ps1/releases"
     assert line["status"] == 201
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert line["bytes_in"] == len(body)
@@ -72,6 +76,42 @@ def test_every_line_is_json_with_one_request_line_per_request(json_server, cours
     assert teacher not in log and secret not in log
     parsed = [json.loads(text) for text in log.splitlines() if text.strip()]  # every line
     assert any(entry["logger"] == "gunicorn.error" for entry in parsed), "gunicorn's lines too"
+
+
+def test_the_request_line_has_the_raw_path_and_never_the_query_string(json_server, course):
+    """``path`` is the path as sent: still percent-encoded (``%2f`` is not ``/``, ``%20`` not a
+    space, the case of the hex digits kept), cut before the query string, which may hold
+    secrets and appears nowhere in the log."""
+    secret = "query-secret-5150"
+    raw = f"/api/v1/courses/{course}/assignments/ps%201%2fx/archive"
+    url = urlsplit(json_server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:  # http.client sends the target byte for byte (requests would re-quote it)
+        connection.request(
+            "GET", f"{raw}?access_token={secret}&x=%2e%2e", headers={"X-Request-Id": "json-path-1"}
+        )
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    assert 400 <= status < 500
+
+    deadline = time.monotonic() + 30  # the request line is written after the answer
+    while True:
+        request_lines = [
+            entry
+            for entry in map(json.loads, log_lines(json_server, "json-path-1"))
+            if entry["logger"] == "lti_exchange.request"
+        ]
+        if request_lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (line,) = request_lines
+    assert line["path"] == raw
+    assert line["status"] == status
+    assert (
+        line["route"] == "/api/v1/courses/<path:course_id>/assignments/<path:assignment_id>/archive"
+    )
+    assert secret not in json_server.log_path.read_text(errors="replace")
 
 
 def test_the_plugin_quotes_the_request_id_the_server_logged(live_server, course):

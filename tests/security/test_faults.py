@@ -1,8 +1,8 @@
 """Faults an attacker (or bad luck) causes: a full disk, an unready service, killed uploads.
 
 - A full blob storage answers 507 ``insufficient_storage`` on every upload and stores nothing;
-  ``/readyz`` says the storage is full (``/healthz``, liveness, stays 200: restarting would not
-  free space); freeing space makes uploads work again.
+  ``/readyz`` says the storage is full and so does ``/healthz`` (in its body: liveness stays
+  200, restarting would not free space); freeing space makes uploads work again.
   The storage of ``small_disk_server`` is an 8 MiB tmpfs mounted for the test (run as root).
 - A disk error (ENOSPC, EDQUOT) raised by the file system while writing becomes 507 too.
 - A worker killed mid-upload leaves a ``.part``; the grade worker's sweep removes it once older
@@ -169,13 +169,17 @@ def test_full_storage_refuses_uploads_with_507_and_stores_nothing(small_disk_ser
 
         ready = assert_error(get(server, "/readyz"), 503, "not_ready", "storage is full")
         assert ready["details"] == {"database": "ok", "schema": "ok", "storage": "full"}
-        health = get(server, "/healthz")  # liveness: the process answers, nothing else
-        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+        # Liveness stays 200 (a restart frees no space), and says the storage is full.
+        health = get(server, "/healthz")
+        assert health.status_code == 200, health.text
+        assert health.json()["status"] == "ok" and health.json()["storage"] == "full", health.text
     finally:
         filler.unlink()
 
     assert get(server, "/readyz").status_code == 200
     assert get(server, "/readyz").json()["storage"] == "ok"
+    health = get(server, "/healthz")
+    assert health.status_code == 200 and health.json()["storage"] == "ok", health.text
     assert small.release("ps2", make_tar({"p1.ipynb": NOTEBOOK})).status_code == 201
     assert small.submit(make_tar({"p1.ipynb": NOTEBOOK})).status_code == 201
     assert small.feedback().status_code == 201

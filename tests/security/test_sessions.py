@@ -1,11 +1,14 @@
 """Ending sessions ends them: a replayed refresh token and ``token revoke`` kill the ACCESS
-tokens already issued for the enrolment too, while tokens minted afterwards (a new launch, a
-new ``token issue``, even in the same millisecond) keep working. Runs on every backend: the
-revocation instant is stored in the database (microseconds on SQLite, MariaDB, PostgreSQL)."""
+tokens already issued for the enrolment too, and its dashboard page sessions (the hidden form
+field of the LMS pages), while tokens and pages opened afterwards (a new launch, a new ``token
+issue``, even in the same millisecond) keep working. Runs on every backend: the revocation
+instant is stored in the database (microseconds on SQLite, MariaDB, PostgreSQL)."""
 
 # ruff: noqa: F811 - the LTI fixtures are imported by name
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import requests
@@ -13,8 +16,8 @@ from click.testing import CliRunner
 
 from lti_exchange.cli import main
 from tests.functional.lti.conftest import browser, platform  # noqa: F401 - fixtures
-from tests.functional.lti.helpers import launched, me
-from tests.lms.platform import LEARNER, LmsContext, LmsUser
+from tests.functional.lti.helpers import describe, launched, me
+from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
 from tests.support import assert_error
 
 # Revocation compares timestamps: precision differs by database.
@@ -24,6 +27,20 @@ pytestmark = pytest.mark.all_backends
 def refresh(live_server, token: str) -> requests.Response:
     return requests.post(
         f"{live_server.url}/api/v1/token/refresh", json={"refresh_token": token}, timeout=30
+    )
+
+
+def page_session(answer: requests.Response) -> str:
+    """The dashboard pages' session of an HTML launch (the landing page's hidden field)."""
+    assert answer.status_code == 200, describe(answer)
+    found = re.search(r'name="page_session" value="([^"]+)"', answer.text)
+    assert found, answer.text[:3000]
+    return found.group(1)
+
+
+def page(live_server, path: str, session: str) -> requests.Response:
+    return requests.post(
+        f"{live_server.url}/lti/{path}", data={"page_session": session}, timeout=30
     )
 
 
@@ -126,3 +143,70 @@ def test_revocation_is_exact_to_the_millisecond(live_server, course):
         assert_error(me(live_server, before), 401, "revoked")
         assert me(live_server, after["access_token"]).status_code == 200
         assert refresh(live_server, after["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("ending", "role", "path"),
+    [("token revoke", LEARNER, "my-assignments"), ("refresh reuse", INSTRUCTOR, "dashboard")],
+    ids=["token-revoke-learner", "refresh-reuse-instructor"],
+)
+def test_dashboard_page_sessions_end_with_the_enrolments_sessions(
+    live_server, platform, browser, ending, role, path
+):
+    user, context = LmsUser.make(), LmsContext.make()
+    body = launched(platform.launch(browser, user=user, context=context, roles=[role]))
+    html = {"user": user, "context": context, "roles": [role], "accept_json": False}
+    opened = page_session(platform.launch(browser, **html))
+    assert page(live_server, path, opened).status_code == 200
+
+    if ending == "token revoke":
+        done = CliRunner(env=live_server.settings_env()).invoke(
+            main, ["token", "revoke", "--user", body["username"], "--course", body["course_id"]]
+        )
+        assert done.exit_code == 0, done.output
+    else:
+        assert refresh(live_server, body["refresh_token"]).status_code == 200
+        assert_error(refresh(live_server, body["refresh_token"]), 401, "refresh_token_reused")
+
+    refused = page(live_server, path, opened)
+    assert refused.status_code == 401, refused.text[:2000]
+    assert "Error 401 (revoked)" in refused.text
+    assert "have been ended" in refused.text and "Open the tool again" in refused.text
+
+    # A launch afterwards opens a page session that works; the old one stays dead.
+    fresh = page_session(platform.launch(browser, **html))
+    assert fresh != opened
+    assert page(live_server, path, fresh).status_code == 200
+    assert page(live_server, path, opened).status_code == 401
+
+
+def test_page_session_revocation_is_exact_to_the_millisecond(live_server, course):
+    """Opened just before ``revoke_enrolments`` → refused; opened just after with the launch's
+    view of ``tokens_not_before``, with no pause (usually the same millisecond) → accepted."""
+    from sqlalchemy import select
+
+    from lti_exchange.lti.dashboard_views import open_page_session
+    from lti_exchange.lti.store import DatabaseStore
+    from lti_exchange.models import Course, Enrolment, User
+    from lti_exchange.tokens.refresh import revoke_enrolments
+
+    live_server.issue_token("ms-page-user", course)
+    state = live_server.state()
+    kv = DatabaseStore(state.session_factory)
+    for _ in range(5):
+        with state.session_factory() as session:
+            enrolment = session.execute(
+                select(Enrolment)
+                .join(User, User.id == Enrolment.user_id)
+                .join(Course, Course.id == Enrolment.course_id)
+                .where(User.username == "ms-page-user", Course.code == course)
+            ).scalar_one()
+            ids = (enrolment.user_id, enrolment.course_id)
+            before = open_page_session(*ids, kv, not_before=enrolment.tokens_not_before)
+            revoke_enrolments(session, [enrolment.id])
+            session.commit()
+            session.refresh(enrolment)
+            after = open_page_session(*ids, kv, not_before=enrolment.tokens_not_before)
+        refused = page(live_server, "my-assignments", before)
+        assert refused.status_code == 401 and "(revoked)" in refused.text, refused.text[:2000]
+        assert page(live_server, "my-assignments", after).status_code == 200

@@ -4,7 +4,8 @@ Debian's docker-compose, whose `config` needs no engine, and read with PyYAML).
 
 The properties asserted are the ones docs/operations.md relies on: non-root pods on a read-only
 root filesystem, probes on /readyz and /healthz, graceful shutdown, the keys Secret mounted
-read-only where the service looks for keys, the migration Job, large-upload ingress settings, and
+read-only where the service looks for keys, the migration Job, the ingress split (archive uploads
+stream through, everything else is buffered and bounded at 1 MiB, as config/nginx.conf does), and
 no secret value in anything committed.
 """
 
@@ -22,8 +23,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from lti_exchange import create_app
 from lti_exchange.cli import main as cli_main
-from lti_exchange.config import ENV_PREFIX, Settings
+from lti_exchange.config import ENV_PREFIX, Settings, load_settings
+from lti_exchange.web.body_limits import MAX_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -31,6 +34,8 @@ BASE = KUBE / "base"
 OVERLAY = KUBE / "overlays" / "example"
 COMPOSE = ROOT / "docker-compose.yml"
 GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
+NGINX_CONF = ROOT / "config" / "nginx.conf"
+OPERATIONS = ROOT / "docs" / "operations.md"
 # The oldest Kubernetes minor the manifests promise to fit, and the newest the schemas know.
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 SECRET_ENV = {"LTI_EXCHANGE_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
@@ -122,6 +127,7 @@ def test_the_base_holds_the_service_worker_migration_and_their_plumbing(base):
         ("Deployment", "lti-exchange-worker"),
         ("HorizontalPodAutoscaler", "lti-exchange-web"),
         ("Ingress", "lti-exchange"),
+        ("Ingress", "lti-exchange-uploads"),
         ("Job", "lti-exchange-migrate"),
         ("NetworkPolicy", "lti-exchange-web"),
         ("NetworkPolicy", "lti-exchange-worker"),
@@ -255,11 +261,13 @@ def test_settings_are_real_settings_for_kubernetes(rendered):
     assert settings["LTI_EXCHANGE_STORAGE_URL"].startswith("s3://")
     assert settings["LTI_EXCHANGE_LOG_FORMAT"] == "json"
     assert settings["LTI_EXCHANGE_TRUSTED_PROXIES"] == "1"
-    # The public URL is the ingress host, over TLS.
-    ingress = _one(rendered, "Ingress")
-    (rule,) = ingress["spec"]["rules"]
-    assert settings["LTI_EXCHANGE_BASE_URL"] == f"https://{rule['host']}"
-    assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    # The public URL is the host of both Ingresses, over TLS (one certificate).
+    ingresses = _ingresses(rendered)
+    for ingress in ingresses.values():
+        (rule,) = ingress["spec"]["rules"]
+        assert settings["LTI_EXCHANGE_BASE_URL"] == f"https://{rule['host']}"
+        assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    assert ingresses[UPLOADS]["spec"]["tls"] == ingresses[DEFAULT]["spec"]["tls"]
 
 
 def _size_bytes(text: str) -> int:
@@ -267,27 +275,186 @@ def _size_bytes(text: str) -> int:
     return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
-def test_the_ingress_lets_large_uploads_stream_through_to_the_service(rendered):
-    ingress = _one(rendered, "Ingress")
+DEFAULT, UPLOADS = "lti-exchange", "lti-exchange-uploads"
+NGINX = "nginx.ingress.kubernetes.io/"
+# ingress-nginx annotations (docs/user-guide/nginx-configuration/annotations.md) the manifests may
+# use: an unknown name (say `client-body-timeout`, a controller ConfigMap key) is ignored without
+# a word by the controller.
+INGRESS_NGINX_ANNOTATIONS = {
+    "use-regex",
+    "proxy-body-size",
+    "proxy-request-buffering",
+    "proxy-buffering",
+    "proxy-max-temp-file-size",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "proxy-connect-timeout",
+    "client-body-buffer-size",
+}
+
+
+def _ingresses(docs) -> dict[str, dict[str, Any]]:
+    found = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Ingress"}
+    assert set(found) == {DEFAULT, UPLOADS}
+    return found
+
+
+def _notes(ingress: dict[str, Any]) -> dict[str, str]:
     notes = ingress["metadata"]["annotations"]
-    prefix = "nginx.ingress.kubernetes.io/"
+    assert all(name.startswith(NGINX) for name in notes), notes
+    short = {name.removeprefix(NGINX): value for name, value in notes.items()}
+    assert set(short) <= INGRESS_NGINX_ANNOTATIONS, set(short) - INGRESS_NGINX_ANNOTATIONS
+    return short
+
+
+def _nginx_conf() -> str:
+    return NGINX_CONF.read_text()
+
+
+def _nginx_upload_location() -> str:
+    """config/nginx.conf's regex location that streams uploads (proxy_request_buffering off)."""
+    (regex,) = re.findall(r"location ~ (\S+) \{[^}]*proxy_request_buffering off;", _nginx_conf())
+    return regex
+
+
+def _served_by(ingresses: dict[str, dict[str, Any]], path: str) -> str:
+    """Which Ingress ingress-nginx hands ``path`` to. One server for the host; with `use-regex`
+    on any of its Ingresses every path is a case-insensitive regex `^<path>` (template.go
+    buildLocation), tried longest first (controller.go sorts the locations by length)."""
+    locations = [
+        (rule_path["path"], name)
+        for name, ingress in ingresses.items()
+        for rule in ingress["spec"]["rules"]
+        for rule_path in rule["http"]["paths"]
+    ]
+    assert any(_notes(i).get("use-regex") == "true" for i in ingresses.values())
+    for location, name in sorted(locations, key=lambda item: -len(item[0])):
+        if re.match("^" + location, path, re.IGNORECASE):
+            return name
+    raise AssertionError(f"no Ingress serves {path}")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The real app, for its URL rules and which views are archive uploads."""
+    application = create_app(
+        load_settings(
+            {
+                "LTI_EXCHANGE_DATA_DIR": str(tmp_path_factory.mktemp("deploy-app")),
+                "LTI_EXCHANGE_LOG_LEVEL": "WARNING",
+            }
+        )
+    )
+    yield application
+    application.extensions["lti_exchange"].engine.dispose()
+
+
+def _example_path(rule: str) -> str:
+    """A request path for a URL rule: ids that pass the identifier rule, a number for ints."""
+    return re.sub(
+        r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>",
+        lambda m: "17" if m.group(1) == "int" else f"x.{m.group(2)}-1",
+        rule,
+    )
+
+
+def test_the_upload_ingress_streams_archives_through_to_the_service(rendered):
+    ingress = _ingresses(rendered)[UPLOADS]
+    notes = _notes(ingress)
     max_upload = int(
         _settings(rendered).get("LTI_EXCHANGE_MAX_UPLOAD_BYTES", Settings().max_upload_bytes)
     )
     # Above the service's own limit, so the service answers 413 with its JSON error.
-    assert _size_bytes(notes[prefix + "proxy-body-size"]) > max_upload
-    assert notes[prefix + "proxy-request-buffering"] == "off"
-    assert int(notes[prefix + "proxy-read-timeout"]) >= 300  # gunicorn's timeout
-    assert int(notes[prefix + "proxy-send-timeout"]) >= 300
-    # Ingress -> Service -> the web pods' http port.
+    assert _size_bytes(notes["proxy-body-size"]) > max_upload
+    assert notes["proxy-request-buffering"] == "off"  # a 2 GiB body is not held by nginx
+    assert notes["proxy-buffering"] == "on"  # the answer (and the feedback GET) is
+    assert int(notes["proxy-read-timeout"]) >= 300  # gunicorn's timeout
+    assert int(notes["proxy-send-timeout"]) >= 300
+    assert notes["use-regex"] == "true"
+    (rule,) = ingress["spec"]["rules"]
+    paths = rule["http"]["paths"]
+    assert [p["pathType"] for p in paths] == ["ImplementationSpecific"]  # regex: not Prefix
+    # The same regular expression as the docker-compose front door.
+    assert ["^" + p["path"] for p in paths] == [_nginx_upload_location()]
+
+
+def test_the_default_ingress_buffers_and_bounds_everything_else(rendered):
+    ingress = _ingresses(rendered)[DEFAULT]
+    notes = _notes(ingress)
+    # The service's own bound for JSON and forms, and config/nginx.conf's.
+    assert _size_bytes(notes["proxy-body-size"]) == MAX_BODY_BYTES
+    (nginx_limit,) = re.findall(r"^    client_max_body_size (\S+);", _nginx_conf(), re.M)
+    assert _size_bytes(nginx_limit) == MAX_BODY_BYTES
+    # Whole requests to gunicorn; answers read at gunicorn's pace, whatever the client's.
+    assert notes["proxy-request-buffering"] == "on"
+    assert notes["proxy-buffering"] == "on"  # ingress-nginx's default is off: said out loud
+    assert "use-regex" not in notes
+    assert int(notes["proxy-read-timeout"]) >= 300  # collect streams for minutes
+    assert int(notes["proxy-send-timeout"]) >= 300
+    assert int(notes["proxy-connect-timeout"]) <= 10
+    (rule,) = ingress["spec"]["rules"]
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/", "Prefix")]
+    # Both Ingresses -> the Service -> the web pods' http port.
     service = _one(rendered, "Service")
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    for each in _ingresses(rendered).values():
+        for path in each["spec"]["rules"][0]["http"]["paths"]:
+            assert path["backend"]["service"] == {
+                "name": service["metadata"]["name"],
+                "port": {"name": "http"},
+            }
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     web_labels = _one(rendered, "Deployment", "lti-exchange-web")["spec"]["template"]["metadata"][
         "labels"
     ]
     assert service["spec"]["selector"].items() <= web_labels.items()
+
+
+def test_every_route_reaches_the_ingress_meant_for_it(rendered, app):
+    """Archive uploads (views marked ``archive_upload``) go to the streaming Ingress, every other
+    route of the app to the buffered one; config/nginx.conf's upload location agrees."""
+    ingresses = _ingresses(rendered)
+    nginx_upload = re.compile(_nginx_upload_location())
+    upload_rules = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if getattr(app.view_functions[rule.endpoint], "archive_upload", False)
+    }
+    assert len(upload_rules) == 3  # releases, submissions, feedback
+    routed = {}
+    for rule in app.url_map.iter_rules():
+        path = _example_path(rule.rule)
+        routed[rule.rule] = _served_by(ingresses, path)
+        expected = UPLOADS if rule.rule in upload_rules else DEFAULT
+        assert routed[rule.rule] == expected, (rule.rule, path)
+        assert bool(nginx_upload.match(path)) == (expected == UPLOADS), (rule.rule, path)
+    assert {"/healthz", "/readyz", "/lti/launch", "/api/v1/token/refresh"} <= {
+        r for r, name in routed.items() if name == DEFAULT
+    }
+    # Near misses stay on the bounded Ingress.
+    for path in (
+        "/api/v1/courses/c/assignments/a/releases/x",
+        "/api/v1/courses/c/assignments/a/collection",
+        "/api/v1/courses/c/assignments/a/b/submissions",
+        "/x/api/v1/courses/c/assignments/a/submissions",
+    ):
+        assert _served_by(ingresses, path) == DEFAULT, path
+
+
+def test_client_timeouts_are_documented_as_controller_settings(rendered):
+    """Header and body read timeouts are not ingress-nginx annotations: the manifests say so,
+    and docs/operations.md gives the controller ConfigMap keys with config/nginx.conf's values."""
+    for ingress in _ingresses(rendered).values():
+        names = set(ingress["metadata"]["annotations"])
+        assert not {NGINX + "client-header-timeout", NGINX + "client-body-timeout"} & names
+    conf, docs = _nginx_conf(), OPERATIONS.read_text()
+    manifest = (BASE / "ingress.yaml").read_text()
+    for directive, key in (
+        ("client_header_timeout", "client-header-timeout"),
+        ("client_body_timeout", "client-body-timeout"),
+    ):
+        (seconds,) = re.findall(rf"^    {directive} (\d+)s;", conf, re.M)
+        assert f'{key}: "{seconds}"' in docs, key
+        assert f'{key}: "{seconds}"' in manifest, key
 
 
 def test_only_the_ingress_controller_and_prometheus_reach_the_pods(rendered):
