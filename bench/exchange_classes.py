@@ -142,6 +142,7 @@ class BurstRun:
     instructor: Path
     students: list[str]
     wall: float = 0.0
+    client_cpu: float = 0.0  # CPU of this process (every student thread) during the burst
     fetch: list[float] = field(default_factory=list)
     submit: list[float] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)
@@ -178,10 +179,11 @@ def run_burst(run: BurstRun, work: Path) -> None:
         done = time.perf_counter()
         return name, fetched - start, done - ready, hashlib.sha256(work_bytes).hexdigest()
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(THREADS) as pool:
         results = list(pool.map(student, run.students))
     run.wall = time.perf_counter() - start
+    run.client_cpu = time.process_time() - cpu_start
     run.fetch = [r[1] for r in results]
     run.submit = [r[2] for r in results]
     run.digests = {r[0]: r[3] for r in results}

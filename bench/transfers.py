@@ -267,6 +267,11 @@ def bench_burst(
             target="p99 < 0.25 s",
             ok=p99 < 0.25,
         )
+    report.add(
+        "burst: client CPU (the students' nbgrader, one process)",
+        f"default {floor.client_cpu:.2f} s | lti-exchange {ours.client_cpu:.2f} s "
+        f"(of {floor.wall:.2f} s / {ours.wall:.2f} s wall)",
+    )
     inside = server.server_seconds("POST", f"/{course}/assignments/burst/submissions")
     if inside:
         report.add(
