@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 
 from nbgrader.exchange.abc import ExchangeFetchFeedback as ABCExchangeFetchFeedback
 
-from nbgrader_plugin.archive import CHUNK, UnsafeArchive, iter_safe_members
+from nbgrader_plugin.archive import TarStream, UnsafeArchive, iter_safe_members
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
 
@@ -30,19 +29,19 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
             response = client.download(
                 path("courses", course_id, "assignments", assignment_id, "feedback")
             )
-            with response, tarfile.open(fileobj=response.raw, mode="r|", bufsize=CHUNK) as archive:
+            with response:
+                archive = TarStream(response.raw)  # our own header reader, never tarfile's
                 try:
                     for name, info in iter_safe_members(archive):
                         if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
                             continue
                         target = self.dest_path.joinpath(*name.parts)
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        source = archive.extractfile(info)
-                        assert source is not None
                         with open(target, "wb") as out:
-                            shutil.copyfileobj(source, out)
+                            for piece in archive.data(info.size):
+                                out.write(piece)
                         fetched.append(name)
-                except UnsafeArchive as exc:
+                except (UnsafeArchive, tarfile.TarError, EOFError) as exc:
                     self.fail(f"The feedback was refused: {exc}. Tell your instructor.")
         if not fetched:
             self.log.warning(
