@@ -82,6 +82,21 @@ def path(*segments: str) -> str:
     return "/".join(quote(str(s), safe="") for s in segments)
 
 
+def environment_session(service_url: str) -> requests.Session:
+    """A session with the environment's proxy and CA settings for ``service_url`` read once.
+
+    requests would read them again on every request (``trust_env``: the proxy variables and
+    ``NO_PROXY`` matched against the URL, and ``~/.netrc``), which costs CPU per request, and a
+    ``~/.netrc`` entry for the exchange's host would replace the bearer token with Basic auth.
+    """
+    session = requests.Session()
+    settings = session.merge_environment_settings(service_url, {}, None, None, None)
+    session.trust_env = False
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    return session
+
+
 class ExchangeClient:
     """Talks to one course on one service with that course's token entry."""
 
@@ -98,7 +113,7 @@ class ExchangeClient:
         self.entry = entry
         self.store = store
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or environment_session(self.service_url)
 
     # -- tokens -------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
