@@ -71,8 +71,12 @@ class FilesystemBlobWriter:
             self._fh.close()
             self._fh = None
             self._final = self._storage.path_for(self.key)
-            self._final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp_path, self._final)
+            self._storage.ensure_folder(self._final.parent)
+            try:
+                os.replace(self._tmp_path, self._final)
+            except FileNotFoundError:  # the folder was removed meanwhile (by hand): again
+                self._storage.ensure_folder(self._final.parent, known=False)
+                os.replace(self._tmp_path, self._final)
             DIRECTORY_SYNC.sync(str(self._final.parent))
         self._committed = True
         return StoredBlob(self.key, self._counter.hexdigest(), self._counter.size)
@@ -111,6 +115,23 @@ class FilesystemStorage:
         self.min_free_bytes = min_free_bytes
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._folders: set[Path] = set()  # blob folders known to exist (made or seen)
+
+    def ensure_folder(self, folder: Path, *, known: bool = True) -> None:
+        """Make ``folder`` (and its parents) if needed; a folder made here has its entry in the
+        parent folder synced, so the blob renamed into it survives a power cut. Folders already
+        seen by this process cost nothing (``known=False`` checks again)."""
+        if known and folder in self._folders:
+            return
+        missing = []
+        for candidate in (folder, *folder.parents):
+            if candidate == self.blob_dir or candidate.is_dir():
+                break
+            missing.append(candidate)
+        for made in reversed(missing):
+            made.mkdir(exist_ok=True)
+            DIRECTORY_SYNC.sync(str(made.parent))
+        self._folders.add(folder)
 
     def path_for(self, key: str) -> Path:
         """The blob's path; a key that would leave ``blobs/`` is refused. Lexical (no system

@@ -178,3 +178,20 @@ def test_a_key_that_leaves_the_blob_directory_is_refused(tmp_path, key):
     assert (
         storage.path_for("submissions/ab/ab12") == tmp_path.resolve() / "blobs/submissions/ab/ab12"
     )
+
+
+def test_a_blob_folder_removed_by_hand_is_made_again(tmp_path):
+    storage = FilesystemStorage(tmp_path)
+    first = storage.writer("submissions")
+    first.write(b"one")
+    stored = first.commit()
+    folder = storage.path_for(stored.key).parent
+    os.remove(storage.path_for(stored.key))
+    os.rmdir(folder)  # an operator cleaned up; this process still believes the folder exists
+    second = storage.writer("submissions")
+    second.key = stored.key.rsplit("/", 1)[0] + "/" + "f" * 32  # the same folder
+    second.write(b"two")
+    again = second.commit()
+    with storage.open(again.key) as fh:
+        assert fh.read() == b"two"
+    assert list(storage.tmp_dir.iterdir()) == []
