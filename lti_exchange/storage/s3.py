@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from lti_exchange.read_streams import ReadStream
 from lti_exchange.storage.base import (
     BlobInfo,
     BlobNotFound,
@@ -307,7 +308,7 @@ class S3BlobWriter:
         return reported is not None and reported.split("-")[0] == expected
 
 
-class S3BlobReader(io.RawIOBase):
+class S3BlobReader(ReadStream):
     """An object body read in chunks, hashed as it goes; verified before its last bytes go out.
 
     The first ``HEAD_KEEP`` bytes are kept so a caller may peek and seek back (``blob_response``
@@ -325,9 +326,6 @@ class S3BlobReader(io.RawIOBase):
         self._consumed = 0  # bytes taken from the body
         self._pos = 0  # the caller's position
         self._head = bytearray()
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -357,17 +355,6 @@ class S3BlobReader(io.RawIOBase):
         chunk = self._from_body(size)
         self._pos += len(chunk)
         return chunk
-
-    def readall(self) -> bytes:
-        parts = []
-        while chunk := self.read(1024 * 1024):
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:

@@ -11,7 +11,6 @@ form is ever processed cut short. JSON bodies are read by :func:`json_body` (the
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Callable
@@ -22,10 +21,10 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
+from lti_exchange.read_streams import ReadStream
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
-READ_CHUNK = 64 * 1024
 
 View = TypeVar("View", bound=Callable)
 
@@ -75,7 +74,7 @@ def _refusal(length: int | None) -> Exception:
     )
 
 
-class BoundedInput(io.RawIOBase):
+class BoundedInput(ReadStream):
     """``wsgi.input`` of a body without ``Content-Length``: the first byte past ``limit`` raises
     ``refuse()`` (a 413), never a silent cut; a malformed or cut-off chunked body is a 400."""
 
@@ -84,9 +83,6 @@ class BoundedInput(io.RawIOBase):
         self._limit = limit
         self._refuse = refuse
         self._pos = 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -98,17 +94,6 @@ class BoundedInput(io.RawIOBase):
         if self._pos > self._limit:
             raise self._refuse()
         return data
-
-    def readall(self) -> bytes:
-        parts = []
-        while chunk := self.read(READ_CHUNK):
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def _read_inner(self, size: int) -> bytes:
         try:

@@ -15,6 +15,7 @@ import requests
 from click.testing import CliRunner
 
 from lti_exchange.cli import main
+from tests.factories import find_enrolment
 from tests.functional.lti.conftest import browser, platform  # noqa: F401 - fixtures
 from tests.functional.lti.helpers import describe, launched, me
 from tests.lms.platform import INSTRUCTOR, LEARNER, LmsContext, LmsUser
@@ -119,21 +120,13 @@ def test_token_revoke_kills_outstanding_access_tokens(live_server, platform, bro
 def test_revocation_is_exact_to_the_millisecond(live_server, course):
     """Minted just before ``revoke_enrolments`` → revoked; minted just after, with no pause
     (usually the same millisecond) → accepted; the instant survives the database round trip."""
-    from sqlalchemy import select
-
-    from lti_exchange.models import Course, Enrolment, User
     from lti_exchange.tokens.refresh import revoke_enrolments, token_pair
 
     live_server.issue_token("ms-user", course)
     state = live_server.state()
     for _ in range(5):
         with state.session_factory() as session:
-            enrolment = session.execute(
-                select(Enrolment)
-                .join(User, User.id == Enrolment.user_id)
-                .join(Course, Course.id == Enrolment.course_id)
-                .where(User.username == "ms-user", Course.code == course)
-            ).scalar_one()
+            enrolment = find_enrolment(session, "ms-user", course)
             before = token_pair(state, session, enrolment, with_refresh=False)["access_token"]
             revoke_enrolments(session, [enrolment.id])
             session.commit()
@@ -183,11 +176,8 @@ def test_dashboard_page_sessions_end_with_the_enrolments_sessions(
 def test_page_session_revocation_is_exact_to_the_millisecond(live_server, course):
     """Opened just before ``revoke_enrolments`` → refused; opened just after with the launch's
     view of ``tokens_not_before``, with no pause (usually the same millisecond) → accepted."""
-    from sqlalchemy import select
-
     from lti_exchange.lti.dashboard_views import open_page_session
     from lti_exchange.lti.store import DatabaseStore
-    from lti_exchange.models import Course, Enrolment, User
     from lti_exchange.tokens.refresh import revoke_enrolments
 
     live_server.issue_token("ms-page-user", course)
@@ -195,12 +185,7 @@ def test_page_session_revocation_is_exact_to_the_millisecond(live_server, course
     kv = DatabaseStore(state.session_factory)
     for _ in range(5):
         with state.session_factory() as session:
-            enrolment = session.execute(
-                select(Enrolment)
-                .join(User, User.id == Enrolment.user_id)
-                .join(Course, Course.id == Enrolment.course_id)
-                .where(User.username == "ms-page-user", Course.code == course)
-            ).scalar_one()
+            enrolment = find_enrolment(session, "ms-page-user", course)
             ids = (enrolment.user_id, enrolment.course_id)
             before = open_page_session(*ids, kv, not_before=enrolment.tokens_not_before)
             revoke_enrolments(session, [enrolment.id])

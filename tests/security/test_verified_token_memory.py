@@ -5,20 +5,10 @@ One kept-alive connection keeps all requests on one worker, whose memory holds t
 from __future__ import annotations
 
 import requests
-from sqlalchemy import select
 
-from lti_exchange.models import Course, Enrolment, User
 from lti_exchange.tokens.refresh import revoke_enrolments
+from tests.factories import find_enrolment
 from tests.support import assert_error
-
-
-def _enrolment(session, username: str, course: str) -> Enrolment:
-    return session.execute(
-        select(Enrolment)
-        .join(User, User.id == Enrolment.user_id)
-        .join(Course, Course.id == Enrolment.course_id)
-        .where(User.username == username, Course.code == course)
-    ).scalar_one()
 
 
 def _me(http: requests.Session, live_server, token: str) -> requests.Response:
@@ -34,7 +24,7 @@ def test_a_remembered_token_is_refused_right_after_revocation(live_server, cours
         for _ in range(5):  # verified once, then answered from the worker's memory
             assert _me(http, live_server, token).status_code == 200
         with state.session_factory() as session:
-            revoke_enrolments(session, [_enrolment(session, "remembered", course).id])
+            revoke_enrolments(session, [find_enrolment(session, "remembered", course).id])
             session.commit()
         assert_error(_me(http, live_server, token), 401, "revoked", "revoked")
 
@@ -46,6 +36,6 @@ def test_a_remembered_token_is_refused_right_after_the_enrolment_ends(live_serve
         for _ in range(5):
             assert _me(http, live_server, token).status_code == 200
         with state.session_factory() as session:
-            _enrolment(session, "leaver", course).active = False
+            find_enrolment(session, "leaver", course).active = False
             session.commit()
         assert_error(_me(http, live_server, token), 403, "enrolment_inactive")
