@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from lti_exchange.errors import ApiError
+from lti_exchange.errors import ApiError, InsufficientStorage
 from lti_exchange.logging_setup import current_request_id
+from lti_exchange.services.retry import is_disk_full
 from lti_exchange.web.current import rollback_request_session
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,17 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: 405 must
         return response
+
+    @app.errorhandler(OperationalError)
+    def _database_error(error: OperationalError):
+        if not is_disk_full(error):
+            return _unexpected(error)
+        log.warning("the database is full on %s %s: %s", request.method, request.path, error.orig)
+        rollback_request_session()
+        full = InsufficientStorage()
+        if not _wants_json():
+            return full.message, full.status
+        return error_response(full)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -82,3 +82,26 @@ class _PsycopgLike(Exception):
 )
 def test_disk_full_is_recognised_for_every_driver(driver_error, full):
     assert is_disk_full(OperationalError("INSERT", {}, driver_error)) is full
+
+
+def test_a_full_database_outside_a_retried_write_is_a_507_too(tmp_path):
+    """A write that does not go through ``run_with_retry`` (a submission, feedback) and meets a
+    full database answers the same 507 in the error shape; another database error stays a 500."""
+    import sqlite3
+
+    from tests.factories import registered_app
+
+    client = registered_app(tmp_path)
+    app = client.application
+
+    def fail(message: str):
+        raise OperationalError("INSERT INTO submission ...", {}, sqlite3.OperationalError(message))
+
+    app.add_url_rule("/api/v1/full-test", "full", lambda: fail("database or disk is full"))
+    app.add_url_rule("/api/v1/broken-test", "broken", lambda: fail("no such table: x"))
+    full = client.get("/api/v1/full-test")
+    assert full.status_code == 507
+    assert full.get_json()["error"]["code"] == "insufficient_storage"
+    assert "storage is full" in full.get_json()["error"]["message"]
+    broken = client.get("/api/v1/broken-test")
+    assert broken.status_code == 500 and broken.get_json()["error"]["code"] == "internal_error"
