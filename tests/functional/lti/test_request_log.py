@@ -50,7 +50,9 @@ def test_a_refused_launch_is_logged_with_its_id(live_server, platform, browser):
     browser.headers["X-Request-Id"] = "req-launch-9b"
     answer = platform.launch(browser, user=LmsUser.make(), roles=[LEARNER], context=None)
     assert answer.status_code == 400, answer.text
-    lines = log_lines(live_server, "req-launch-9b", at_least=2)
+    # three lines carry the id: the login's access line, the refusal, the launch's access line
+    # (written after the answer: wait for all three)
+    lines = log_lines(live_server, "req-launch-9b", at_least=3)
     refused = [line for line in lines if "refused" in line]
     assert len(refused) == 1 and "lti_launch_unusable" in refused[0], lines
     # the access log line of the same request carries the id too
