@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 GATE_WAIT = 30.0  # the busy timeout (db._sqlite_pragmas)
@@ -132,15 +133,15 @@ class GatedConnection(sqlite3.Connection):
         return self.cursor().execute(sql, parameters)
 
     def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            if self._gate is not None:
-                self._gate.release()
+        self._end_transaction(super().commit)
 
     def rollback(self) -> None:
+        self._end_transaction(super().rollback)
+
+    def _end_transaction(self, end: Callable[[], None]) -> None:
+        """Commit or roll back, then let the next writer in (also when ending failed)."""
         try:
-            super().rollback()
+            end()
         finally:
             if self._gate is not None:
                 self._gate.release()
