@@ -13,11 +13,12 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import requests
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.browser.pages import NARROW, assert_accessible, fits_narrow_screen, screenshot
 from tests.factories import registered_app
@@ -206,6 +207,17 @@ def test_a_tool_without_its_public_address_sends_to_the_operator(tmp_path, narro
 # -- launches only an LMS can sign -------------------------------------------------------------
 
 
+def launch_page(live_server, pages_lms, narrow, **launch: Any) -> tuple[Page, requests.Response]:
+    """A learner's launch (unless ``launch`` says otherwise) from the pages LMS, its answer shown
+    in a new page of the narrow browser as the tool sent it."""
+    answer = pages_lms.platform.launch(
+        requests.Session(), **{"roles": [LEARNER], **launch}, accept_json=False
+    )
+    page = narrow.new_page()
+    show(page, live_server.url + "/lti/launch", answer)
+    return page, answer
+
+
 def test_expired_launch_page_has_no_library_text(live_server, pages_lms, narrow):
     now = int(time.time())
 
@@ -213,11 +225,7 @@ def test_expired_launch_page_has_no_library_text(live_server, pages_lms, narrow)
         claims.update(iat=now - 600, exp=now - 300)
         return claims
 
-    answer = pages_lms.platform.launch(
-        requests.Session(), roles=[LEARNER], mutate=expired, accept_json=False
-    )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
+    page, _answer = launch_page(live_server, pages_lms, narrow, mutate=expired)
     check(
         page,
         Case(
@@ -231,11 +239,7 @@ def test_expired_launch_page_has_no_library_text(live_server, pages_lms, narrow)
 
 
 def test_replayed_launch_page(live_server, pages_lms, narrow):
-    answer = pages_lms.platform.launch(
-        requests.Session(), roles=[LEARNER], replay=True, accept_json=False
-    )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
+    page, _answer = launch_page(live_server, pages_lms, narrow, replay=True)
     check(
         page,
         Case(
@@ -249,11 +253,7 @@ def test_unknown_deployment_page_sends_to_the_lms_administrator(live_server, pag
         claims[CLAIM_DEPLOYMENT_ID] = "999-unknown"
         return claims
 
-    answer = pages_lms.platform.launch(
-        requests.Session(), roles=[LEARNER], mutate=unknown, accept_json=False
-    )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
+    page, answer = launch_page(live_server, pages_lms, narrow, mutate=unknown)
     case = Case(
         "launch-unknown-deployment",
         answer.status_code,
@@ -265,11 +265,7 @@ def test_unknown_deployment_page_sends_to_the_lms_administrator(live_server, pag
 
 
 def test_launch_without_a_course_sends_to_the_instructor(live_server, pages_lms, narrow):
-    answer = pages_lms.platform.launch(
-        requests.Session(), roles=[LEARNER], context=None, accept_json=False
-    )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
+    page, _answer = launch_page(live_server, pages_lms, narrow, context=None)
     check(
         page, Case("launch-without-course", 400, "instructor", "The assignment could not be opened")
     )
@@ -279,16 +275,14 @@ def test_launch_without_a_course_sends_to_the_instructor(live_server, pages_lms,
 def test_student_in_the_deep_linking_chooser_is_sent_to_the_instructor(
     live_server, pages_lms, narrow
 ):
-    p = pages_lms.platform
-    answer = p.launch(
-        requests.Session(),
-        roles=[LEARNER],
+    return_url = pages_lms.platform.deep_link_return_url
+    page, _answer = launch_page(
+        live_server,
+        pages_lms,
+        narrow,
         message_type="LtiDeepLinkingRequest",
-        deep_linking=SimulatedPlatform.deep_linking_settings(p.deep_link_return_url),
-        accept_json=False,
+        deep_linking=SimulatedPlatform.deep_linking_settings(return_url),
     )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
     check(page, Case("deep-link-student", 403, "instructor", "Only instructors can do this"))
 
 
@@ -297,11 +291,7 @@ def test_a_launch_changed_on_its_way_is_refused(live_server, pages_lms, narrow):
         claims[CLAIM_TARGET_LINK_URI] = live_server.url + "/lti/launch?elsewhere=1"
         return claims
 
-    answer = pages_lms.platform.launch(
-        requests.Session(), roles=[LEARNER], mutate=retargeted, accept_json=False
-    )
-    page = narrow.new_page()
-    show(page, live_server.url + "/lti/launch", answer)
+    page, _answer = launch_page(live_server, pages_lms, narrow, mutate=retargeted)
     check(
         page,
         Case(
