@@ -36,6 +36,13 @@ _RELEASE_TO_FETCH = (
 )
 
 
+def require_visible(caller: Caller, name: str, released: bool | None) -> None:
+    """Learners see released assignments only: a missing (``released`` None) or hidden one is
+    the same 404 to them, so they cannot tell which."""
+    if released is None or not (caller.is_staff or released):
+        raise not_found("assignment", name, caller.course.code)
+
+
 @dataclass(frozen=True)
 class ReleaseFile:
     """What a download needs of a release."""
@@ -68,9 +75,10 @@ class AssignmentService:
                 Assignment.course_id == caller.course.id, Assignment.name == name
             )
         ).scalar_one_or_none()
-        hidden = not (caller.is_staff or assignment is None or assignment.released)
-        if assignment is None or (hidden and not include_unreleased):
+        if assignment is None:
             raise not_found("assignment", name, caller.course.code)
+        if not include_unreleased:
+            require_visible(caller, name, assignment.released)
         return assignment
 
     def release(
@@ -216,8 +224,8 @@ class AssignmentService:
         row = connection.execute(
             _RELEASE_TO_FETCH, {"course_id": caller.course.id, "name": name}
         ).first()
-        if row is None or not (caller.is_staff or row.released):
-            raise not_found("assignment", name, caller.course.code)
+        require_visible(caller, name, row.released if row is not None else None)
+        assert row is not None
         release = ReleaseFile(
             id=row.release_id,
             version=row.version,

@@ -39,15 +39,7 @@ class ServiceContext:
         at: datetime | None = None,
     ) -> Event:
         """Add an audit event for ``caller`` in their course (committed with the unit of work)."""
-        event = Event(
-            kind=kind,
-            course_id=caller.course.id,
-            assignment_id=assignment_id,
-            user_id=caller.user.id,
-            subject_id=subject_id,
-            details=details,
-            created_at=at or self.clock(),
-        )
+        event = Event(**self._event_row(caller, kind, assignment_id, subject_id, details, at))
         self.session.add(event)
         return event
 
@@ -64,17 +56,31 @@ class ServiceContext:
         """Insert an audit event at once, in the session's transaction, without the ORM's unit
         of work (the hot paths: fetch and submit). Rows it refers to must already be in the
         database."""
+        row = self._event_row(caller, kind, assignment_id, subject_id, details, at)
+        self.session.connection().execute(_INSERT_EVENT, row)
+
+    def _event_row(
+        self,
+        caller: Caller,
+        kind: str,
+        assignment_id: int | None,
+        subject_id: int | None,
+        details: dict[str, Any] | None,
+        at: datetime | None,
+    ) -> dict[str, Any]:
+        """The event's column values; no ``details`` key without details (SQL NULL, whether
+        the ORM or a Core insert writes it, never a JSON ``null``)."""
         row: dict[str, Any] = {
             "kind": kind,
             "course_id": caller.course.id,
             "assignment_id": assignment_id,
             "user_id": caller.user.id,
             "subject_id": subject_id,
-            "created_at": at,
+            "created_at": at or self.clock(),
         }
-        if details is not None:  # absent, not None: SQL NULL as the ORM writes it, not JSON null
+        if details is not None:
             row["details"] = details
-        self.session.connection().execute(_INSERT_EVENT, row)
+        return row
 
     def delete_blobs_quietly(self, keys: list[str]) -> None:
         for key in keys:

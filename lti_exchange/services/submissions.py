@@ -18,8 +18,8 @@ from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Release, Submission, User
 from lti_exchange.observability import count_submission
-from lti_exchange.services.assignments import AssignmentService
-from lti_exchange.services.authorisation import Caller, not_found
+from lti_exchange.services.assignments import AssignmentService, require_visible
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
 
 MAX_COLLECT_IDS = 10_000
@@ -66,8 +66,8 @@ class SubmissionService:
             .execute(_SUBMIT_TARGET, {"course_id": caller.course.id, "name": name})
             .first()
         )
-        if target is None or not (caller.is_staff or target.released):
-            raise not_found("assignment", name, caller.course.code)
+        require_visible(caller, name, target.released if target is not None else None)
+        assert target is not None
         if not target.released:
             raise Conflict(
                 f"Assignment '{name}' is not released; it cannot be submitted. "
