@@ -368,5 +368,5 @@ def retry_grade(session: Session, course: Course, assignment: object, student: o
         )
     now = utcnow()
     grade.status, grade.reason, grade.updated_at = PENDING, None, now
-    arm(session, grade, now)
+    arm(session, [grade.id], now)
     session.commit()

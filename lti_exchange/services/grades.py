@@ -182,7 +182,7 @@ class GradeService:
                 counts["not_sendable"] += 1
             else:
                 grade.status, grade.reason = PENDING, None
-                arm(self.session, grade, now)
+                arm(self.session, [grade.id], now)
                 counts["queued"] += 1
             touched.append(grade)
         self.session.commit()

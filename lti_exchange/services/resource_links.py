@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -190,17 +190,20 @@ def requeue_not_sendable(session: Session, course_id: int) -> int:
     anew whether they can go); how many. Grades not sendable for other reasons (a test user,
     no LMS user id) stay as they are. The caller commits."""
     now = utcnow()
-    grades = (
-        session.execute(
-            select(Grade).where(Grade.course_id == course_id, Grade.status == NOT_SENDABLE)
+    rows = session.execute(
+        select(Grade.id, Grade.reason).where(
+            Grade.course_id == course_id, Grade.status == NOT_SENDABLE
         )
-        .scalars()
-        .all()
-    )
-    waiting = [g for g in grades if (g.reason or "").startswith(WAITING_FOR_A_LINK)]
-    for grade in waiting:
-        grade.status, grade.reason, grade.updated_at = PENDING, None, now
-        arm(session, grade, now)
+    ).all()
+    waiting = [gid for gid, reason in rows if (reason or "").startswith(WAITING_FOR_A_LINK)]
+    if waiting:
+        session.execute(
+            update(Grade)
+            .where(Grade.id.in_(waiting))
+            .values(status=PENDING, reason=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        arm(session, waiting, now)
     return len(waiting)
 
 
