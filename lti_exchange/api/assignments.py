@@ -24,7 +24,7 @@ def list_assignments(course_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     views = AssignmentService(context()).list_for(caller)
     return jsonify(
-        course_id=caller.course.code,
+        course_id=caller.course_code,
         role=caller.role,
         assignments=[assignment_json(v) for v in views],
     )

@@ -54,7 +54,7 @@ def due_dates(course_id: str, assignment_id: str):
 def put_due_date(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     due = parse_due_input(json_body().get("due_at"))
-    set_due_date(get_session(), caller.course, caller.user.id, assignment_id, due)
+    set_due_date(get_session(), caller.course, caller.user_id, assignment_id, due)
     return jsonify(assignment_due_dates(get_session(), caller.course, assignment_id))
 
 
@@ -62,7 +62,7 @@ def put_due_date(course_id: str, assignment_id: str):
 def put_extension(course_id: str, assignment_id: str, student_id: str):
     caller = caller_for(course_id, STAFF)
     due = parse_due_input(json_body().get("due_at"))
-    set_extension(get_session(), caller.course, caller.user.id, assignment_id, student_id, due)
+    set_extension(get_session(), caller.course, caller.user_id, assignment_id, student_id, due)
     return jsonify(assignment_due_dates(get_session(), caller.course, assignment_id))
 
 

@@ -14,7 +14,7 @@ from lti_exchange.web.bearer import caller_for
 def push_grades(course_id: str):
     caller = caller_for(course_id, STAFF)
     grades = parse_grades(json_body())
-    return jsonify(course_id=caller.course.code, **GradeService(context()).push(caller, grades))
+    return jsonify(course_id=caller.course_code, **GradeService(context()).push(caller, grades))
 
 
 @bp.get("/courses/<path:course_id>/grades")

@@ -16,14 +16,14 @@ def whoami():
     claims = current_claims()
     caller = caller_for(claims.course_code, ANY_ROLE)
     return jsonify(
-        username=caller.user.username,
-        org_id=caller.course.org_id,
-        course_id=caller.course.code,
+        username=caller.username,
+        org_id=caller.org_id,
+        course_id=caller.course_code,
         course_title=caller.course.title,
         role=caller.role,
-        name=caller.user.name,
-        email=caller.user.email,
-        lms_user_id=caller.user.lms_user_id,
+        name=caller.name,
+        email=caller.email,
+        lms_user_id=caller.lms_user_id,
         expires_at=claims.exp,
     )
 
@@ -31,9 +31,9 @@ def whoami():
 @bp.get("/courses/<path:course_id>/members")
 def list_members(course_id: str):
     caller = caller_for(course_id, STAFF)
-    rows = course_members(get_session(), caller.course.id)
+    rows = course_members(get_session(), caller.course_id)
     return jsonify(
-        course_id=caller.course.code,
+        course_id=caller.course_code,
         members=[
             {
                 "username": user.username,

@@ -32,9 +32,7 @@ from lti_exchange.web.body_limits import archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
     receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body())
-    body = submission_json(
-        receipt.submission, receipt.assignment_name, caller.user, with_feedback=False
-    )
+    body = submission_json(receipt.submission, receipt.assignment_name, caller, with_feedback=False)
     body["release_notebooks"] = receipt.release_notebooks
     return jsonify(body), 201
 
@@ -49,7 +47,7 @@ def list_submissions(course_id: str):
         include_removed=bool_arg("include_removed"),
     )
     return jsonify(
-        course_id=caller.course.code,
+        course_id=caller.course_code,
         submissions=[submission_json(s, a.name, u) for s, a, u in rows],
     )
 

@@ -40,7 +40,7 @@ def require_visible(caller: Caller, name: str, released: bool | None) -> None:
     """Learners see released assignments only: a missing (``released`` None) or hidden one is
     the same 404 to them, so they cannot tell which."""
     if released is None or not (caller.is_staff or released):
-        raise not_found("assignment", name, caller.course.code)
+        raise not_found("assignment", name, caller.course_code)
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,11 @@ class AssignmentService:
         validate_identifier(name, "assignment")
         assignment = self.session.execute(
             select(Assignment).where(
-                Assignment.course_id == caller.course.id, Assignment.name == name
+                Assignment.course_id == caller.course_id, Assignment.name == name
             )
         ).scalar_one_or_none()
         if assignment is None:
-            raise not_found("assignment", name, caller.course.code)
+            raise not_found("assignment", name, caller.course_code)
         if not include_unreleased:
             require_visible(caller, name, assignment.released)
         return assignment
@@ -128,7 +128,7 @@ class AssignmentService:
             size=blob.size,
             notebooks=manifest.notebooks,
             max_score=max_score,
-            released_by_id=caller.user.id,
+            released_by_id=caller.user_id,
             created_at=self.ctx.clock(),
         )
         self.session.add(release)
@@ -148,7 +148,7 @@ class AssignmentService:
     def _get_or_create_locked(self, caller: Caller, name: str) -> Assignment:
         query = (
             select(Assignment)
-            .where(Assignment.course_id == caller.course.id, Assignment.name == name)
+            .where(Assignment.course_id == caller.course_id, Assignment.name == name)
             .with_for_update()
         )
         assignment = self.session.execute(query).scalar_one_or_none()
@@ -156,7 +156,7 @@ class AssignmentService:
             return assignment
         try:
             with self.session.begin_nested():
-                assignment = Assignment(course_id=caller.course.id, name=name)
+                assignment = Assignment(course_id=caller.course_id, name=name)
                 self.session.add(assignment)
         except IntegrityError:
             assignment = self.session.execute(query).scalar_one()
@@ -167,7 +167,7 @@ class AssignmentService:
         assignment = self.find(caller, name)
         if not assignment.released:
             raise Conflict(
-                f"Assignment '{name}' is not released in course '{caller.course.code}'.",
+                f"Assignment '{name}' is not released in course '{caller.course_code}'.",
                 code="not_released",
             )
         assignment.released = False
@@ -183,7 +183,7 @@ class AssignmentService:
         query = (
             select(Assignment, Release)
             .outerjoin(Release, Release.id == Assignment.current_release_id)
-            .where(Assignment.course_id == caller.course.id)
+            .where(Assignment.course_id == caller.course_id)
             .order_by(Assignment.name)
         )
         if not caller.is_staff:
@@ -193,8 +193,8 @@ class AssignmentService:
             self.session.execute(
                 select(Event.assignment_id, func.max(Event.created_at))
                 .where(
-                    Event.course_id == caller.course.id,
-                    Event.user_id == caller.user.id,
+                    Event.course_id == caller.course_id,
+                    Event.user_id == caller.user_id,
                     Event.kind == "fetched",
                 )
                 .group_by(Event.assignment_id)
@@ -205,9 +205,9 @@ class AssignmentService:
                 select(Submission.assignment_id, func.count(Submission.id))
                 .join(Assignment, Assignment.id == Submission.assignment_id)
                 .where(
-                    Assignment.course_id == caller.course.id,
+                    Assignment.course_id == caller.course_id,
                     Submission.removed_at.is_(None),
-                    *(() if caller.is_staff else (Submission.user_id == caller.user.id,)),
+                    *(() if caller.is_staff else (Submission.user_id == caller.user_id,)),
                 )
                 .group_by(Submission.assignment_id)
             ).all()
@@ -222,7 +222,7 @@ class AssignmentService:
         validate_identifier(name, "assignment")
         connection = self.session.connection()
         row = connection.execute(
-            _RELEASE_TO_FETCH, {"course_id": caller.course.id, "name": name}
+            _RELEASE_TO_FETCH, {"course_id": caller.course_id, "name": name}
         ).first()
         require_visible(caller, name, row.released if row is not None else None)
         assert row is not None

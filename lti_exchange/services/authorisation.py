@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
@@ -16,25 +17,54 @@ from lti_exchange.tokens.access import RELAUNCH_HINT, TokenClaims, revocation_ms
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated user acting in one course, with the role their enrolment has now."""
+    """An authenticated user acting in one course, with the role their enrolment has now.
 
-    user: User
-    course: Course
+    The ids and names every request needs come with the authorising query as plain values; the
+    ``user`` and ``course`` rows are loaded only when a (less frequent) route asks for them.
+    """
+
+    user_id: int
+    username: str
+    name: str | None
+    email: str | None
+    lms_user_id: str | None
+    course_id: int
+    course_code: str
+    org_id: int
     role: str
     claims: TokenClaims
+    session: Session = field(repr=False, compare=False)
 
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
 
+    @cached_property
+    def user(self) -> User:
+        return self.session.get_one(User, self.user_id)
 
-# Built once: the enrolment with its user and course in one statement (the joins that filter
-# also fill the relationships), so each request only binds values to a cached compiled form.
+    @cached_property
+    def course(self) -> Course:
+        return self.session.get_one(Course, self.course_id)
+
+
+# Built once: the enrolment's columns with its user's and course's in one statement, as plain
+# values (no ORM objects to build per request), so each request only binds values to a cached
+# compiled form.
 _ENROLMENT = (
-    select(Enrolment)
+    select(
+        Enrolment.user_id,
+        User.username,
+        User.name,
+        User.email,
+        User.lms_user_id,
+        Enrolment.course_id,
+        Enrolment.role,
+        Enrolment.active,
+        Enrolment.tokens_not_before,
+    )
     .join(Enrolment.course)
     .join(Enrolment.user)
-    .options(contains_eager(Enrolment.course), contains_eager(Enrolment.user))
     .where(
         Enrolment.user_id == bindparam("user_id"),
         Course.code == bindparam("course_code"),
@@ -66,7 +96,7 @@ def authorise_course(
     enrolment = session.execute(
         _ENROLMENT,
         {"user_id": claims.user_id, "course_code": course_code, "org_id": claims.org_id},
-    ).scalar_one_or_none()
+    ).one_or_none()
     if enrolment is None:
         raise Forbidden(
             f"You are not enrolled in course '{course_code}'. {RELAUNCH_HINT}", code="not_enrolled"
@@ -89,7 +119,19 @@ def authorise_course(
             f"you are {enrolment.role}.",
             code="role_forbidden",
         )
-    return Caller(user=enrolment.user, course=enrolment.course, role=enrolment.role, claims=claims)
+    return Caller(
+        user_id=enrolment.user_id,
+        username=enrolment.username,
+        name=enrolment.name,
+        email=enrolment.email,
+        lms_user_id=enrolment.lms_user_id,
+        course_id=enrolment.course_id,
+        course_code=course_code,
+        org_id=claims.org_id,
+        role=enrolment.role,
+        claims=claims,
+        session=session,
+    )
 
 
 def not_found(kind: str, name: str, course: str) -> NotFound:

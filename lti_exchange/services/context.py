@@ -72,9 +72,9 @@ class ServiceContext:
         the ORM or a Core insert writes it, never a JSON ``null``)."""
         row: dict[str, Any] = {
             "kind": kind,
-            "course_id": caller.course.id,
+            "course_id": caller.course_id,
             "assignment_id": assignment_id,
-            "user_id": caller.user.id,
+            "user_id": caller.user_id,
             "subject_id": subject_id,
             "created_at": at or self.clock(),
         }

@@ -101,7 +101,7 @@ class FeedbackService:
             .where(
                 Submission.assignment_id == assignment_id,
                 Submission.removed_at.is_(None),
-                User.org_id == caller.course.org_id,
+                User.org_id == caller.org_id,
                 User.username.in_(list(wanted)),
             )
             .options(selectinload(Submission.feedback))
@@ -132,7 +132,7 @@ class FeedbackService:
                 elif fb.blob_key != blob.key:
                     replaced.append(fb.blob_key)
                 fb.blob_key, fb.sha256, fb.size = blob.key, blob.sha256, blob.size
-                fb.released_by_id = caller.user.id
+                fb.released_by_id = caller.user_id
                 fb.updated_at = now
             self.ctx.record(
                 caller,
@@ -162,9 +162,9 @@ class FeedbackService:
         """
         assignment = self.assignments.find(caller, name, include_unreleased=True)
         if student is None:
-            student = caller.user.username
+            student = caller.username
         validate_identifier(student, "student")
-        if not caller.is_staff and student != caller.user.username:
+        if not caller.is_staff and student != caller.username:
             raise Forbidden("Students can only fetch their own feedback.")
         rows = self.session.execute(
             select(Feedback, Submission)
@@ -173,7 +173,7 @@ class FeedbackService:
             .where(
                 Submission.assignment_id == assignment.id,
                 User.username == student,
-                User.org_id == caller.course.org_id,
+                User.org_id == caller.org_id,
                 Submission.removed_at.is_(None),
             )
             .order_by(Submission.timestamp, Feedback.notebook_id)

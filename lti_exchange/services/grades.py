@@ -100,9 +100,9 @@ class GradeService:
             select(User, Enrolment.id)
             .outerjoin(
                 Enrolment,
-                (Enrolment.user_id == User.id) & (Enrolment.course_id == caller.course.id),
+                (Enrolment.user_id == User.id) & (Enrolment.course_id == caller.course_id),
             )
-            .where(User.org_id == caller.course.org_id, User.username.in_(students))
+            .where(User.org_id == caller.org_id, User.username.in_(students))
         ).all()
         return {user.username: (user, enrolment_id is not None) for user, enrolment_id in rows}
 
@@ -138,7 +138,7 @@ class GradeService:
             (g.assignment_name, g.student_id): g
             for g in self.session.execute(
                 select(Grade).where(
-                    Grade.course_id == caller.course.id,
+                    Grade.course_id == caller.course_id,
                     Grade.student_id.in_({g.student_id for g in grades}),
                 )
             ).scalars()
@@ -161,7 +161,7 @@ class GradeService:
                 continue
             if grade is None:
                 grade = Grade(
-                    course_id=caller.course.id,
+                    course_id=caller.course_id,
                     assignment_name=item.assignment_id,
                     student_id=item.student_id,
                     version=1,
@@ -173,7 +173,7 @@ class GradeService:
             grade.score, grade.max_score = item.score, item.max_score
             if item.submitted_at:
                 grade.submitted_at = item.submitted_at
-            grade.pushed_by_id = caller.user.id
+            grade.pushed_by_id = caller.user_id
             grade.updated_at = now
             self.session.flush()
             if reason is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import selectinload
@@ -63,7 +63,7 @@ class SubmissionService:
         validate_identifier(name, "assignment")
         target = (
             self.session.connection()
-            .execute(_SUBMIT_TARGET, {"course_id": caller.course.id, "name": name})
+            .execute(_SUBMIT_TARGET, {"course_id": caller.course_id, "name": name})
             .first()
         )
         require_visible(caller, name, target.released if target is not None else None)
@@ -79,7 +79,7 @@ class SubmissionService:
         def record() -> Submission:
             values = {
                 "assignment_id": target.id,
-                "user_id": caller.user.id,
+                "user_id": caller.user_id,
                 "timestamp": self.ctx.clock(),
                 "blob_key": blob.key,
                 "sha256": blob.sha256,
@@ -120,10 +120,10 @@ class SubmissionService:
         Two queries whatever the size of the course.
         """
         if not caller.is_staff:
-            if student is not None and student != caller.user.username:
+            if student is not None and student != caller.username:
                 raise Forbidden("Students can only list their own submissions.")
-            student = caller.user.username
-        conditions = [Assignment.course_id == caller.course.id]
+            student = caller.username
+        conditions = [Assignment.course_id == caller.course_id]
         if assignment is not None:
             conditions.append(Assignment.name == validate_identifier(assignment, "assignment"))
         if student is not None:
@@ -155,19 +155,19 @@ class SubmissionService:
     def get(self, caller: Caller, submission_id: int) -> tuple[Submission, Assignment, User]:
         if not 0 < submission_id <= MAX_ID:  # a larger number is no row, and overflows SQLite
             raise NotFound(
-                f"No submission {str(submission_id)[:30]} in course '{caller.course.code}'.",
+                f"No submission {str(submission_id)[:30]} in course '{caller.course_code}'.",
                 code="submission_not_found",
             )
         row = self.session.execute(
             select(Submission, Assignment, User)
             .join(Assignment, Assignment.id == Submission.assignment_id)
             .join(User, User.id == Submission.user_id)
-            .where(Submission.id == submission_id, Assignment.course_id == caller.course.id)
+            .where(Submission.id == submission_id, Assignment.course_id == caller.course_id)
             .options(selectinload(Submission.feedback))
         ).first()
-        if row is None or (not caller.is_staff and row[2].id != caller.user.id):
+        if row is None or (not caller.is_staff and row[2].id != caller.user_id):
             raise NotFound(
-                f"No submission {submission_id} in course '{caller.course.code}'.",
+                f"No submission {submission_id} in course '{caller.course_code}'.",
                 code="submission_not_found",
             )
         return row[0], row[1], row[2]
@@ -246,8 +246,21 @@ class SubmissionService:
         return submission, self.ctx.storage.open(submission.blob_key)
 
 
+class Submitter(Protocol):
+    """What a submission's JSON tells of its student (a ``User`` row or the ``Caller``)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def lms_user_id(self) -> str | None: ...
+
+
 def submission_json(
-    submission: Submission, assignment_name: str, user: User, *, with_feedback: bool = True
+    submission: Submission, assignment_name: str, user: Submitter, *, with_feedback: bool = True
 ) -> dict:
     from lti_exchange.timestamps import format_timestamp
 
