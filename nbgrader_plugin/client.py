@@ -6,6 +6,7 @@ the server logged for it can be found (``grep <id>`` in the service log).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -82,18 +83,43 @@ def path(*segments: str) -> str:
     return "/".join(quote(str(s), safe="") for s in segments)
 
 
+# What requests reads from the environment for a URL: every ``*_proxy`` variable (``no_proxy``
+# too) and the CA bundle variables. Their values key the settings cache below.
+_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_SETTINGS: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], Any]] = {}
+
+
+def _environment_key(service_url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    variables = tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.lower().endswith("_proxy") or name in _CA_VARIABLES
+        )
+    )
+    return service_url, variables
+
+
 def environment_session(service_url: str) -> requests.Session:
     """A session with the environment's proxy and CA settings for ``service_url`` read once.
 
     requests would read them again on every request (``trust_env``: the proxy variables and
     ``NO_PROXY`` matched against the URL, and ``~/.netrc``), which costs CPU per request, and a
     ``~/.netrc`` entry for the exchange's host would replace the bearer token with Basic auth.
+    The settings are kept per process for the URL and the variables' values, so a changed
+    variable is seen by the next session.
     """
     session = requests.Session()
-    settings = session.merge_environment_settings(service_url, {}, None, None, None)
+    key = _environment_key(service_url)
+    settings = _SETTINGS.get(key)
+    if settings is None:
+        if len(_SETTINGS) >= 32:  # a process that keeps changing its environment
+            _SETTINGS.clear()
+        merged = session.merge_environment_settings(service_url, {}, None, None, None)
+        settings = _SETTINGS[key] = (dict(merged["proxies"]), merged["verify"])
     session.trust_env = False
-    session.proxies.update(settings["proxies"])
-    session.verify = settings["verify"]
+    session.proxies.update(settings[0])
+    session.verify = settings[1]
     return session
 
 
