@@ -281,10 +281,6 @@ def bench_burst(
         "burst: CPU time the hypervisor gave to other guests (steal)",
         f"default {floor_steal:.2f} s | lti-exchange {ours_steal:.2f} s",
     )
-    report.add(
-        "burst: CPU time the hypervisor gave to other guests (steal)",
-        f"default {floor_steal:.2f} s | lti-exchange {ours_steal:.2f} s",
-    )
     inside = server.server_seconds("POST", f"/{course}/assignments/burst/submissions")
     if inside:
         report.add(
