@@ -94,10 +94,8 @@ def authorise_course(
             f"Launch '{course_code}' from your LMS to get a token for it.",
             code="wrong_course",
         )
-    enrolment = session.connection().execute(
-        _ENROLMENT,
-        {"user_id": claims.user_id, "course_code": course_code, "org_id": claims.org_id},
-    ).one_or_none()
+    params = {"user_id": claims.user_id, "course_code": course_code, "org_id": claims.org_id}
+    enrolment = session.connection().execute(_ENROLMENT, params).one_or_none()
     if enrolment is None:
         raise Forbidden(
             f"You are not enrolled in course '{course_code}'. {RELAUNCH_HINT}", code="not_enrolled"
