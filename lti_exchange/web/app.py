@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 from sqlalchemy import text
+from sqlalchemy.orm import configure_mappers
 
 from lti_exchange import __version__
 from lti_exchange.app_objects import build_app_objects
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     warm_up = getattr(objects.storage, "warm_up", None)
     if warm_up is not None:  # S3: this worker's client now, not in its first upload
         warm_up()
+    configure_mappers()  # the ORM's one-off set-up now, not in this worker's first request
 
     app = ExchangeFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None
