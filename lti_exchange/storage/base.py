@@ -86,6 +86,10 @@ class BlobWriter(Protocol):
 class BlobStorage(Protocol):
     """Where files live. Implementations: filesystem (default) and S3-compatible object storage."""
 
+    # How many blobs a reader of many (collect, feedback download) opens ahead of the one it
+    # sends: 0 where opening is local and cheap, more where each open waits for the network.
+    open_ahead: int
+
     def writer(self, kind: str) -> BlobWriter: ...
 
     def open(self, key: str) -> BinaryIO: ...

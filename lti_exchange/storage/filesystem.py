@@ -107,6 +107,8 @@ class FilesystemBlobWriter:
 class FilesystemStorage:
     """Blobs under ``root/blobs/<kind>/<xx>/<uuid>``; partial writes under ``root/tmp``."""
 
+    open_ahead = 0  # opening a file is local and cheap
+
     def __init__(self, root: str | Path, min_free_bytes: int = 0) -> None:
         self.root = Path(root).resolve()
         self.blob_dir = self.root / "blobs"

@@ -451,6 +451,10 @@ class BodyCheck:
 class S3Storage:
     """Blobs as objects ``<prefix>/<kind>/<xx>/<uuid>`` in one bucket."""
 
+    # A collect opens this many objects ahead (each open is a GetObject round trip); with the
+    # request threads of a worker that stays below the client's MAX_POOL_CONNECTIONS.
+    open_ahead = 4
+
     def __init__(
         self,
         bucket: str,
