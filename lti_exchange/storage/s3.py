@@ -51,12 +51,15 @@ from lti_exchange.storage.base import (
     is_blob_key,
     new_blob_key,
 )
+from lti_exchange.storage.blob_cache import BlobCache
 
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024**2  # S3's minimum for every part but the last
 COPY_LIMIT = 5 * 1024**3  # the largest object CopyObject can copy in one request
 HEAD_KEEP = 64 * 1024  # bytes a reader keeps so a caller may peek and seek back to 0
+CACHE_BYTES = 32 * 1024**2  # per process: the release archives most recently fetched
+CACHE_MAX_BLOB = 4 * 1024**2  # larger releases stream from S3 each time
 PARTS_IN_FLIGHT = 1  # parts of one upload going out at once (memory: this + 1 parts)
 MAX_POOL_CONNECTIONS = 32  # per process: every thread's request plus its parts in flight
 SHA256_META = "sha256"  # x-amz-meta-sha256: the whole object's SHA-256 (hex)
@@ -326,6 +329,8 @@ class S3BlobReader(ReadStream):
         self._consumed = 0  # bytes taken from the body
         self._pos = 0  # the caller's position
         self._head = bytearray()
+        # the whole body, kept for the process's cache when it is a small release archive
+        self._whole = bytearray() if storage.cache.admits(key, self._size) else None
 
     def seekable(self) -> bool:
         return True
@@ -375,12 +380,17 @@ class S3BlobReader(ReadStream):
                 ConnectionError(f"the object {self._key} ended after {self._consumed} bytes")
             )
         self._check.update(data)
+        if self._whole is not None:
+            self._whole += data
         keep = len(self._head) == self._consumed and self._consumed + len(data) <= HEAD_KEEP
         self._consumed += len(data)
         if keep:
             self._head += data
         if self._consumed >= self._size:
             self._verify()
+            if self._whole is not None:  # every byte read and checked: later reads are local
+                self._storage.cache.put(self._key, bytes(self._whole))
+                self._whole = None
         return data
 
     def _verify(self) -> None:
@@ -473,6 +483,8 @@ class S3Storage:
         self.region = region
         self._clients: dict[int, Any] = {}
         self._lock = threading.Lock()
+        # release archives that every student fetches: read from S3 once per process
+        self.cache = BlobCache(CACHE_BYTES, CACHE_MAX_BLOB)
 
     @property
     def endpoint_url(self) -> str:
@@ -546,6 +558,9 @@ class S3Storage:
         return S3BlobWriter(self, kind)
 
     def open(self, key: str) -> BinaryIO:
+        cached = self.cache.get(key)
+        if cached is not None:  # checked against its SHA-256 when it was read from S3
+            return io.BytesIO(cached)
         try:
             extra = {"ChecksumMode": "ENABLED"} if self.checksums else {}
             answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), **extra)
@@ -576,6 +591,7 @@ class S3Storage:
         return self._head(key) is not None
 
     def delete(self, key: str) -> None:
+        self.cache.discard(key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:  # noqa: BLE001 - mapped below

@@ -29,3 +29,13 @@ def pending_uploads(storage) -> int:
     if isinstance(storage, FilesystemStorage):
         return storage.count_partial()
     return storage.pending_uploads()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> S3Storage:
+    """A fresh S3 store (a new bucket) for what only the S3 backend does."""
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    return S3Storage(
+        s3_server.new_bucket(), "exchange", part_size=S3_PART, endpoint_url=s3_server.endpoint_url
+    )

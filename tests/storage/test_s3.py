@@ -19,15 +19,6 @@ from tests.storage.test_contract import read_all, write_blob
 MiB = 1024**2
 
 
-@pytest.fixture
-def s3(s3_server, monkeypatch) -> S3Storage:
-    for name, value in S3_ENV.items():
-        monkeypatch.setenv(name, value)
-    return S3Storage(
-        s3_server.new_bucket(), "exchange", part_size=S3_PART, endpoint_url=s3_server.endpoint_url
-    )
-
-
 def test_a_small_blob_is_one_put_with_its_sha256_as_metadata(s3):
     data = os.urandom(1000)
     blob = write_blob(s3, data)
