@@ -36,9 +36,7 @@ class BlobCache:
         if not self.admits(key, len(data)):
             return
         with self._lock:
-            old = self._blobs.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
+            self._forget(key)
             self._blobs[key] = data
             self._size += len(data)
             while self._size > self.capacity:
@@ -47,9 +45,13 @@ class BlobCache:
 
     def discard(self, key: str) -> None:
         with self._lock:
-            old = self._blobs.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """Drop ``key`` if kept (the caller holds the lock)."""
+        old = self._blobs.pop(key, None)
+        if old is not None:
+            self._size -= len(old)
 
     @property
     def size(self) -> int:
