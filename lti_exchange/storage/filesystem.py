@@ -1,5 +1,8 @@
 """Blob storage in a local directory: temp file, fsync, rename, so a blob is whole or absent.
 
+Blob files are written around the page cache where the file system allows it
+(``storage.direct_io``).
+
 A full disk (ENOSPC, EDQUOT) or free space below the reserve (``min_free_bytes``) while writing
 becomes ``InsufficientStorage`` (507), after the partial file is removed. Partial files that a
 killed process left behind are removed by ``sweep_partial`` (run by the worker).
@@ -26,7 +29,8 @@ from lti_exchange.storage.base import (
     StoredBlob,
     new_blob_key,
 )
-from lti_exchange.storage.durable import DIRECTORY_SYNC, WRITEBACK_BYTES, start_writeback
+from lti_exchange.storage.direct_io import DirectFile
+from lti_exchange.storage.durable import DIRECTORY_SYNC
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +47,26 @@ class FilesystemBlobWriter:
         self._final: Path | None = None
         self._committed = False
         self._counter = HashingCounter()
-        self._fh: BinaryIO | None = None
-        self._unflushed = 0  # bytes written since writeback was last started
+        self._file: DirectFile | None = None
         with self._cleanup_on_error():
-            self._fh = open(self._tmp_path, "xb", buffering=0)  # noqa: SIM115
+            self._file = DirectFile(str(self._tmp_path))
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (any bytes-like object; nothing of it is kept after the call)."""
-        assert self._fh is not None, "writer already closed"
+        assert self._file is not None, "writer already closed"
         with self._cleanup_on_error():
             self._storage.ensure_room(len(data))
-            with memoryview(data) as view:
-                done = 0
-                while done < len(view):
-                    done += self._fh.write(view[done:]) or 0
-            self._unflushed += len(data)
-            if self._unflushed >= WRITEBACK_BYTES:
-                start_writeback(self._fh.fileno())
-                self._unflushed = 0
+            self._file.write(data)
         self._counter.update(data)
 
     def commit(self) -> StoredBlob:
         """Make the blob durable and visible: data synced, renamed, directory entry synced."""
-        assert self._fh is not None, "writer already closed"
+        assert self._file is not None, "writer already closed"
         with self._cleanup_on_error():
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+            self._file.finish()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
             self._final = self._storage.path_for(self.key)
             self._storage.ensure_folder(self._final.parent)
             try:
@@ -83,10 +80,10 @@ class FilesystemBlobWriter:
 
     def discard(self) -> None:
         """Remove everything this writer wrote (idempotent; a committed blob is kept)."""
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            with contextlib.suppress(OSError):  # a full disk fails the flush inside close()
-                fh.close()
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
         self._tmp_path.unlink(missing_ok=True)
         if self._final is not None and not self._committed:
             self._final.unlink(missing_ok=True)
