@@ -83,21 +83,20 @@ def path(*segments: str) -> str:
     return "/".join(quote(str(s), safe="") for s in segments)
 
 
-# What requests reads from the environment for a URL: every ``*_proxy`` variable (``no_proxy``
-# too) and the CA bundle variables. Their values key the settings cache below.
-_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-_SETTINGS: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], Any]] = {}
+# What requests reads from the environment for an http(s) URL: the proxy variables for its
+# scheme, ``all_proxy`` and ``no_proxy`` (either case), and the CA bundle variables. Their values
+# key the settings cache below (looked up by name: scanning the whole environment costs more
+# than the rest of a request's set-up).
+_ENVIRONMENT_VARIABLES = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for name in (base, base.upper())
+) + ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_SETTINGS: dict[tuple[str, tuple[str | None, ...]], tuple[dict[str, str], Any]] = {}
 
 
-def _environment_key(service_url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    variables = tuple(
-        sorted(
-            (name, value)
-            for name, value in os.environ.items()
-            if name.lower().endswith("_proxy") or name in _CA_VARIABLES
-        )
-    )
-    return service_url, variables
+def _environment_key(service_url: str) -> tuple[str, tuple[str | None, ...]]:
+    return service_url, tuple(os.environ.get(name) for name in _ENVIRONMENT_VARIABLES)
 
 
 def environment_session(service_url: str) -> requests.Session:
