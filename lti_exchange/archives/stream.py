@@ -75,21 +75,21 @@ def opened(storage: BlobStorage, keys: Iterable[str]) -> Generator[BinaryIO, Non
     depth = storage.open_ahead
     if depth <= 0:
         for key in keys:
-            yield storage.open(key)
+            yield storage.open_once(key)
         return
     remaining = iter(keys)
     ahead: deque[Future[BinaryIO]] = deque()
     with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="open-ahead") as pool:
         try:
             for key in remaining:
-                ahead.append(pool.submit(storage.open, key))
+                ahead.append(pool.submit(storage.open_once, key))
                 if len(ahead) >= depth:
                     break
             while ahead:
                 handle = ahead.popleft().result()
                 following = next(remaining, None)
                 if following is not None:
-                    ahead.append(pool.submit(storage.open, following))
+                    ahead.append(pool.submit(storage.open_once, following))
                 yield handle
         finally:
             for future in ahead:

@@ -1,4 +1,4 @@
-"""Blob files written around the page cache (``O_DIRECT``), where the file system allows it.
+"""Blob files written and read around the page cache (``O_DIRECT``), where the file system allows.
 
 A blob is written once and read later, often once (a submission at collect), so keeping its
 pages cached buys little, and making them costs much on some machines: on a virtual machine that
@@ -12,12 +12,16 @@ is switched off for it). Where the file system refuses ``O_DIRECT`` (tmpfs, some
 systems), or a direct write is refused, it writes through the page cache from there on, starting
 kernel writeback early so the final ``fsync`` has little left to do. Either way the caller still
 ``fsync``s: direct writes may sit in the disk's volatile cache.
+
+``DirectReader`` reads a file once, start to end (collect, feedback downloads), in aligned
+chunks into a reused staging buffer, so reading it does not fill the page cache either.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import mmap
 import os
 import threading
@@ -56,13 +60,14 @@ _BUFFERS = _StagingBuffers()
 
 
 class DirectFile:
-    """A new file opened for writing (``O_EXCL``), written around the page cache if it can be."""
+    """A new file opened for writing (``O_EXCL``), written around the page cache if it can be
+    (``direct=False``: through the page cache, for files that will be read again soon)."""
 
-    def __init__(self, path: str, mode: int = 0o666) -> None:
+    def __init__(self, path: str, *, direct: bool = True, mode: int = 0o666) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self.direct = bool(_O_DIRECT)
+        self.direct = direct and bool(_O_DIRECT)
         try:
-            self._fd = os.open(path, flags | _O_DIRECT, mode)
+            self._fd = os.open(path, flags | (_O_DIRECT if self.direct else 0), mode)
         except OSError as exc:
             if exc.errno != errno.EINVAL or not self.direct:
                 raise
@@ -128,6 +133,86 @@ class DirectFile:
         if rest:
             self._view[:rest] = self._view[size : self._staged]
         self._staged = rest
+
+    def _stop_direct(self) -> None:
+        if self.direct:
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+            self.direct = False
+
+
+class DirectReader(io.RawIOBase):
+    """A file read once from start to end, around the page cache where the file system allows.
+
+    ``read(n)`` returns at most one staging buffer's worth (``STAGING_BYTES``); b"" at the end.
+    It has no ``fileno``: a server must not ``sendfile`` from it (that would fill the cache).
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        flags = os.O_RDONLY | os.O_CLOEXEC
+        self.direct = bool(_O_DIRECT)
+        try:
+            self._fd = os.open(path, flags | _O_DIRECT)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not self.direct:
+                raise
+            self.direct = False
+            self._fd = os.open(path, flags)
+        self._buffer: mmap.mmap | None = _BUFFERS.take()
+        self._view = memoryview(self._buffer)
+        self._start = self._end = 0
+        self._at_end = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._start == self._end and not self._fill():
+            return b""
+        stop = self._end if size is None or size < 0 else min(self._end, self._start + size)
+        data = bytes(self._view[self._start : stop])
+        self._start = stop
+        return data
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._start == self._end and not self._fill():
+            return 0
+        with memoryview(target) as view:
+            count = min(len(view), self._end - self._start)
+            view[:count] = self._view[self._start : self._start + count]
+        self._start += count
+        return count
+
+    def readall(self) -> bytes:
+        parts = []
+        while data := self.read():
+            parts.append(data)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self._buffer is not None:
+            self._view.release()
+            _BUFFERS.give(self._buffer)
+            self._buffer = None
+            os.close(self._fd)
+        super().close()
+
+    def _fill(self) -> bool:
+        """Read the next chunk into the staging buffer; False at the end of the file."""
+        if self._at_end or self._buffer is None:
+            return False
+        try:
+            count = os.readv(self._fd, [self._view])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not self.direct:
+                raise
+            self._stop_direct()  # a direct read refused (alignment): the page cache
+            count = os.readv(self._fd, [self._view])
+        # A short read ends the file: the offset after it is not aligned for another direct read.
+        self._at_end = count < STAGING_BYTES
+        self._start, self._end = 0, count
+        return count > 0
 
     def _stop_direct(self) -> None:
         if self.direct:

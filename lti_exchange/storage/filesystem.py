@@ -1,7 +1,8 @@
 """Blob storage in a local directory: temp file, fsync, rename, so a blob is whole or absent.
 
-Blob files are written around the page cache where the file system allows it
-(``storage.direct_io``).
+Submissions and feedback are written around the page cache where the file system allows it
+(``storage.direct_io``): each is read once, later. Releases go through the page cache: every
+student of the course reads them, often within minutes.
 
 A full disk (ENOSPC, EDQUOT) or free space below the reserve (``min_free_bytes``) while writing
 becomes ``InsufficientStorage`` (507), after the partial file is removed. Partial files that a
@@ -29,7 +30,7 @@ from lti_exchange.storage.base import (
     StoredBlob,
     new_blob_key,
 )
-from lti_exchange.storage.direct_io import DirectFile
+from lti_exchange.storage.direct_io import DirectFile, DirectReader
 from lti_exchange.storage.durable import DIRECTORY_SYNC
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 PARTIAL_SUFFIX = ".part"
 PROBE_PREFIX = "health-"
+CACHED_KINDS = frozenset({"releases"})  # blob kinds written through the page cache
 
 
 class FilesystemBlobWriter:
@@ -49,7 +51,7 @@ class FilesystemBlobWriter:
         self._counter = HashingCounter()
         self._file: DirectFile | None = None
         with self._cleanup_on_error():
-            self._file = DirectFile(str(self._tmp_path))
+            self._file = DirectFile(str(self._tmp_path), direct=kind not in CACHED_KINDS)
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (any bytes-like object; nothing of it is kept after the call)."""
@@ -146,6 +148,13 @@ class FilesystemStorage:
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self.path_for(key), "rb")  # noqa: SIM115
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"no blob {key!r}") from exc
+
+    def open_once(self, key: str) -> BinaryIO:
+        """The blob for one reading start to end, around the page cache (``DirectReader``)."""
+        try:
+            return DirectReader(str(self.path_for(key)))  # type: ignore[return-value]
         except FileNotFoundError as exc:
             raise BlobNotFound(f"no blob {key!r}") from exc
 

@@ -570,6 +570,9 @@ class S3Storage:
             raise self.error(exc) from exc
         return S3BlobReader(self, key, answer)  # type: ignore[return-value]  # file-like
 
+    def open_once(self, key: str) -> BinaryIO:
+        return self.open(key)
+
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
             answer: dict[str, Any] = self.client.head_object(

@@ -75,6 +75,18 @@ def test_a_large_blob_streams_in_and_out_in_parts(storage):
     assert pending_uploads(storage) == 0
 
 
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, MiB - 1, MiB, 3 * MiB + 7])
+def test_a_blob_read_once_gives_every_byte(storage, size):
+    """Collect and feedback downloads read each blob once, start to end (``open_once``)."""
+    data = os.urandom(size)
+    blob = write_blob(storage, data)
+    pieces = []
+    with storage.open_once(blob.key) as handle:
+        while piece := handle.read(4 * MiB):
+            pieces.append(piece)
+    assert b"".join(pieces) == data
+
+
 def test_a_reader_can_peek_and_go_back_to_the_start(storage):
     """``blob_response`` sniffs the gzip magic, then sends the whole blob."""
     data = b"\x1f\x8b" + os.urandom(100_000)
@@ -118,6 +130,8 @@ def test_a_missing_key_is_a_clear_error(storage):
     assert not storage.exists(key)
     with pytest.raises(BlobNotFound):
         storage.open(key)
+    with pytest.raises(BlobNotFound):
+        storage.open_once(key)
     with pytest.raises(BlobNotFound):
         storage.size(key)
     assert issubclass(BlobNotFound, FileNotFoundError)

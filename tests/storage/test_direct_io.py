@@ -1,4 +1,4 @@
-"""Blob files written around the page cache: every byte lands in order whatever the pieces'
+"""Blob files written and read around the page cache: every byte lands in order whatever the pieces'
 sizes, staging buffers are reused, and a file system (or a write) that refuses ``O_DIRECT``
 falls back to the page cache without losing a byte."""
 
@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from lti_exchange.storage import direct_io
-from lti_exchange.storage.direct_io import ALIGN, STAGING_BYTES, DirectFile
+from lti_exchange.storage import FilesystemStorage, direct_io
+from lti_exchange.storage.direct_io import ALIGN, STAGING_BYTES, DirectFile, DirectReader
 
 
 def takes_o_direct(folder) -> bool:
@@ -132,3 +132,74 @@ def test_a_refused_direct_write_is_written_through_the_page_cache(tmp_path, monk
 def test_other_open_errors_are_not_hidden(tmp_path):
     with pytest.raises(FileNotFoundError):
         DirectFile(str(tmp_path / "missing-folder" / "blob"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "around_the_cache"),
+    [("releases", False), ("submissions", True), ("feedback", True)],
+)
+def test_which_blobs_go_around_the_page_cache(tmp_path, kind, around_the_cache):
+    """Releases are read by every student soon after: cached. Submissions and feedback are read
+    once, later: around the cache where the file system allows it."""
+    storage = FilesystemStorage(tmp_path / "storage")
+    writer = storage.writer(kind)
+    assert writer._file is not None
+    assert writer._file.direct == (around_the_cache and takes_o_direct(tmp_path))
+    writer.write(b"a" * (STAGING_BYTES + 1))
+    blob = writer.commit()
+    assert storage.open(blob.key).read() == b"a" * (STAGING_BYTES + 1)
+
+
+@pytest.mark.parametrize("size", [0, 1, ALIGN, ALIGN + 1, STAGING_BYTES, 2 * STAGING_BYTES + 99])
+def test_a_reader_gives_every_byte_in_order(tmp_path, size):
+    data = os.urandom(size)
+    (tmp_path / "blob").write_bytes(data)
+    with DirectReader(str(tmp_path / "blob")) as reader:
+        assert reader.direct == takes_o_direct(tmp_path)
+        first = reader.read(10)
+        target = bytearray(ALIGN + 3)
+        got = reader.readinto(target)
+        rest = reader.read()
+        while more := reader.read(7000):
+            rest += more
+        assert first + bytes(target[:got]) + rest == data
+        assert reader.read() == b""
+        assert not hasattr(reader, "fileno") or not _has_fileno(reader)
+    with DirectReader(str(tmp_path / "blob")) as reader:
+        assert reader.readall() == data
+
+
+def _has_fileno(reader) -> bool:
+    try:
+        reader.fileno()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_reader_without_o_direct_reads_through_the_page_cache(tmp_path, monkeypatch):
+    data = os.urandom(STAGING_BYTES + 5)
+    (tmp_path / "blob").write_bytes(data)
+    real_open = os.open
+
+    def no_direct(path, flags, mode=0o777):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(direct_io.os, "open", no_direct)
+    with DirectReader(str(tmp_path / "blob")) as reader:
+        assert reader.direct is False
+        assert reader.readall() == data
+
+
+def test_a_closed_reader_gives_its_buffer_back(tmp_path):
+    (tmp_path / "blob").write_bytes(b"x")
+    reader = DirectReader(str(tmp_path / "blob"))
+    buffer = reader._buffer
+    reader.close()
+    reader.close()
+    assert reader.closed
+    writer = DirectFile(str(tmp_path / "other"))
+    assert writer._buffer is buffer
+    writer.close()

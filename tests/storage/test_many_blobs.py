@@ -27,12 +27,12 @@ class CountingStore:
         self.running = self.most_running = 0
         self._lock = threading.Lock()
 
-    def open(self, key: str):
+    def open_once(self, key: str):
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
-            handle = self.storage.open(key)
+            handle = self.storage.open_once(key)
         finally:
             with self._lock:
                 self.running -= 1
