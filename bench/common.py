@@ -421,6 +421,43 @@ def moto_s3(work: Path) -> Iterator[dict[str, str]]:
         log.close()
 
 
+@contextmanager
+def external_s3(endpoint: str, run_id: str) -> Iterator[dict[str, str]]:
+    """An S3 server already running at ``endpoint`` (credentials and region from the standard
+    ``AWS_*`` variables): a fresh bucket for this run, emptied and removed at the end."""
+    import boto3
+
+    missing = [n for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(n)]
+    if missing:
+        raise SystemExit(f"--s3-endpoint needs {' and '.join(missing)} in the environment")
+    settings = {
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    bucket = f"lti-bench-{run_id}".lower()
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+        region_name=settings["AWS_DEFAULT_REGION"],
+    )
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield {
+            **settings,
+            "AWS_ENDPOINT_URL": endpoint,
+            "LTI_EXCHANGE_STORAGE_URL": f"s3://{bucket}/exchange",
+        }
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=bucket)
+
+
 # -- server CPU -----------------------------------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads), from /proc; 0 if gone."""

@@ -50,6 +50,7 @@ from common import (
     access_log_count,
     baseline_rss,
     cpu_used,
+    external_s3,
     moto_s3,
     path,
     percentile,
@@ -673,6 +674,9 @@ def backend(name: str, work: Path, args: argparse.Namespace) -> Iterator[tuple[s
     elif name == "postgresql":
         with scratch_postgres(args.postgres_url) as url:
             yield url, {}
+    elif args.s3_endpoint:
+        with external_s3(args.s3_endpoint, uuid.uuid4().hex[:12]) as s3_env:
+            yield sqlite, s3_env
     else:
         with moto_s3(work) as s3_env:
             yield sqlite, s3_env
@@ -700,7 +704,7 @@ def run_backend(
             print(
                 f"\n== {name}: lti-exchange at {server.url}, {len(server.worker_pids())} "
                 f"gunicorn workers, database {database_url.split('://')[0]}, "
-                f"storage {'s3 (moto)' if extra_env else 'local directory'}\n"
+                f"storage {s3_label(args) if extra_env else 'local directory'}\n"
             )
             if "big" in wanted:
                 with attempt(report, "big"):
@@ -781,9 +785,15 @@ def run_raw(
         report.prefix = prefix
 
 
-def print_s3_ratios(base: dict[str, float], s3: dict[str, float], report: Report) -> None:
+def s3_label(args: argparse.Namespace) -> str:
+    return f"s3 ({args.s3_endpoint})" if args.s3_endpoint else "s3 (moto)"
+
+
+def print_s3_ratios(
+    base: dict[str, float], s3: dict[str, float], report: Report, label: str
+) -> None:
     """S3 against the local-directory backend (SQLite both): seconds; target ratio ≤ 1.5."""
-    print("\nS3 (moto) / local directory, both on SQLite (seconds; target: ratio ≤ 1.5)")
+    print(f"\n{label} / local directory, both on SQLite (seconds; target: ratio ≤ 1.5)")
     for name, value in base.items():
         if name in s3 and value > 0:
             ratio = s3[name] / value
@@ -814,6 +824,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends",
         default=",".join(BACKENDS),
         help="comma-separated: sqlite, postgresql, s3 (SQLite + moto S3); default all three",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        help="the s3 backend uses this S3 server (AWS_* credentials from the environment; a "
+        "bucket is made for the run and removed) instead of starting moto",
     )
     parser.add_argument(
         "--postgres-url",
@@ -885,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
             with attempt(report, "tokens"):
                 bench_tokens(work, report, args.students)
         if "sqlite" in numbers and "s3" in numbers:
-            print_s3_ratios(numbers["sqlite"], numbers["s3"], report)
+            print_s3_ratios(numbers["sqlite"], numbers["s3"], report, s3_label(args))
     table.print()
     report.summary()
     return 0
