@@ -379,10 +379,22 @@ S3_CREDENTIALS = {
 }
 
 
+def s3_client(endpoint: str, settings: dict[str, str]) -> Any:
+    """A boto3 S3 client for ``endpoint`` with the ``AWS_*`` values in ``settings``."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+        region_name=settings["AWS_DEFAULT_REGION"],
+    )
+
+
 @contextmanager
 def moto_s3(work: Path) -> Iterator[dict[str, str]]:
     """Run moto's S3 server (its own process) with one bucket; yield the service's settings."""
-    import boto3
 
     port = free_port()
     log = open(work / "moto.log", "wb")  # noqa: SIM115
@@ -402,14 +414,7 @@ def moto_s3(work: Path) -> Iterator[dict[str, str]]:
                 if time.time() > deadline or process.poll() is not None:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
-        client.create_bucket(Bucket="lti-bench")
+        s3_client(endpoint, S3_CREDENTIALS).create_bucket(Bucket="lti-bench")
         yield {
             **S3_CREDENTIALS,
             "AWS_ENDPOINT_URL": endpoint,
@@ -425,7 +430,6 @@ def moto_s3(work: Path) -> Iterator[dict[str, str]]:
 def external_s3(endpoint: str, run_id: str) -> Iterator[dict[str, str]]:
     """An S3 server already running at ``endpoint`` (credentials and region from the standard
     ``AWS_*`` variables): a fresh bucket for this run, emptied and removed at the end."""
-    import boto3
 
     missing = [n for n in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(n)]
     if missing:
@@ -436,13 +440,7 @@ def external_s3(endpoint: str, run_id: str) -> Iterator[dict[str, str]]:
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     }
     bucket = f"lti-bench-{run_id}".lower()
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
-        region_name=settings["AWS_DEFAULT_REGION"],
-    )
+    client = s3_client(endpoint, settings)
     client.create_bucket(Bucket=bucket)
     try:
         yield {

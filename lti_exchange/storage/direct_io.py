@@ -59,20 +59,30 @@ class _StagingBuffers:
 _BUFFERS = _StagingBuffers()
 
 
+def _open(path: str, flags: int, mode: int, direct: bool) -> tuple[int, bool]:
+    """Open ``path`` with ``O_DIRECT`` if ``direct`` and the file system takes it; the fd and
+    whether it is direct."""
+    if direct and _O_DIRECT:
+        try:
+            return os.open(path, flags | _O_DIRECT, mode), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: the file system has no O_DIRECT (tmpfs)
+                raise
+    return os.open(path, flags, mode), False
+
+
+def _clear_direct(fd: int) -> None:
+    """From now on read or write ``fd`` through the page cache."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
+
+
 class DirectFile:
     """A new file opened for writing (``O_EXCL``), written around the page cache if it can be
     (``direct=False``: through the page cache, for files that will be read again soon)."""
 
     def __init__(self, path: str, *, direct: bool = True, mode: int = 0o666) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self.direct = direct and bool(_O_DIRECT)
-        try:
-            self._fd = os.open(path, flags | (_O_DIRECT if self.direct else 0), mode)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not self.direct:
-                raise
-            self.direct = False  # the file system has no O_DIRECT (tmpfs)
-            self._fd = os.open(path, flags, mode)
+        self._fd, self.direct = _open(path, flags, mode, direct)
         self._buffer: mmap.mmap | None = _BUFFERS.take()
         self._view = memoryview(self._buffer)
         self._staged = 0
@@ -136,8 +146,7 @@ class DirectFile:
 
     def _stop_direct(self) -> None:
         if self.direct:
-            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+            _clear_direct(self._fd)
             self.direct = False
 
 
@@ -150,15 +159,7 @@ class DirectReader(io.RawIOBase):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        flags = os.O_RDONLY | os.O_CLOEXEC
-        self.direct = bool(_O_DIRECT)
-        try:
-            self._fd = os.open(path, flags | _O_DIRECT)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not self.direct:
-                raise
-            self.direct = False
-            self._fd = os.open(path, flags)
+        self._fd, self.direct = _open(path, os.O_RDONLY | os.O_CLOEXEC, 0, direct=True)
         self._buffer: mmap.mmap | None = _BUFFERS.take()
         self._view = memoryview(self._buffer)
         self._start = self._end = 0
@@ -216,6 +217,5 @@ class DirectReader(io.RawIOBase):
 
     def _stop_direct(self) -> None:
         if self.direct:
-            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+            _clear_direct(self._fd)
             self.direct = False

@@ -98,15 +98,20 @@ def test_staging_buffers_are_reused(tmp_path):
     second.close()
 
 
-def test_a_file_system_without_o_direct_gets_the_page_cache(tmp_path, monkeypatch):
+@pytest.fixture
+def no_o_direct(monkeypatch):
+    """A file system that refuses O_DIRECT at open (EINVAL), as older tmpfs does."""
     real_open = os.open
 
-    def no_direct(path, flags, mode=0o777):
+    def open_without_direct(path, flags, mode=0o777):
         if flags & os.O_DIRECT:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         return real_open(path, flags, mode)
 
-    monkeypatch.setattr(direct_io.os, "open", no_direct)
+    monkeypatch.setattr(direct_io.os, "open", open_without_direct)
+
+
+def test_a_file_system_without_o_direct_gets_the_page_cache(tmp_path, no_o_direct):
     data, file = write_pieces(tmp_path / "blob", [5, STAGING_BYTES, 9 * 1024 * 1024])
     assert file.direct is False
     assert (tmp_path / "blob").read_bytes() == data
@@ -177,17 +182,9 @@ def _has_fileno(reader) -> bool:
     return True
 
 
-def test_a_reader_without_o_direct_reads_through_the_page_cache(tmp_path, monkeypatch):
+def test_a_reader_without_o_direct_reads_through_the_page_cache(tmp_path, no_o_direct):
     data = os.urandom(STAGING_BYTES + 5)
     (tmp_path / "blob").write_bytes(data)
-    real_open = os.open
-
-    def no_direct(path, flags, mode=0o777):
-        if flags & os.O_DIRECT:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        return real_open(path, flags, mode)
-
-    monkeypatch.setattr(direct_io.os, "open", no_direct)
     with DirectReader(str(tmp_path / "blob")) as reader:
         assert reader.direct is False
         assert reader.readall() == data
