@@ -46,7 +46,8 @@ class _StagingBuffers:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return mmap.mmap(-1, STAGING_BYTES)
+        # Private: a process forked while holding buffers gets copies, never shared pages.
+        return mmap.mmap(-1, STAGING_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
     def give(self, buffer: mmap.mmap) -> None:
         with self._lock:
@@ -153,8 +154,9 @@ class DirectFile:
 class DirectReader(io.RawIOBase):
     """A file read once from start to end, around the page cache where the file system allows.
 
-    ``read(n)`` returns at most one staging buffer's worth (``STAGING_BYTES``); b"" at the end.
-    It has no ``fileno``: a server must not ``sendfile`` from it (that would fill the cache).
+    ``read(n)`` returns at most one staging buffer's worth (``STAGING_BYTES``), ``read()`` the
+    rest of the file; b"" at the end. It has no ``fileno``: a server must not ``sendfile`` from
+    it (that would fill the cache).
     """
 
     def __init__(self, path: str) -> None:
@@ -169,9 +171,11 @@ class DirectReader(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
         if self._start == self._end and not self._fill():
             return b""
-        stop = self._end if size is None or size < 0 else min(self._end, self._start + size)
+        stop = min(self._end, self._start + size)
         data = bytes(self._view[self._start : stop])
         self._start = stop
         return data
@@ -187,7 +191,7 @@ class DirectReader(io.RawIOBase):
 
     def readall(self) -> bytes:
         parts = []
-        while data := self.read():
+        while data := self.read(STAGING_BYTES):
             parts.append(data)
         return b"".join(parts)
 
