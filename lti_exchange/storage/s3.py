@@ -571,6 +571,7 @@ class S3Storage:
         return S3BlobReader(self, key, answer)  # type: ignore[return-value]  # file-like
 
     def open_once(self, key: str) -> BinaryIO:
+        """The same as ``open``: the host's page cache is not involved in a GetObject."""
         return self.open(key)
 
     def _head(self, key: str) -> dict[str, Any] | None:
