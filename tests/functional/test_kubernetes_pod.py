@@ -2,7 +2,8 @@
 (the rendered ConfigMap and the container's env), the first keys made as docs/operations.md says
 and mounted read-only, a root filesystem remounted read-only in a private mount namespace, and
 tmpfs where the pod has emptyDirs (/tmp, the data dir, the metrics dir). The migration Job's
-command and gunicorn run inside it against PostgreSQL (the main backend) and moto's S3 server; a
+command and gunicorn run inside it against the main backend (PostgreSQL in CI; a SQLite file sits
+on a bind-mounted folder, as on a persistent volume) and moto's S3 server; a
 release goes through, /metrics counts it and the request log line is JSON.
 
 Paths are the manifest's, moved under the test's temporary directory (nothing is mounted over the
@@ -39,6 +40,7 @@ mount --make-rprivate /
 mount --bind "$POD_KEYS_SOURCE" "$LTI_EXCHANGE_KEYS_DIR"
 mount -o remount,bind,ro "$LTI_EXCHANGE_KEYS_DIR"
 for dir in $POD_EMPTY_DIRS; do mount -t tmpfs -o size=256m tmpfs "$dir"; done
+for dir in $POD_VOLUMES; do mount --bind "$dir" "$dir"; done
 mount -o remount,bind,ro /
 if touch "$POD_PROBE" 2>/dev/null; then echo "root filesystem is writable" >&2; exit 97; fi
 exec "$@"
@@ -73,6 +75,13 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"the pod did not come up: {log.read_text()[-3000:]}")
+
+
+def sqlite_folder(database_url: str) -> str:
+    """The folder of a SQLite database file (what a PersistentVolume would hold), else ""."""
+    if not database_url.startswith("sqlite"):
+        return ""
+    return str(Path(database_url.split(":///", 1)[1]).parent)
 
 
 def test_the_web_pod_serves_from_a_read_only_root_with_its_manifest_settings(
@@ -132,6 +141,9 @@ def test_the_web_pod_serves_from_a_read_only_root_with_its_manifest_settings(
         **env,
         "POD_KEYS_SOURCE": str(keys_source),
         "POD_EMPTY_DIRS": " ".join(empty_dirs),
+        # A SQLite database lives on a persistent volume (writable, shared by the Job and the
+        # pod); a server database needs none.
+        "POD_VOLUMES": sqlite_folder(database_url),
         "POD_PROBE": str(tmp_path / "written-on-the-read-only-root"),
     }
 
