@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import mmap
 import os
 import threading
 
+from lti_exchange.read_streams import ReadStream
 from lti_exchange.storage.durable import WRITEBACK_BYTES, start_writeback
 
 ALIGN = 4096  # a multiple of every common logical block size (512 and 4096)
@@ -151,7 +151,7 @@ class DirectFile:
             self.direct = False
 
 
-class DirectReader(io.RawIOBase):
+class DirectReader(ReadStream):
     """A file read once from start to end, around the page cache where the file system allows.
 
     ``read(n)`` returns at most one staging buffer's worth (``STAGING_BYTES``), ``read()`` the
@@ -167,9 +167,6 @@ class DirectReader(io.RawIOBase):
         self._start = self._end = 0
         self._at_end = False
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return self.readall()
@@ -179,21 +176,6 @@ class DirectReader(io.RawIOBase):
         data = bytes(self._view[self._start : stop])
         self._start = stop
         return data
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._start == self._end and not self._fill():
-            return 0
-        with memoryview(target) as view:
-            count = min(len(view), self._end - self._start)
-            view[:count] = self._view[self._start : self._start + count]
-        self._start += count
-        return count
-
-    def readall(self) -> bytes:
-        parts = []
-        while data := self.read(STAGING_BYTES):
-            parts.append(data)
-        return b"".join(parts)
 
     def close(self) -> None:
         if self._buffer is not None:
