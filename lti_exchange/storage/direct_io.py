@@ -3,8 +3,9 @@
 A blob is written once and read later, often once (a submission at collect), so keeping its
 pages cached buys little, and making them costs much on some machines: on a virtual machine that
 returns freed memory to its host (free page reporting, e.g. Firecracker), every new page-cache
-page faults in the host first. Measured on the 2-core bench machine: 2.8–3.8 ms of system CPU per
-MiB written through the page cache, 0.15–0.26 ms with ``O_DIRECT`` (``bench/README.md``).
+page faults in the host first. Measured on the 2-core bench machine: 2.8–9.8 ms of system CPU per
+MiB written through the page cache (as the VM's memory state swings), 0.13–0.26 ms with
+``O_DIRECT`` (``bench/README.md``).
 
 ``DirectFile`` copies what it is given into a reused, page-aligned staging buffer and writes the
 buffer in whole aligned blocks; the last partial block goes through the page cache (``O_DIRECT``
@@ -77,15 +78,38 @@ def _clear_direct(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
 
 
-class DirectFile:
+class _StagedFd:
+    """An open file descriptor, whether it is direct, and a staging buffer from the pool."""
+
+    def _open_staged(self, path: str, flags: int, mode: int, direct: bool) -> None:
+        self._fd, self.direct = _open(path, flags, mode, direct)
+        self._buffer: mmap.mmap | None = _BUFFERS.take()
+        self._view = memoryview(self._buffer)
+
+    def _stop_direct(self) -> None:
+        if self.direct:
+            _clear_direct(self._fd)
+            self.direct = False
+
+    def _release(self) -> None:
+        """Give the staging buffer back and close the file (idempotent; nothing if the open
+        failed)."""
+        buffer = getattr(self, "_buffer", None)
+        if buffer is None:
+            return
+        self._view.release()
+        _BUFFERS.give(buffer)
+        self._buffer = None
+        os.close(self._fd)
+
+
+class DirectFile(_StagedFd):
     """A new file opened for writing (``O_EXCL``), written around the page cache if it can be
     (``direct=False``: through the page cache, for files that will be read again soon)."""
 
     def __init__(self, path: str, *, direct: bool = True, mode: int = 0o666) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd, self.direct = _open(path, flags, mode, direct)
-        self._buffer: mmap.mmap | None = _BUFFERS.take()
-        self._view = memoryview(self._buffer)
+        self._open_staged(path, flags, mode, direct)
         self._staged = 0
         self._unflushed = 0  # page-cache bytes since writeback was last started
 
@@ -93,9 +117,12 @@ class DirectFile:
         return self._fd
 
     def write(self, data: bytes | memoryview) -> None:
-        """Append ``data`` (copied: nothing of it is kept after the call)."""
+        """Append ``data`` (nothing of it is kept after the call)."""
         with memoryview(data) as source:
             source = source.cast("B")
+            if not self.direct and not self._staged:  # no alignment to keep: no staging copy
+                self._write_all(source)
+                return
             done = 0
             while done < len(source):
                 room = STAGING_BYTES - self._staged
@@ -117,41 +144,34 @@ class DirectFile:
 
     def close(self) -> None:
         """Close the file and give the staging buffer back (idempotent)."""
-        if self._buffer is None:
-            return
-        self._view.release()
-        _BUFFERS.give(self._buffer)
-        self._buffer = None
-        os.close(self._fd)
+        self._release()
 
     def _write_staged(self, size: int) -> None:
         """Write the first ``size`` staged bytes and move any bytes after them to the front."""
         with self._view[:size] as pending:
-            done = 0
-            while done < size:
-                try:
-                    done += os.write(self._fd, pending[done:])
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL or not self.direct:
-                        raise
-                    self._stop_direct()  # a direct write refused (alignment): page cache
-        if not self.direct:
-            self._unflushed += size
-            if self._unflushed >= WRITEBACK_BYTES:
-                start_writeback(self._fd)
-                self._unflushed = 0
+            self._write_all(pending)
         rest = self._staged - size
         if rest:
             self._view[:rest] = self._view[size : self._staged]
         self._staged = rest
 
-    def _stop_direct(self) -> None:
-        if self.direct:
-            _clear_direct(self._fd)
-            self.direct = False
+    def _write_all(self, data: memoryview) -> None:
+        done = 0
+        while done < len(data):
+            try:
+                done += os.write(self._fd, data[done:])
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                self._stop_direct()  # a direct write refused (alignment): page cache
+        if not self.direct:
+            self._unflushed += len(data)
+            if self._unflushed >= WRITEBACK_BYTES:
+                start_writeback(self._fd)
+                self._unflushed = 0
 
 
-class DirectReader(ReadStream):
+class DirectReader(ReadStream, _StagedFd):
     """A file read once from start to end, around the page cache where the file system allows.
 
     ``read(n)`` returns at most one staging buffer's worth (``STAGING_BYTES``), ``read()`` the
@@ -161,9 +181,7 @@ class DirectReader(ReadStream):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        self._fd, self.direct = _open(path, os.O_RDONLY | os.O_CLOEXEC, 0, direct=True)
-        self._buffer: mmap.mmap | None = _BUFFERS.take()
-        self._view = memoryview(self._buffer)
+        self._open_staged(path, os.O_RDONLY | os.O_CLOEXEC, 0, direct=True)
         self._start = self._end = 0
         self._at_end = False
 
@@ -178,11 +196,7 @@ class DirectReader(ReadStream):
         return data
 
     def close(self) -> None:
-        if self._buffer is not None:
-            self._view.release()
-            _BUFFERS.give(self._buffer)
-            self._buffer = None
-            os.close(self._fd)
+        self._release()
         super().close()
 
     def _fill(self) -> bool:
@@ -200,8 +214,3 @@ class DirectReader(ReadStream):
         self._at_end = count < STAGING_BYTES
         self._start, self._end = 0, count
         return count > 0
-
-    def _stop_direct(self) -> None:
-        if self.direct:
-            _clear_direct(self._fd)
-            self.direct = False
