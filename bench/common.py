@@ -457,25 +457,29 @@ def external_s3(endpoint: str, run_id: str) -> Iterator[dict[str, str]]:
 
 
 # -- server CPU -----------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads), from /proc; 0 if gone."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process ``pid`` (all its threads), from /proc; 0 if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-def workers_cpu(server: Server) -> dict[int, float]:
-    """CPU seconds of each gunicorn worker, by pid."""
-    return {pid: cpu_seconds(pid) for pid in server.worker_pids()}
+def workers_cpu(server: Server) -> dict[int, tuple[float, float]]:
+    """User and system CPU seconds of each gunicorn worker, by pid."""
+    return {pid: cpu_split(pid) for pid in server.worker_pids()}
 
 
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """Worker CPU spent between two ``workers_cpu`` readings (a worker that was replaced in
-    between counts from zero)."""
-    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+def cpu_used(
+    before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]
+) -> tuple[float, float]:
+    """Worker user and system CPU spent between two ``workers_cpu`` readings (a worker that
+    was replaced in between counts from zero)."""
+    user = sum(value[0] - before.get(pid, (0.0, 0.0))[0] for pid, value in after.items())
+    system = sum(value[1] - before.get(pid, (0.0, 0.0))[1] for pid, value in after.items())
+    return user, system
 
 
 def access_log_count(server: Server) -> int:
