@@ -49,8 +49,8 @@ def warm_up(server: Server, token: str, course: str, rounds: int) -> None:
         upload_bytes(server, token, url_path + "/releases", tar_bytes({"a.bin": os.urandom(MiB)}))
         client = server.client(token)
         with client.download(url_path + "/archive") as response:
-            response.raw.read()
-        client.session.close()
+            response.read()
+        client.close()
 
 
 def bench_big(
@@ -91,13 +91,13 @@ def bench_big(
         with stopwatch() as elapsed:
             response = client.download(path("courses", course, "assignments", "big", "archive"))
             with response:
-                reader = HashingReader(response.raw)
+                reader = HashingReader(response)
                 extract_stream(reader, dest)
                 reader.drain()
         download_seconds, download_peak = elapsed(), sampler.peak
     finally:
         sampler.stop()
-        client.session.close()
+        client.close()
 
     if reader.sha256.hexdigest() != response.headers["X-Content-SHA256"]:
         raise AssertionError("big: downloaded bytes do not match X-Content-SHA256")
@@ -191,7 +191,7 @@ def bench_burst(server: Server, work: Path, students: int, report: Report, run_i
                 tars[i].stat().st_size,
             )
         seconds = time.perf_counter() - start
-        client.session.close()
+        client.close()
         return seconds
 
     with ThreadPoolExecutor(THREADS) as pool, stopwatch() as elapsed:
@@ -249,12 +249,10 @@ def bench_collect(server: Server, work: Path, burst: Burst, report: Report) -> N
         response = client.request(
             "POST",
             path("courses", burst.course, "assignments", "burst", "collection"),
-            json={"submission_ids": ids},
-            stream=True,
+            json_body={"submission_ids": ids},
         )
-        response.raw.decode_content = True
         manifest: dict[int, dict] = {}
-        with response, tarfile.open(fileobj=response.raw, mode="r|") as outer:
+        with response, tarfile.open(fileobj=response, mode="r|") as outer:
             for name, info in iter_safe_members(outer, max_members=2 * len(ids) + 2):
                 member = outer.extractfile(info)
                 if member is None:
@@ -270,7 +268,7 @@ def bench_collect(server: Server, work: Path, burst: Burst, report: Report) -> N
                     raise AssertionError(f"collect: submission {submission_id} corrupted")
                 collected += 1
     seconds = elapsed()
-    client.session.close()
+    client.close()
     shutil.rmtree(dest)
     if collected != len(ids):
         raise AssertionError(f"collect: unpacked {collected} of {len(ids)} submissions")

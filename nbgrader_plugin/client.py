@@ -6,16 +6,15 @@ the server logged for it can be found (``grep <id>`` in the service log).
 
 from __future__ import annotations
 
-import os
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import quote
-
-import requests
+from urllib.parse import quote, urlencode, urlsplit
 
 from nbgrader_plugin.archive import PackError
 from nbgrader_plugin.tokens import TokenEntry, TokenStore
+from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
@@ -46,7 +45,7 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def answered_id(response: requests.Response, sent: str) -> str:
+def answered_id(response: Response, sent: str) -> str:
     """The id the server logged (it echoes ours, or replaced it if it was unusable)."""
     return response.headers.get(REQUEST_ID_HEADER) or sent
 
@@ -62,7 +61,7 @@ class UploadSource(Protocol):
 
 
 class _UploadBody:
-    """A sized, chunked view of a file for requests, reporting progress as it is read."""
+    """A sized, chunked view of a file for the connection, reporting progress as it is read."""
 
     def __init__(self, handle: UploadSource, size: int, progress: Callable[[int], object] | None):
         self._handle = handle
@@ -83,47 +82,9 @@ def path(*segments: str) -> str:
     return "/".join(quote(str(s), safe="") for s in segments)
 
 
-# What requests reads from the environment for an http(s) URL: the proxy variables for its
-# scheme, ``all_proxy`` and ``no_proxy`` (either case), and the CA bundle variables. Their values
-# key the settings cache below (looked up by name: scanning the whole environment costs more
-# than the rest of a request's set-up).
-_ENVIRONMENT_VARIABLES = tuple(
-    name
-    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    for name in (base, base.upper())
-) + ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-_SETTINGS: dict[tuple[str, tuple[str | None, ...]], tuple[dict[str, str], Any]] = {}
-
-
-def _environment_key(service_url: str) -> tuple[str, tuple[str | None, ...]]:
-    return service_url, tuple(os.environ.get(name) for name in _ENVIRONMENT_VARIABLES)
-
-
-def environment_session(service_url: str) -> requests.Session:
-    """A session with the environment's proxy and CA settings for ``service_url`` read once.
-
-    requests would read them again on every request (``trust_env``: the proxy variables and
-    ``NO_PROXY`` matched against the URL, and ``~/.netrc``), which costs CPU per request, and a
-    ``~/.netrc`` entry for the exchange's host would replace the bearer token with Basic auth.
-    The settings are kept per process for the URL and the variables' values, so a changed
-    variable is seen by the next session.
-    """
-    session = requests.Session()
-    key = _environment_key(service_url)
-    settings = _SETTINGS.get(key)
-    if settings is None:
-        if len(_SETTINGS) >= 32:  # a process that keeps changing its environment
-            _SETTINGS.clear()
-        merged = session.merge_environment_settings(service_url, {}, None, None, None)
-        settings = _SETTINGS[key] = (dict(merged["proxies"]), merged["verify"])
-    session.trust_env = False
-    session.proxies.update(settings[0])
-    session.verify = settings[1]
-    return session
-
-
 class ExchangeClient:
-    """Talks to one course on one service with that course's token entry."""
+    """Talks to one course on one service with that course's token entry, over one kept-alive
+    connection (``nbgrader_plugin.transport``); ``close`` it when done."""
 
     def __init__(
         self,
@@ -131,14 +92,24 @@ class ExchangeClient:
         entry: TokenEntry,
         store: TokenStore | None = None,
         timeout: float = 300.0,
-        session: requests.Session | None = None,
     ) -> None:
-        self.base = service_url.rstrip("/") + "/api/v1/"
         self.service_url = service_url.rstrip("/")
+        self.base = self.service_url + "/api/v1/"
         self.entry = entry
         self.store = store
         self.timeout = timeout
-        self.session = session or environment_session(self.service_url)
+        self._prefix = urlsplit(self.service_url).path + "/api/v1/"
+        self._connection: Connection | None = None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+
+    def __enter__(self) -> ExchangeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- tokens -------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -149,82 +120,133 @@ class ExchangeClient:
     def refresh(self) -> None:
         """Trade the refresh token for a new access token and store both."""
         request_id = new_request_id()
-        try:
-            response = self.session.post(
-                self.base + "token/refresh",
-                json={"refresh_token": self.entry.refresh_token},
-                headers={REQUEST_ID_HEADER: request_id},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as exc:
-            raise self._unreachable(exc, request_id) from exc
-        if response.status_code != 200:
-            raise ExchangeClientError(
-                f"Your session for course '{self.entry.course_id}' has ended. {RELAUNCH}",
-                status=response.status_code,
-                code="refresh_failed",
-                request_id=answered_id(response, request_id),
-            )
-        body = response.json()
+        body = json.dumps({"refresh_token": self.entry.refresh_token}).encode()
+        headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id}
+        response = self._send("POST", "token/refresh", headers, body, request_id)
+        with response:
+            if response.status_code != 200:
+                raise ExchangeClientError(
+                    f"Your session for course '{self.entry.course_id}' has ended. {RELAUNCH}",
+                    status=response.status_code,
+                    code="refresh_failed",
+                    request_id=answered_id(response, request_id),
+                )
+            answer = self._json(response, request_id)
         new = TokenEntry.from_access_token(
-            body["access_token"], self.entry.service_url, body.get("refresh_token")
+            answer["access_token"], self.entry.service_url, answer.get("refresh_token")
         )
         self.entry = new
         if self.store is not None:
             self.store.save(new)
 
     # -- requests -----------------------------------------------------------------------------
-    def _unreachable(self, exc: Exception, request_id: str) -> ExchangeClientError:
+    def _unreachable(self, exc: TransportError, request_id: str) -> ExchangeClientError:
         return ExchangeClientError(
-            f"Cannot reach the exchange at {self.service_url} ({exc.__class__.__name__}). "
+            f"Cannot reach the exchange at {self.service_url} ({exc}). "
             "Check your network and c.Exchange.service_url, then try again.",
             request_id=request_id,
         )
 
-    def request(
-        self, method: str, url_path: str, *, stream: bool = False, retry: bool = True, **kwargs: Any
-    ) -> requests.Response:
-        request_id = new_request_id()
-        headers = {**kwargs.pop("headers", {}), **self._headers(), REQUEST_ID_HEADER: request_id}
+    def _send(
+        self,
+        method: str,
+        url_path: str,
+        headers: dict[str, str],
+        body: bytes | _UploadBody | None,
+        request_id: str,
+    ) -> Response:
         try:
-            response = self.session.request(
-                method,
-                self.base + url_path,
-                headers=headers,
-                stream=stream,
-                timeout=kwargs.pop("timeout", self.timeout),
-                **kwargs,
-            )
-        except requests.RequestException as exc:
+            if self._connection is None:
+                self._connection = Connection(route_for(self.service_url), self.timeout)
+            return self._connection.request(method, self._prefix + url_path, headers, body)
+        except TransportError as exc:
             raise self._unreachable(exc, request_id) from exc
-        if response.status_code < 400:
+
+    def request(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        body: bytes | _UploadBody | None = None,
+        headers: dict[str, str] | None = None,
+        retry: bool = True,
+    ) -> Response:
+        """Send a request; an answer of 300 or more raises ``ExchangeClientError`` (an expired
+        token is refreshed and the request sent once more). Read the answer, then close it."""
+        request_id = new_request_id()
+        target = url_path + ("?" + urlencode(params, doseq=True) if params else "")
+        all_headers = {**(headers or {}), **self._headers(), REQUEST_ID_HEADER: request_id}
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            all_headers["Content-Type"] = "application/json"
+        response = self._send(method, target, all_headers, body, request_id)
+        if response.status_code < 300:
             return response
-        error = self._error(response, answered_id(response, request_id))
+        with response:
+            error = self._error(response, answered_id(response, request_id))
         if retry and error.code == "token_expired" and self.entry.refresh_token:
             self.refresh()
-            return self.request(method, url_path, stream=stream, retry=False, **kwargs)
+            return self.request(
+                method,
+                url_path,
+                params=params,
+                json_body=json_body,
+                body=body,
+                headers=headers,
+                retry=False,
+            )
         raise error
 
-    @staticmethod
-    def _error(response: requests.Response, request_id: str) -> ExchangeClientError:
+    def _error(self, response: Response, request_id: str) -> ExchangeClientError:
+        status = response.status_code
+        if 300 <= status < 400:
+            location = response.headers.get("Location") or "another address"
+            return ExchangeClientError(
+                f"The exchange at {self.service_url} answered HTTP {status}, a redirect to "
+                f"{location}. Set c.Exchange.service_url to the address the service is served "
+                "at (scheme, host and port), then try again.",
+                status=status,
+                code="redirected",
+                request_id=request_id,
+            )
         try:
-            body = response.json()["error"]
-            message, code = body["message"], body.get("code")
-        except (ValueError, KeyError, TypeError):
+            error = response.json()["error"]
+            message, code = error["message"], error.get("code")
+        except (ValueError, KeyError, TypeError, TransportError):
             message = (
-                f"The exchange answered HTTP {response.status_code} without an explanation. "
+                f"The exchange answered HTTP {status} without an explanation. "
                 "Try again later; if it persists, tell your instructor."
             )
             code = None
-        if response.status_code == 401 and "LMS" not in message:
+        if status == 401 and "LMS" not in message:
             message = f"{message} {RELAUNCH}"
-        return ExchangeClientError(
-            message, status=response.status_code, code=code, request_id=request_id
-        )
+        return ExchangeClientError(message, status=status, code=code, request_id=request_id)
+
+    def _json(self, response: Response, request_id: str) -> Any:
+        try:
+            return response.json()
+        except TransportError as exc:
+            raise self._unreachable(exc, request_id) from exc
+        except ValueError as exc:
+            raise ExchangeClientError(
+                f"The exchange at {self.service_url} sent an answer that is not JSON. Check "
+                "c.Exchange.service_url (it must be the lti-exchange service itself), then try "
+                "again.",
+                status=response.status_code,
+                code="not_json",
+                request_id=answered_id(response, request_id),
+            ) from exc
+
+    def call(self, method: str, url_path: str, **kwargs: Any) -> Any:
+        """A request whose answer is JSON: the parsed answer."""
+        with self.request(method, url_path, **kwargs) as response:
+            return self._json(response, answered_id(response, ""))
 
     def get_json(self, url_path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
-        return self.request("GET", url_path, params=clean).json()
+        return self.call("GET", url_path, params=clean)
 
     def upload(
         self,
@@ -245,48 +267,39 @@ class ExchangeClient:
         try:
             try:
                 body = _UploadBody(handle, size, progress)
-                return self.request(
-                    method, url_path, data=body, headers=headers, retry=False
-                ).json()
+                return self.call(method, url_path, body=body, headers=headers, retry=False)
             except ExchangeClientError as exc:
                 if exc.code == "token_expired" and self.entry.refresh_token:
                     self.refresh()
                     handle.seek(start)
                     body = _UploadBody(handle, size, progress)
-                    return self.request(
-                        method, url_path, data=body, headers=headers, retry=False
-                    ).json()
+                    return self.call(method, url_path, body=body, headers=headers, retry=False)
                 raise
         except PackError as exc:
+            self.close()  # the server is still waiting for the rest of the body
             raise ExchangeClientError(
                 f"Sending the folder failed: {exc}. Nothing was stored. Wait until no program "
                 "is writing to the folder, then try again.",
                 code="folder_changed",
             ) from exc
 
-    def download(self, url_path: str, **kwargs: Any) -> requests.Response:
-        """A streamed response: read ``ResponseBody(response)`` (or ``response.raw``), then close
-        it."""
-        response = self.request("GET", url_path, stream=True, **kwargs)
-        response.raw.decode_content = True
-        return response
+    def download(self, url_path: str, **kwargs: Any) -> Response:
+        """A streamed answer: read it (or ``ResponseBody(response)``), then close it."""
+        return self.request("GET", url_path, **kwargs)
 
 
 class ResponseBody:
-    """A streamed response's body as a readable stream, in as few copies as the transport
-    allows: without a ``Content-Encoding`` it bypasses urllib3's decoding buffer, and a chunked
-    body is read chunk by chunk (``read1``) instead of gluing chunks into fixed-size reads."""
+    """A streamed answer's body as a readable stream: a chunked body is read chunk by chunk
+    (``read1``) instead of gluing chunks into fixed-size reads."""
 
-    def __init__(self, response: requests.Response) -> None:
-        raw = response.raw
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        self._raw = raw
-        self._plain = encoding in ("", "identity")
-        self._chunked = self._plain and bool(getattr(raw, "chunked", False))
+    def __init__(self, response: Response) -> None:
+        self._raw = response.raw
+        self._chunked = bool(getattr(self._raw, "chunked", False))
 
     def read(self, size: int = -1) -> bytes:
-        if not self._plain:
-            return self._raw.read(size)  # urllib3 decodes it
         if self._chunked:
-            return self._raw.read1(size if size and size > 0 else None, decode_content=False)
-        return self._raw.read(size if size and size > 0 else None, decode_content=False)
+            return self._raw.read1(size if size and size > 0 else -1)
+        return self._raw.read(size if size and size > 0 else None)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer)

@@ -116,10 +116,8 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             response = self.api.request(
                 "POST",
                 path("courses", course_id, "assignments", assignment_id, "collection"),
-                json={"submission_ids": sorted(actions)},
-                stream=True,
+                json_body={"submission_ids": sorted(actions)},
             )
-            response.raw.decode_content = True
             with response, self.progress(total, f"collect {assignment_id}") as progress:
                 try:
                     collected, skipped = self._unpack(ResponseBody(response), actions, progress)

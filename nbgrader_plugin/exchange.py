@@ -104,7 +104,28 @@ class Exchange(ABCExchange):
             )
         return entries
 
+    def start(self) -> object:
+        try:
+            return super().start()
+        finally:
+            self.close_clients()
+
+    def close_clients(self) -> None:
+        """Close the connections of the clients this operation opened."""
+        clients: dict[str, ExchangeClient] = self.__dict__.pop("_clients", {})
+        for client in clients.values():
+            client.close()
+
     def client(self, course_id: str) -> ExchangeClient:
+        """The client for ``course_id``, one per operation (its connection is kept alive
+        between the operation's requests, and closed when the operation ends)."""
+        clients: dict[str, ExchangeClient] = self.__dict__.setdefault("_clients", {})
+        client = clients.get(course_id)
+        if client is None:
+            client = clients[course_id] = self._new_client(course_id)
+        return client
+
+    def _new_client(self, course_id: str) -> ExchangeClient:
         entry = self.token_entries().get(course_id)
         if entry is None:
             self.fail(

@@ -7,7 +7,7 @@ import tarfile
 from nbgrader.exchange.abc import ExchangeFetchFeedback as ABCExchangeFetchFeedback
 
 from nbgrader_plugin.archive import TarStream, UnsafeArchive, iter_safe_members
-from nbgrader_plugin.client import path
+from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
 
@@ -30,7 +30,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
                 path("courses", course_id, "assignments", assignment_id, "feedback")
             )
             with response:
-                archive = TarStream(response.raw)  # our own header reader, never tarfile's
+                archive = TarStream(ResponseBody(response))  # our own reader, never tarfile's
                 try:
                     for name, info in iter_safe_members(archive):
                         if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:

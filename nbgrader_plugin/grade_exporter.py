@@ -61,19 +61,27 @@ class LtiGradeExporter(ExportPlugin):
             raise SystemExit("No exchange URL: set c.Exchange.service_url in nbgrader_config.py.")
         return ExchangeClient(url, entry, store=store)
 
-    def export(self, gradebook: Gradebook) -> None:
-        course_id = gradebook.course_id
-        client = self._client(course_id)
+    def _push(
+        self, client: ExchangeClient, gradebook: Gradebook, course_id: str
+    ) -> tuple[dict, dict, list[dict], int]:
+        """Import the roster if asked, send the grades, read the gradebook status back."""
         try:
             if self.import_roster:
                 self._import_roster(client, gradebook, course_id)
             grades, skipped = self._collect(gradebook)
-            answer = client.request(
-                "POST", path("courses", course_id, "grades"), json={"grades": grades}
-            ).json()
+            answer = client.call(
+                "POST", path("courses", course_id, "grades"), json_body={"grades": grades}
+            )
             status = client.get_json(path("courses", course_id, "grades"))
         except ExchangeClientError as exc:
             raise SystemExit(f"Pushing grades failed: {exc}") from exc
+        return answer, status, grades, skipped
+
+    def export(self, gradebook: Gradebook) -> None:
+        course_id = gradebook.course_id
+        client = self._client(course_id)
+        with client:
+            answer, status, grades, skipped = self._push(client, gradebook, course_id)
         counts = answer["counts"]
         self.log.info(
             "Pushed %d grade(s) of course %s: %d queued for the LMS, %d unchanged, %d not "

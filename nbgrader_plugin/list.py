@@ -32,6 +32,12 @@ def _sha256(file: Path) -> str:
 
 
 class ExchangeList(ABCExchangeList, Exchange):
+    def start(self) -> object:
+        try:
+            return super().start()  # nbgrader's lists and removes after the base class's start
+        finally:
+            self.close_clients()
+
     def init_src(self) -> None:
         pass
 
@@ -172,7 +178,7 @@ class ExchangeList(ABCExchangeList, Exchange):
                         shutil.rmtree(info["path"], ignore_errors=True)
                 elif self.inbound:
                     for info in item["submissions"]:
-                        client.request(
+                        client.call(
                             "DELETE",
                             path(
                                 "courses",
@@ -182,7 +188,7 @@ class ExchangeList(ABCExchangeList, Exchange):
                             ),
                         )
                 else:
-                    client.request(
+                    client.call(
                         "DELETE",
                         path(
                             "courses",

@@ -1,0 +1,476 @@
+"""The plugin's HTTP transport (``nbgrader_plugin.transport``) against real sockets: an origin
+server, a TLS origin with its own certificate authority, and a forwarding / CONNECT proxy, all on
+loopback in this process. The proxy and CA settings come from the environment, read once per
+URL and values; nothing from the environment (``~/.netrc``) replaces the bearer token."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import http.server
+import io
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
+from nbgrader_plugin.tokens import TokenEntry
+from nbgrader_plugin.transport import (
+    ENVIRONMENT_VARIABLES,
+    TransportError,
+    bypasses_proxy,
+    route_for,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- an origin server that records what it is sent ------------------------------------------------
+class Origin(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), OriginHandler)
+        self.seen: list[dict[str, Any]] = []
+        self.connections = 0
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        self.connections += 1
+        return super().get_request()
+
+
+class OriginHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Origin
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        self.server.seen.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
+        status, headers, answer = self.server.routes.get(
+            path, (200, {"Content-Type": "application/json"}, json.dumps({"ok": True}).encode())
+        )
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+        if path.endswith("/then-close"):  # as an idle keep-alive timeout would, unannounced
+            self.close_connection = True
+
+    do_GET = do_POST = do_DELETE = _answer
+
+
+def serve(server: http.server.HTTPServer) -> Iterator[Any]:
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    yield from serve(Origin())
+
+
+def client_for(url: str, token: str = "the-token") -> ExchangeClient:
+    return ExchangeClient(url, TokenEntry(course_id="c1", access_token=token, service_url=url))
+
+
+# -- a proxy: absolute-form forwarding for http://, CONNECT tunnels for https:// -----------------
+class Proxy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        self.seen: list[tuple[str, str, str | None]] = []  # (method, target, Proxy-Authorization)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Proxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        self.server.seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        pipes = [
+            threading.Thread(target=_pipe, args=(self.connection, upstream), daemon=True),
+            threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True),
+        ]
+        for pipe in pipes:
+            pipe.start()
+        for pipe in pipes:
+            pipe.join()
+        self.close_connection = True
+
+    def _forward(self) -> None:
+        self.server.seen.append((self.command, self.path, self.headers.get("Proxy-Authorization")))
+        if not self.path.startswith("http://"):
+            self.send_error(400, "a proxy takes absolute URLs")
+            return
+        rest = self.path[len("http://") :]
+        netloc, _, target = rest.partition("/")
+        host, port = netloc.rsplit(":", 1)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        head = [f"{self.command} /{target} HTTP/1.1"]
+        head += [
+            f"{name}: {value}"
+            for name, value in self.headers.items()
+            if name.lower() not in ("proxy-authorization", "connection")
+        ]
+        head.append("Connection: close")
+        with socket.create_connection((host, int(port))) as upstream:
+            upstream.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+            answer = b""
+            while data := upstream.recv(65536):
+                answer += data
+        self.wfile.write(answer)
+        self.close_connection = True
+
+    do_GET = do_POST = _forward
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    yield from serve(Proxy())
+
+
+# -- a TLS origin with its own certificate authority ---------------------------------------------
+def _certificates(
+    folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> tuple[Path, Path, Path]:
+    """A CA (``ca.pem``) and a server certificate for ``names`` (host names or IP addresses)
+    that it signed."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test University CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([_general_name(name) for name in names]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, cert_file, key_file = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_file, cert_file, key_file
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+@pytest.fixture
+def tls_origin(tmp_path, request) -> Iterator[tuple[Origin, Path]]:
+    names = getattr(request, "param", ("localhost", "127.0.0.1"))
+    ca_file, cert_file, key_file = _certificates(tmp_path, names)
+    server = Origin()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    for running in serve(server):
+        yield running, ca_file
+
+
+def https_url(server: Origin, host: str = "localhost") -> str:
+    return f"https://{host}:{server.server_address[1]}"
+
+
+# -- the bearer token and nothing else -----------------------------------------------------------
+def test_a_netrc_entry_for_the_host_does_not_replace_the_token(origin, tmp_path, monkeypatch):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with client_for(origin.url) as client:
+        assert client.get_json("me") == {"ok": True}
+    sent = origin.seen[0]["headers"]
+    assert sent["Authorization"] == "Bearer the-token"
+    assert "Accept-Encoding" not in sent  # answers come unencoded: nothing to decode
+
+
+def test_requests_reuse_one_connection_and_carry_their_own_ids(origin):
+    with client_for(origin.url) as client:
+        for _ in range(3):
+            client.get_json("courses/c1/assignments", student_id="s 1", assignment_id=None)
+    assert origin.connections == 1
+    assert [seen["path"] for seen in origin.seen] == [
+        "/api/v1/courses/c1/assignments?student_id=s+1"
+    ] * 3
+    ids = {seen["headers"]["X-Request-ID"] for seen in origin.seen}
+    assert len(ids) == 3
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_again(origin):
+    with client_for(origin.url) as client:
+        client.get_json("then-close")  # the server closes the connection after answering
+        assert client.get_json("me") == {"ok": True}
+        assert client.get_json("me") == {"ok": True}
+    assert origin.connections == 2
+
+
+def test_an_upload_streams_its_body_with_its_length(origin):
+    data = bytes(range(256)) * 5000
+    seen_progress: list[int] = []
+    with client_for(origin.url) as client:
+        answer = client.upload(
+            "POST", "courses/c1/x", io.BytesIO(data), len(data), seen_progress.append
+        )
+    assert answer == {"ok": True}
+    assert origin.seen[0]["body"] == data
+    assert origin.seen[0]["headers"]["Content-Length"] == str(len(data))
+    assert sum(seen_progress) == len(data)
+
+
+def test_an_answer_closed_early_does_not_poison_the_next_request(origin):
+    origin.routes["/api/v1/big"] = (200, {"Content-Type": "application/x-tar"}, b"x" * 500_000)
+    with client_for(origin.url) as client:
+        with client.download("big") as response:
+            assert response.read(10) == b"x" * 10
+        assert client.get_json("me") == {"ok": True}
+
+
+def test_a_redirect_names_the_address_to_configure(origin):
+    origin.routes["/api/v1/me"] = (301, {"Location": "https://exchange.example.edu/api/v1/me"}, b"")
+    with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as failed:
+        client.get_json("me")
+    assert failed.value.code == "redirected"
+    assert "https://exchange.example.edu/api/v1/me" in str(failed.value)
+    assert "c.Exchange.service_url" in str(failed.value)
+
+
+def test_an_answer_that_is_not_json_says_to_check_the_url(origin):
+    origin.routes["/api/v1/me"] = (200, {"Content-Type": "text/html"}, b"<html>a portal</html>")
+    with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as failed:
+        client.get_json("me")
+    assert failed.value.code == "not_json" and "service_url" in str(failed.value)
+
+
+def test_an_unreachable_service_says_what_to_check():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    with (
+        client_for(f"http://127.0.0.1:{port}") as client,
+        pytest.raises(ExchangeClientError) as failed,
+    ):
+        client.get_json("me")
+    message = str(failed.value)
+    assert "Cannot reach the exchange" in message and "ConnectionRefusedError" in message
+    assert failed.value.request_id
+
+
+# -- proxies --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("host", "port", "no_proxy", "bypassed"),
+    [
+        ("exchange.example.edu", 443, "example.edu", True),
+        ("exchange.example.edu", 443, ".example.edu", True),
+        ("exchange.example.edu", 443, "*.example.edu", True),
+        ("exchange.example.edu", 443, "other.edu, example.org", False),
+        ("notexample.edu", 443, "example.edu", False),
+        ("exchange.example.edu", 443, "exchange.example.edu:8443", False),
+        ("exchange.example.edu", 8443, "exchange.example.edu:8443", True),
+        ("10.2.3.4", 80, "10.0.0.0/8", True),
+        ("10.2.3.4", 80, "192.168.0.0/16,127.0.0.1", False),
+        ("exchange.svc.cluster.local", 80, "10.0.0.0/8 .svc.cluster.local", True),
+        ("anything.example", 80, "*", True),
+        ("Exchange.Example.EDU", 443, "example.edu", True),
+    ],
+)
+def test_no_proxy_entries(host, port, no_proxy, bypassed):
+    assert bypasses_proxy(host, port, no_proxy) is bypassed
+
+
+def test_the_route_is_read_once_per_url_and_environment(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.edu:3128")
+    first = route_for("https://exchange.example.edu")
+    assert first.proxy is not None and (first.proxy.host, first.proxy.port) == (
+        "proxy.example.edu",
+        3128,
+    )
+    assert route_for("https://exchange.example.edu") is first
+    monkeypatch.setenv("NO_PROXY", "example.edu")
+    assert route_for("https://exchange.example.edu").proxy is None
+    monkeypatch.setenv("https_proxy", "proxy.example.edu:8080")  # lower case wins; no scheme
+    monkeypatch.delenv("NO_PROXY")
+    second = route_for("https://exchange.example.edu")
+    assert second.proxy is not None and second.proxy.port == 8080
+
+
+def test_a_proxy_the_plugin_cannot_use_is_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.example.edu:1080")
+    with pytest.raises(TransportError) as failed:
+        route_for("http://exchange.example.edu")
+    assert "NO_PROXY" in str(failed.value) and "http:// proxy" in str(failed.value)
+
+
+def test_plain_http_goes_through_the_proxy_with_its_credentials(origin, proxy, monkeypatch):
+    user_proxy = proxy.url.replace("http://", "http://ta%40uni:p%3Ass@")
+    monkeypatch.setenv("HTTP_PROXY", user_proxy)
+    with client_for(origin.url) as client:
+        assert client.get_json("me", q="1") == {"ok": True}
+    method, target, authorization = proxy.seen[0]
+    assert (method, target) == ("GET", origin.url + "/api/v1/me?q=1")
+    assert authorization == "Basic " + base64.b64encode(b"ta@uni:p:ss").decode()
+    assert origin.seen[0]["headers"]["Authorization"] == "Bearer the-token"
+
+
+def test_https_goes_through_a_connect_tunnel(tls_origin, proxy, monkeypatch):
+    server, ca_file = tls_origin
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://user:pw@"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    with client_for(https_url(server)) as client:
+        assert client.get_json("me") == {"ok": True}
+        assert client.get_json("me") == {"ok": True}  # the same tunnel
+    assert proxy.seen == [
+        ("CONNECT", f"localhost:{server.server_address[1]}", "Basic dXNlcjpwdw==")
+    ]
+    assert origin_paths(server) == ["/api/v1/me", "/api/v1/me"]
+
+
+def origin_paths(server: Origin) -> list[str]:
+    return [seen["path"] for seen in server.seen]
+
+
+def test_no_proxy_skips_the_proxy(origin, proxy, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.0/8")
+    with client_for(origin.url) as client:
+        client.get_json("me")
+    assert proxy.seen == [] and len(origin.seen) == 1
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+def test_an_institution_ca_given_by_requests_ca_bundle_is_trusted(tls_origin, monkeypatch):
+    server, ca_file = tls_origin
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    with client_for(https_url(server)) as client:
+        assert client.get_json("me") == {"ok": True}
+
+
+def test_ssl_cert_file_is_honoured_too(tls_origin, monkeypatch):
+    server, ca_file = tls_origin
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    with client_for(https_url(server, "127.0.0.1")) as client:
+        assert client.get_json("me") == {"ok": True}
+
+
+def test_an_untrusted_certificate_is_refused_with_what_to_set(tls_origin):
+    server, _ca_file = tls_origin
+    with client_for(https_url(server)) as client, pytest.raises(ExchangeClientError) as failed:
+        client.get_json("me")
+    message = str(failed.value)
+    assert "not trusted" in message and "REQUESTS_CA_BUNDLE" in message
+    assert server.seen == []
+
+
+@pytest.mark.parametrize("tls_origin", [("exchange.example.edu",)], indirect=True)
+def test_a_certificate_for_another_name_is_refused(tls_origin, monkeypatch):
+    server, ca_file = tls_origin
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    with client_for(https_url(server)) as client, pytest.raises(ExchangeClientError) as failed:
+        client.get_json("me")
+    assert "not trusted" in str(failed.value) and "localhost" in str(failed.value)
+    assert server.seen == []
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(TransportError) as failed:
+        route_for("https://exchange.example.edu")
+    assert "REQUESTS_CA_BUNDLE" in str(failed.value) and "missing.pem" in str(failed.value)
