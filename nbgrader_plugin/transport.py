@@ -216,7 +216,7 @@ class Response:
         try:
             data = self.raw.read(MAX_JSON_BYTES + 1)
         except NETWORK_ERRORS as exc:
-            raise TransportError("The connection broke while the answer arrived.", exc) from exc
+            raise TransportError(f"the connection broke: {exc.__class__.__name__}", exc) from exc
         if len(data) > MAX_JSON_BYTES:
             raise ValueError("the answer is larger than a JSON answer may be")
         return json.loads(data)
@@ -272,7 +272,7 @@ class Connection:
             self.close()
             if not (reused and replayable):
                 raise TransportError(
-                    f"The connection broke ({exc.__class__.__name__}).", exc
+                    f"the connection broke: {exc.__class__.__name__}", exc
                 ) from exc
         except NETWORK_ERRORS as exc:
             self.close()
@@ -302,11 +302,21 @@ class Connection:
         for name, value in all_headers.items():
             connection.putheader(name, value)
         connection.endheaders()
-        if isinstance(body, bytes):
-            connection.send(body)
-        elif body is not None:
-            while data := body.read(SEND_BLOCK):
-                connection.send(data)
+        try:
+            if isinstance(body, bytes):
+                connection.send(body)
+            elif body is not None:
+                while data := body.read(SEND_BLOCK):
+                    connection.send(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The server may have answered before reading the whole body (a 413 for an upload
+            # over its limit) and closed: that answer is what the user needs to see.
+            try:
+                raw = connection.getresponse()
+            except NETWORK_ERRORS:
+                raise exc from None
+            self._last = raw
+            return Response(raw, self)
         raw = connection.getresponse()
         self._last = raw
         return Response(raw, self)

@@ -68,9 +68,12 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _answer(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.endswith("/refuse-early"):  # as a server does for an upload over its limit
+            self._refuse_unread()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
         self.server.seen.append(
             {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
         )
@@ -85,6 +88,19 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(answer)
         if path.endswith("/then-close"):  # as an idle keep-alive timeout would, unannounced
             self.close_connection = True
+
+    def _refuse_unread(self) -> None:
+        answer = json.dumps(
+            {"error": {"status": 413, "code": "payload_too_large", "message": "Too large."}}
+        ).encode()
+        self.send_response(413)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(answer)
+        self.wfile.flush()
+        self.close_connection = True
 
     do_GET = do_POST = do_DELETE = _answer
 
@@ -314,6 +330,14 @@ def test_an_upload_streams_its_body_with_its_length(origin):
     assert origin.seen[0]["body"] == data
     assert origin.seen[0]["headers"]["Content-Length"] == str(len(data))
     assert sum(seen_progress) == len(data)
+
+
+def test_an_answer_sent_before_the_upload_ended_is_what_the_user_sees(origin):
+    data = b"\0" * (32 * 1024 * 1024)  # far more than the socket buffers hold
+    with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as failed:
+        client.upload("POST", "courses/c1/refuse-early", io.BytesIO(data), len(data))
+    assert failed.value.status == 413 and failed.value.code == "payload_too_large"
+    assert str(failed.value).startswith("Too large.")
 
 
 def test_an_answer_closed_early_does_not_poison_the_next_request(origin):
