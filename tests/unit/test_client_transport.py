@@ -42,30 +42,40 @@ def clean_environment(monkeypatch):
 
 
 # -- an origin server that records what it is sent ------------------------------------------------
-class Origin(http.server.ThreadingHTTPServer):
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    """A threaded HTTP server on a free loopback port."""
+
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), OriginHandler)
-        self.seen: list[dict[str, Any]] = []
-        self.connections = 0
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Origin(LoopbackServer):
+    def __init__(self) -> None:
+        super().__init__(OriginHandler)
+        self.seen: list[dict[str, Any]] = []
+        self.connections = 0
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
     def get_request(self):  # type: ignore[no-untyped-def]
         self.connections += 1
         return super().get_request()
 
 
-class OriginHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class OriginHandler(QuietHandler):
     server: Origin
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def _answer(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -125,24 +135,14 @@ def client_for(url: str, token: str = "the-token") -> ExchangeClient:
 
 
 # -- a proxy: absolute-form forwarding for http://, CONNECT tunnels for https:// -----------------
-class Proxy(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class Proxy(LoopbackServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        super().__init__(ProxyHandler)
         self.seen: list[tuple[str, str, str | None]] = []  # (method, target, Proxy-Authorization)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
-
-class ProxyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class ProxyHandler(QuietHandler):
     server: Proxy
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_CONNECT(self) -> None:
         self.server.seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
