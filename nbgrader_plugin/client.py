@@ -142,7 +142,7 @@ class ExchangeClient:
     # -- requests -----------------------------------------------------------------------------
     def _unreachable(self, exc: TransportError, request_id: str) -> ExchangeClientError:
         return ExchangeClientError(
-            f"Cannot reach the exchange at {self.service_url} ({exc}). "
+            f"Cannot reach the exchange at {self.service_url} ({str(exc).rstrip('.')}). "
             "Check your network and c.Exchange.service_url, then try again.",
             request_id=request_id,
         )
