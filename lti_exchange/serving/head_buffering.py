@@ -29,6 +29,7 @@ from lti_exchange.serving.fast_input import with_fast_input
 
 HEAD_TIMEOUT = float(os.environ.get("LTI_EXCHANGE_HEADER_TIMEOUT", "") or 10.0)
 RECV_SIZE = 64 * 1024
+_DONE, _WAIT, _GONE = object(), object(), object()  # what reading a head's bytes gave
 HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats at most (the loop wakes every second)
 UNLIMITED_HEAD = 1024 * 1024
 _TIMEOUT_BODY = b"The request headers took too long to arrive; send the request again.\n"
@@ -117,28 +118,45 @@ class HeadBufferingWorker(ThreadWorker):
 
     def _await_head(self, conn: TConn, initial: bytes) -> None:
         conn.head = bytearray(initial)
-        if head_complete(conn.head):
+        # Most clients send their head with the connection's first bytes: it is usually here
+        # already, and reading it now saves a turn of the event loop (and a GIL hand-over).
+        state = _DONE if head_complete(conn.head) else self._receive_head(conn)
+        if state is _DONE:
             self._dispatch(conn)
-            return
-        self.heading[conn] = time.monotonic() + HEAD_TIMEOUT
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_bytes, conn))
+        elif state is _GONE:
+            self.nr_conns -= 1
+            conn.close()
+        else:
+            self.heading[conn] = time.monotonic() + HEAD_TIMEOUT
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self._on_head_bytes, conn)
+            )
 
     def _on_head_bytes(self, conn: TConn, _client) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:  # the client went away
+        state = self._receive_head(conn)
+        if state is _GONE:
             self._forget(conn)
             conn.close()
-            return
-        conn.head += data
-        if head_complete(conn.head) or len(conn.head) > self.head_limit:
+        elif state is _DONE:
             self.poller.unregister(conn.sock)
             del self.heading[conn]
             self._dispatch(conn)
+
+    def _receive_head(self, conn: TConn) -> object:
+        """Read what the socket holds into the head: ``_DONE`` (complete, or past the limits:
+        the parser answers 4xx), ``_WAIT`` (more to come) or ``_GONE`` (the client left)."""
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return _WAIT
+        except OSError:
+            data = b""
+        if not data:
+            return _GONE
+        conn.head += data
+        if head_complete(conn.head) or len(conn.head) > self.head_limit:
+            return _DONE
+        return _WAIT
 
     def _dispatch(self, conn: TConn) -> None:
         conn.data_ready = True  # no second wait in handle()

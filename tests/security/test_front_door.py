@@ -149,6 +149,22 @@ def test_a_head_that_never_ends_gets_408_and_is_closed(slow_server):
         tricklers.close()
 
 
+def test_connections_that_leave_before_their_head_ends_are_forgotten(slow_server):
+    """Connections leave without a full head: at once, after half a head, or after one
+    kept-alive request; more of each kind than every worker's ``worker_connections`` together
+    (2 x 250). A worker that kept counting them would stop accepting."""
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    for i in range(1800):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            if i % 3 == 1:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            elif i % 3 == 2:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert b" 200 " in sock.recv(65536)
+    for _ in range(4):
+        assert requests.get(slow_server.url + "/healthz", timeout=5).status_code == 200
+
+
 # --- access log -------------------------------------------------------------------------------
 
 
