@@ -73,9 +73,10 @@ class HeadBufferingWorker(ThreadWorker):
     def notify(self) -> None:
         """Tell the arbiter this worker is alive (``os.utime`` on its heartbeat file).
 
-        gthread calls this on every turn of its event loop, several times per request; on a
-        disk-backed temporary folder each call dirties an inode (12% of a worker's CPU under
-        load, measured with py-spy). The arbiter only needs it well within its timeout.
+        gthread calls this on every turn of its event loop, about four times per request (a
+        system call each, and an inode dirtied where the file is on disk: ``lti-exchange
+        serve`` keeps it in the temporary folder). The arbiter only needs it well within its
+        timeout.
         """
         now = time.monotonic()
         if now - self._notified >= min(HEARTBEAT_INTERVAL, self.timeout / 4):
