@@ -6,10 +6,12 @@ as the HTTP library's text.
 
 from __future__ import annotations
 
+import http.client
+import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
+from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
 
 API_PREFIX = "/api/v1"
 
@@ -43,42 +45,33 @@ def service_base_url(url: str) -> str:
 
 
 def check_login(base: str, access_token: str, timeout: float = 30.0) -> dict[str, Any]:
-    """``GET {base}/api/v1/me`` with the token: who the service says the token is for."""
+    """``GET {base}/api/v1/me`` with the token: who the service says the token is for.
+
+    Sent the way the exchange classes send their requests (``transport``: the same proxy and
+    certificate settings), so a login that works means the plugin will reach the service too.
+    """
     try:
-        answer = requests.get(
-            base + API_PREFIX + "/me",
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-            timeout=timeout,
-            allow_redirects=False,
-        )
-    except requests.exceptions.SSLError as exc:
-        plain = "http://" + base.split("://", 1)[1]
-        raise LoginProblem(
-            f"{base} does not answer HTTPS (the TLS handshake failed). If the service runs "
-            f"without TLS, use {plain}."
-        ) from exc
-    except requests.ConnectionError as exc:
-        raise LoginProblem(
-            f"Cannot connect to {base}: is the service running at that URL? Check the host "
-            f"and port; after starting it, wait until {base}/healthz answers."
-        ) from exc
-    except requests.Timeout as exc:
-        hint = ""
-        if base.startswith("https://"):
-            hint = f" If the service runs without TLS, use http://{base.split('://', 1)[1]}."
-        raise LoginProblem(f"{base} did not answer within {timeout:g} s.{hint}") from exc
-    except requests.RequestException as exc:
-        raise LoginProblem(f"Cannot talk to {base} ({exc.__class__.__name__}).") from exc
-    body = _json(answer)
-    if answer.status_code == 200 and isinstance(body, dict) and "username" in body:
+        connection = Connection(route_for(base), timeout)
+    except TransportError as exc:
+        raise LoginProblem(str(exc)) from exc
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    try:
+        with connection.request("GET", urlsplit(base).path + API_PREFIX + "/me", headers) as answer:
+            status = answer.status_code
+            body = _json(answer)
+    except TransportError as exc:
+        raise _unreachable(base, timeout, exc.cause) from exc
+    finally:
+        connection.close()
+    if status == 200 and isinstance(body, dict) and "username" in body:
         return body
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or "message" not in error:
         hint = ""
-        if answer.status_code == 400 and base.startswith("http://"):
+        if status == 400 and base.startswith("http://"):
             hint = f" If it serves HTTPS, use https://{base.split('://', 1)[1]}."
         raise LoginProblem(
-            f"{base} answered HTTP {answer.status_code} but is not an lti-exchange service "
+            f"{base} answered HTTP {status} but is not an lti-exchange service "
             f"(nothing at {API_PREFIX}/me). Check the URL: scheme, host and port.{hint}"
         )
     message = str(error["message"])
@@ -90,7 +83,33 @@ def check_login(base: str, access_token: str, timeout: float = 30.0) -> dict[str
     raise LoginProblem(f"The exchange at {base} refused the token: {message}")
 
 
-def _json(answer: requests.Response) -> Any:
+def _unreachable(base: str, timeout: float, cause: BaseException | None) -> LoginProblem:
+    """What went wrong on the way to ``base``, in the user's words."""
+    plain = "http://" + base.split("://", 1)[1]
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return LoginProblem(
+            f"The certificate of {base} is not trusted ({cause.verify_message}). If your "
+            "institution uses its own certificate authority, set REQUESTS_CA_BUNDLE or "
+            "SSL_CERT_FILE to its bundle (PEM), then try again."
+        )
+    if isinstance(cause, ssl.SSLError):
+        return LoginProblem(
+            f"{base} does not answer HTTPS (the TLS handshake failed). If the service runs "
+            f"without TLS, use {plain}."
+        )
+    if isinstance(cause, TimeoutError):
+        hint = f" If the service runs without TLS, use {plain}." if base.startswith("https") else ""
+        return LoginProblem(f"{base} did not answer within {timeout:g} s.{hint}")
+    if isinstance(cause, OSError) and not isinstance(cause, http.client.RemoteDisconnected):
+        return LoginProblem(
+            f"Cannot connect to {base}: is the service running at that URL? Check the host "
+            f"and port; after starting it, wait until {base}/healthz answers."
+        )
+    name = cause.__class__.__name__ if cause is not None else "no answer"
+    return LoginProblem(f"Cannot talk to {base} ({name}).")
+
+
+def _json(answer: Response) -> Any:
     try:
         return answer.json()
     except ValueError:

@@ -9,10 +9,9 @@ import threading
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
-import requests
-
 from nbgrader_plugin.server_extension.settings import LtiExchangeHandoff, normalise_url
 from nbgrader_plugin.tokens import TokenEntry
+from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
 
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_URL_CHARS = 2 * 1024
@@ -79,45 +78,52 @@ def store_tokens(handoff: LtiExchangeHandoff, body: Any) -> dict[str, Any]:
 
 
 def verify(service_url: str, access: str, timeout: float) -> dict[str, Any]:
-    """``GET {service_url}/api/v1/me`` with the token: the service's word on who it is."""
+    """``GET {service_url}/api/v1/me`` with the token: the service's word on who it is (sent
+    the way the exchange classes send theirs: the same proxy and certificate settings)."""
+    headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
     try:
-        answer = requests.get(
-            service_url + "/api/v1/me",
-            headers={"Authorization": f"Bearer {access}", "Accept": "application/json"},
-            timeout=timeout,
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
+        connection = Connection(route_for(service_url), timeout)
+        try:
+            target = urlsplit(service_url).path + "/api/v1/me"
+            with connection.request("GET", target, headers) as answer:
+                status, me = answer.status_code, _json(answer)
+        finally:
+            connection.close()
+    except TransportError as exc:
         raise HandoffRefused(
             502,
-            f"Cannot reach the exchange at {service_url} ({exc.__class__.__name__}). "
+            f"Cannot reach the exchange at {service_url} ({str(exc).rstrip('.')}). "
             "Try again in a moment.",
             "service_unreachable",
         ) from exc
-    if answer.status_code == 200:
-        try:
-            me = answer.json()
-        except ValueError:
-            me = None
+    if status == 200:
         if isinstance(me, dict):
             return me
         raise HandoffRefused(
             502, f"The exchange at {service_url} gave an unreadable answer.", "bad_answer"
         )
-    message, code = service_error(answer)
-    if 400 <= answer.status_code < 500:
+    message, code = service_error(status, me)
+    if 400 <= status < 500:
         raise HandoffRefused(400, f"The exchange refused the token: {message}", code)
     raise HandoffRefused(
         502, f"The exchange at {service_url} could not check the token: {message}", code
     )
 
 
-def service_error(answer: requests.Response) -> tuple[str, str | None]:
+def _json(answer: Response) -> Any:
     try:
-        error = answer.json()["error"]
+        return answer.json()
+    except ValueError:
+        return None
+
+
+def service_error(status: int, body: Any) -> tuple[str, str | None]:
+    """The message and code of the service's error answer (``body``: its parsed JSON)."""
+    try:
+        error = body["error"]
         return str(error["message"]), error.get("code")
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {answer.status_code}", None
+    except (KeyError, TypeError):
+        return f"HTTP {status}", None
 
 
 @overload

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
+from nbgrader_plugin.connect import LoginProblem, check_login
 from nbgrader_plugin.tokens import TokenEntry
 from nbgrader_plugin.transport import (
     ENVIRONMENT_VARIABLES,
@@ -498,3 +499,27 @@ def test_a_ca_bundle_that_cannot_be_read_is_named(monkeypatch, tmp_path):
     with pytest.raises(TransportError) as failed:
         route_for("https://exchange.example.edu")
     assert "REQUESTS_CA_BUNDLE" in str(failed.value) and "missing.pem" in str(failed.value)
+
+
+# -- lti-exchange login takes the same way ---------------------------------------------------------
+def test_login_goes_through_the_proxy_and_trusts_the_same_authorities(
+    tls_origin, proxy, monkeypatch, tmp_path
+):
+    server, ca_file = tls_origin
+    me = json.dumps({"username": "ta1", "course_id": "c1"}).encode()
+    server.routes["/api/v1/me"] = (200, {"Content-Type": "application/json"}, me)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine localhost login someone password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert check_login(https_url(server), "the-token", timeout=5)["username"] == "ta1"
+    assert [seen[0] for seen in proxy.seen] == ["CONNECT"]
+    assert server.seen[0]["headers"]["Authorization"] == "Bearer the-token"
+
+
+def test_login_to_an_untrusted_certificate_names_the_variables(tls_origin):
+    server, _ca_file = tls_origin
+    with pytest.raises(LoginProblem) as refused:
+        check_login(https_url(server), "the-token", timeout=5)
+    assert "not trusted" in str(refused.value) and "REQUESTS_CA_BUNDLE" in str(refused.value)
