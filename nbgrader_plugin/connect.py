@@ -11,7 +11,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
+from nbgrader_plugin.transport import Connection, TransportError, route_for
 
 API_PREFIX = "/api/v1"
 
@@ -58,7 +58,7 @@ def check_login(base: str, access_token: str, timeout: float = 30.0) -> dict[str
     try:
         with connection.request("GET", urlsplit(base).path + API_PREFIX + "/me", headers) as answer:
             status = answer.status_code
-            body = _json(answer)
+            body = answer.json_or_none()
     except TransportError as exc:
         raise _unreachable(base, timeout, exc.cause) from exc
     finally:
@@ -107,10 +107,3 @@ def _unreachable(base: str, timeout: float, cause: BaseException | None) -> Logi
         )
     name = cause.__class__.__name__ if cause is not None else "no answer"
     return LoginProblem(f"Cannot talk to {base} ({name}).")
-
-
-def _json(answer: Response) -> Any:
-    try:
-        return answer.json()
-    except ValueError:
-        return None

@@ -221,6 +221,13 @@ class Response:
             raise ValueError("the answer is larger than a JSON answer may be")
         return json.loads(data)
 
+    def json_or_none(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON (a page from something else)."""
+        try:
+            return self.json()
+        except ValueError:
+            return None
+
     def close(self) -> None:
         """Done with the answer; if its body was not read to the end, the connection (which
         still holds the rest) is closed too."""

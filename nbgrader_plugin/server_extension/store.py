@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from nbgrader_plugin.server_extension.settings import LtiExchangeHandoff, normalise_url
 from nbgrader_plugin.tokens import TokenEntry
-from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
+from nbgrader_plugin.transport import Connection, TransportError, route_for
 
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_URL_CHARS = 2 * 1024
@@ -86,7 +86,7 @@ def verify(service_url: str, access: str, timeout: float) -> dict[str, Any]:
         try:
             target = urlsplit(service_url).path + "/api/v1/me"
             with connection.request("GET", target, headers) as answer:
-                status, me = answer.status_code, _json(answer)
+                status, me = answer.status_code, answer.json_or_none()
         finally:
             connection.close()
     except TransportError as exc:
@@ -108,13 +108,6 @@ def verify(service_url: str, access: str, timeout: float) -> dict[str, Any]:
     raise HandoffRefused(
         502, f"The exchange at {service_url} could not check the token: {message}", code
     )
-
-
-def _json(answer: Response) -> Any:
-    try:
-        return answer.json()
-    except ValueError:
-        return None
 
 
 def service_error(status: int, body: Any) -> tuple[str, str | None]:
