@@ -135,10 +135,6 @@ timeout = 300
 # terminationGracePeriodSeconds minus the preStop sleep).
 graceful_timeout = _int_env("LTI_EXCHANGE_GRACEFUL_TIMEOUT", 30)
 
-# Heartbeat files on a RAM-backed filesystem, so a slow disk cannot stall workers.
-if os.path.isdir("/dev/shm"):
-    worker_tmp_dir = "/dev/shm"
-
 # --- Proxy ---------------------------------------------------------------------------------------
 forwarded_allow_ips = os.environ.get("LTI_EXCHANGE_FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1"
 

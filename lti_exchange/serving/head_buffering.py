@@ -74,9 +74,8 @@ class HeadBufferingWorker(ThreadWorker):
         """Tell the arbiter this worker is alive (``os.utime`` on its heartbeat file).
 
         gthread calls this on every turn of its event loop, about four times per request (a
-        system call each, and an inode dirtied where the file is on disk: ``lti-exchange
-        serve`` keeps it in the temporary folder). The arbiter only needs it well within its
-        timeout.
+        system call each; an inode dirtied too where the file is on disk, when there is no
+        ``/dev/shm``). The arbiter only needs it well within its timeout.
         """
         now = time.monotonic()
         if now - self._notified >= min(HEARTBEAT_INTERVAL, self.timeout / 4):

@@ -45,3 +45,19 @@ def test_a_short_timeout_gets_heartbeats_well_within_it():
         assert worker.tmp.last_update() > first
     finally:
         worker.tmp.close()
+
+
+def test_both_ways_of_serving_keep_the_heartbeat_file_in_memory_where_they_can(
+    monkeypatch, tmp_path
+):
+    import runpy
+    from pathlib import Path
+
+    from lti_exchange.serving.gunicorn_app import FRONT_DOOR
+
+    # reading the config prepares the metrics folder: this test's, not a fresh one in the env
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    in_memory = Path("/dev/shm").is_dir()
+    assert (FRONT_DOOR.get("worker_tmp_dir") == "/dev/shm") is in_memory  # lti-exchange serve
+    conf = runpy.run_path(str(Path(__file__).parents[2] / "config" / "gunicorn.conf.py"))
+    assert (conf.get("worker_tmp_dir") == "/dev/shm") is in_memory  # gunicorn -c ...
