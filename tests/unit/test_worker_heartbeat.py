@@ -4,7 +4,11 @@ within the arbiter's timeout), so the arbiter still sees it alive."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from gunicorn.config import Config
 from gunicorn.workers.workertmp import WorkerTmp
@@ -47,17 +51,23 @@ def test_a_short_timeout_gets_heartbeats_well_within_it():
         worker.tmp.close()
 
 
-def test_both_ways_of_serving_keep_the_heartbeat_file_in_memory_where_they_can(
-    monkeypatch, tmp_path
-):
-    import runpy
-    from pathlib import Path
-
+def test_both_ways_of_serving_keep_the_heartbeat_file_in_memory_where_they_can(tmp_path):
     from lti_exchange.serving.gunicorn_app import FRONT_DOOR
 
-    # reading the config prepares the metrics folder: this test's, not a fresh one in the env
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     in_memory = Path("/dev/shm").is_dir()
     assert (FRONT_DOOR.get("worker_tmp_dir") == "/dev/shm") is in_memory  # lti-exchange serve
-    conf = runpy.run_path(str(Path(__file__).parents[2] / "config" / "gunicorn.conf.py"))
-    assert (conf.get("worker_tmp_dir") == "/dev/shm") is in_memory  # gunicorn -c ...
+    # gunicorn -c config/gunicorn.conf.py: read in its own process (it configures logging and
+    # prepares the metrics folder as it is read)
+    read = subprocess.run(
+        [sys.executable, "-c", READ_CONF, str(ROOT / "config" / "gunicorn.conf.py")],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert (read.stdout.strip() == "/dev/shm") is in_memory
+
+
+READ_CONF = "import runpy, sys; print(runpy.run_path(sys.argv[1]).get('worker_tmp_dir'))"
+ROOT = Path(__file__).resolve().parents[2]
