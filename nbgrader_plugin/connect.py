@@ -11,7 +11,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from nbgrader_plugin.transport import Connection, TransportError, route_for
+from nbgrader_plugin.transport import Connection, SettingsError, TransportError, route_for
 
 API_PREFIX = "/api/v1"
 
@@ -51,18 +51,11 @@ def check_login(base: str, access_token: str, timeout: float = 30.0) -> dict[str
     certificate settings), so a login that works means the plugin will reach the service too.
     """
     try:
-        connection = Connection(route_for(base), timeout)
-    except TransportError as exc:
+        status, body = ask_me(base, access_token, timeout)
+    except SettingsError as exc:
         raise LoginProblem(str(exc)) from exc
-    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
-    try:
-        with connection.request("GET", urlsplit(base).path + API_PREFIX + "/me", headers) as answer:
-            status = answer.status_code
-            body = answer.json_or_none()
     except TransportError as exc:
         raise _unreachable(base, timeout, exc.cause) from exc
-    finally:
-        connection.close()
     if status == 200 and isinstance(body, dict) and "username" in body:
         return body
     error = body.get("error") if isinstance(body, dict) else None
@@ -81,6 +74,18 @@ def check_login(base: str, access_token: str, timeout: float = 30.0) -> dict[str
             "directory it was issued with: issue it with the service's LTI_EXCHANGE_DATA_DIR.)"
         )
     raise LoginProblem(f"The exchange at {base} refused the token: {message}")
+
+
+def ask_me(base: str, access_token: str, timeout: float) -> tuple[int, Any]:
+    """``GET {base}/api/v1/me`` on a connection of its own: the status and the parsed JSON
+    answer (None when it is not JSON). ``TransportError`` when the service cannot be reached."""
+    connection = Connection(route_for(base), timeout)
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    try:
+        with connection.request("GET", urlsplit(base).path + API_PREFIX + "/me", headers) as answer:
+            return answer.status_code, answer.json_or_none()
+    finally:
+        connection.close()
 
 
 def _unreachable(base: str, timeout: float, cause: BaseException | None) -> LoginProblem:

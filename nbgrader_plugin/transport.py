@@ -45,6 +45,8 @@ ENVIRONMENT_VARIABLES = tuple(
 
 # Failures of the connection itself (nothing or only part of an answer arrived).
 NETWORK_ERRORS = (OSError, http.client.HTTPException)
+# A kept-alive connection the server closed meanwhile (a request without a body is sent again).
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class TransportError(Exception):
@@ -53,6 +55,11 @@ class TransportError(Exception):
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class SettingsError(TransportError):
+    """The service URL or the environment's proxy or CA settings will not do (nothing was
+    sent); the message says what to change."""
 
 
 class Readable(Protocol):
@@ -101,14 +108,14 @@ def _new_route(service_url: str) -> Route:
     parts = urlsplit(service_url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
-        raise TransportError(
+        raise SettingsError(
             f"The exchange URL {service_url!r} is not an http:// or https:// address. Set "
             "c.Exchange.service_url to the service's address, such as https://exchange.example.edu."
         )
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:
-        raise TransportError(f"The exchange URL {service_url!r} has an invalid port.") from exc
+        raise SettingsError(f"The exchange URL {service_url!r} has an invalid port.") from exc
     host = parts.hostname
     return Route(
         scheme, host, port, _proxy_for(scheme, host, port), _tls() if scheme == "https" else None
@@ -124,7 +131,7 @@ def _proxy_for(scheme: str, host: str, port: int) -> Proxy | None:
         url = "http://" + url  # as curl and requests read "proxy.example.edu:3128"
     parts = urlsplit(url)
     if parts.scheme.lower() != "http" or not parts.hostname:
-        raise TransportError(
+        raise SettingsError(
             f"The proxy {parts.scheme}://{parts.hostname or ''} set for {scheme} addresses "
             "(HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is not an http:// proxy, which is all the "
             "exchange plugin can use. Use an http:// proxy, or add the exchange's host to NO_PROXY."
@@ -136,7 +143,7 @@ def _proxy_for(scheme: str, host: str, port: int) -> Proxy | None:
     try:
         proxy_port = parts.port or 80
     except ValueError as exc:
-        raise TransportError(f"The proxy address {url!r} has an invalid port.") from exc
+        raise SettingsError(f"The proxy address {url!r} has an invalid port.") from exc
     return Proxy(parts.hostname, proxy_port, authorization)
 
 
@@ -185,7 +192,7 @@ def _tls() -> ssl.SSLContext:
             else:
                 context.load_verify_locations(cafile=bundle)
         except (OSError, ssl.SSLError) as exc:
-            raise TransportError(
+            raise SettingsError(
                 f"${name} names {bundle!r}, which is not a readable certificate bundle "
                 f"({exc}). Point it at your institution's CA file (PEM), or unset it.",
                 exc,
@@ -273,22 +280,14 @@ class Connection:
         if reused and not replayable:
             self.close()
             reused = False
-        try:
-            return self._send(method, target, headers, body)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-            self.close()
-            if not (reused and replayable):
-                raise TransportError(
-                    f"the connection broke: {exc.__class__.__name__}", exc
-                ) from exc
-        except NETWORK_ERRORS as exc:
-            self.close()
-            raise TransportError(_describe(exc), exc) from exc
-        try:
-            return self._send(method, target, headers, body)
-        except NETWORK_ERRORS as exc:
-            self.close()
-            raise TransportError(_describe(exc), exc) from exc
+        while True:
+            try:
+                return self._send(method, target, headers, body)
+            except NETWORK_ERRORS as exc:
+                self.close()
+                if not (reused and replayable and isinstance(exc, _STALE)):
+                    raise TransportError(_describe(exc), exc) from exc
+                reused = False  # once more, on a fresh connection
 
     def _send(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | Readable | None
@@ -322,9 +321,8 @@ class Connection:
                 raw = connection.getresponse()
             except NETWORK_ERRORS:
                 raise exc from None
-            self._last = raw
-            return Response(raw, self)
-        raw = connection.getresponse()
+        else:
+            raw = connection.getresponse()
         self._last = raw
         return Response(raw, self)
 
@@ -368,6 +366,8 @@ class Connection:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _STALE):
+        return f"the connection broke: {exc.__class__.__name__}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the exchange's TLS certificate is not trusted ({exc.verify_message}). If your "

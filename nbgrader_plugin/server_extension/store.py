@@ -9,9 +9,10 @@ import threading
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
+from nbgrader_plugin.connect import ask_me
 from nbgrader_plugin.server_extension.settings import LtiExchangeHandoff, normalise_url
 from nbgrader_plugin.tokens import TokenEntry
-from nbgrader_plugin.transport import Connection, TransportError, route_for
+from nbgrader_plugin.transport import TransportError
 
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_URL_CHARS = 2 * 1024
@@ -80,15 +81,8 @@ def store_tokens(handoff: LtiExchangeHandoff, body: Any) -> dict[str, Any]:
 def verify(service_url: str, access: str, timeout: float) -> dict[str, Any]:
     """``GET {service_url}/api/v1/me`` with the token: the service's word on who it is (sent
     the way the exchange classes send theirs: the same proxy and certificate settings)."""
-    headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
     try:
-        connection = Connection(route_for(service_url), timeout)
-        try:
-            target = urlsplit(service_url).path + "/api/v1/me"
-            with connection.request("GET", target, headers) as answer:
-                status, me = answer.status_code, answer.json_or_none()
-        finally:
-            connection.close()
+        status, me = ask_me(service_url, access, timeout)
     except TransportError as exc:
         raise HandoffRefused(
             502,

@@ -523,3 +523,10 @@ def test_login_to_an_untrusted_certificate_names_the_variables(tls_origin):
     with pytest.raises(LoginProblem) as refused:
         check_login(https_url(server), "the-token", timeout=5)
     assert "not trusted" in str(refused.value) and "REQUESTS_CA_BUNDLE" in str(refused.value)
+
+
+def test_login_with_a_ca_bundle_that_cannot_be_read_names_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(LoginProblem) as refused:
+        check_login("https://exchange.example.edu", "the-token", timeout=5)
+    assert "REQUESTS_CA_BUNDLE" in str(refused.value) and "missing.pem" in str(refused.value)
