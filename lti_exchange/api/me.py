@@ -19,7 +19,7 @@ def whoami():
         username=caller.username,
         org_id=caller.org_id,
         course_id=caller.course_code,
-        course_title=caller.course.title,
+        course_title=caller.course_title,
         role=caller.role,
         name=caller.name,
         email=caller.email,

@@ -30,6 +30,7 @@ class Caller:
     lms_user_id: str | None
     course_id: int
     course_code: str
+    course_title: str | None
     org_id: int
     role: str
     claims: TokenClaims
@@ -59,6 +60,7 @@ _ENROLMENT = (
         User.email,
         User.lms_user_id,
         Enrolment.course_id,
+        Course.title,
         Enrolment.role,
         Enrolment.active,
         Enrolment.tokens_not_before,
@@ -126,6 +128,7 @@ def authorise_course(
         lms_user_id=enrolment.lms_user_id,
         course_id=enrolment.course_id,
         course_code=course_code,
+        course_title=enrolment.title,
         org_id=claims.org_id,
         role=enrolment.role,
         claims=claims,

@@ -39,6 +39,7 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 PARTIAL_SUFFIX = ".part"
 PROBE_PREFIX = "health-"
 CACHED_KINDS = frozenset({"releases"})  # blob kinds written through the page cache
+ROOM_CHECK_BYTES = 8 * 1024 * 1024  # free space is checked again after this many bytes written
 
 
 class FilesystemBlobWriter:
@@ -50,15 +51,24 @@ class FilesystemBlobWriter:
         self._committed = False
         self._counter = HashingCounter()
         self._file: DirectFile | None = None
+        self._written = 0
+        self._room_checked_at = -ROOM_CHECK_BYTES  # the first write checks
         with self._cleanup_on_error():
             self._file = DirectFile(str(self._tmp_path), direct=kind not in CACHED_KINDS)
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` (any bytes-like object; nothing of it is kept after the call)."""
+        """Append ``data`` (any bytes-like object; nothing of it is kept after the call).
+
+        The free space is checked at the first write and then once per ``ROOM_CHECK_BYTES``
+        (a ``statvfs`` per socket read cost more than the check is worth; the reserve is far
+        larger than the bytes written between two checks)."""
         assert self._file is not None, "writer already closed"
         with self._cleanup_on_error():
-            self._storage.ensure_room(len(data))
+            if self._written - self._room_checked_at >= ROOM_CHECK_BYTES:
+                self._storage.ensure_room(len(data))
+                self._room_checked_at = self._written
             self._file.write(data)
+        self._written += len(data)
         self._counter.update(data)
 
     def commit(self) -> StoredBlob:

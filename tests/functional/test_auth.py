@@ -445,3 +445,21 @@ def test_ids_that_differ_only_in_case_are_different_people(live_server, course):
     assert theirs["submissions"] == []
     members = live_server.api("GET", f"courses/{course}/members", teacher).json()
     assert {m["username"] for m in members["members"]} == {"teacher", "casebob", "CaseBob"}
+
+
+def test_me_answers_from_the_live_rows_not_the_token(live_server, course, student):
+    """``/me`` reads the user and the course title with the authorising query: a title changed
+    since the token was issued shows at once, and the token's own claim is not what answers."""
+    from sqlalchemy import update
+
+    from lti_exchange.models import Course
+
+    with live_server.state().session_factory() as session:
+        session.execute(update(Course).where(Course.code == course).values(title="Renamed 101"))
+        session.commit()
+    answer = live_server.api("GET", "me", student)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["course_title"] == "Renamed 101"
+    assert claims_of(student)["course_title"] != "Renamed 101"
+    assert (body["course_id"], body["username"], body["role"]) == (course, "alice", "Learner")

@@ -195,3 +195,46 @@ def test_a_blob_folder_removed_by_hand_is_made_again(tmp_path):
     with storage.open(again.key) as fh:
         assert fh.read() == b"two"
     assert list(storage.tmp_dir.iterdir()) == []
+
+
+class ShrinkingDisk(FilesystemStorage):
+    """A real store whose free space is reported as ``start`` minus the bytes written so far
+    (a full disk cannot be made on demand here); counts how often it was asked."""
+
+    def __init__(self, root, start: int, reserve: int) -> None:
+        super().__init__(root, min_free_bytes=reserve)
+        self.start = start
+        self.asked = 0
+
+    def free_bytes(self) -> int:
+        self.asked += 1
+        written = sum(p.stat().st_size for p in self.tmp_dir.iterdir())
+        return self.start - written
+
+
+def test_free_space_is_checked_once_per_room_check_step_not_per_write(tmp_path):
+    from lti_exchange.storage.filesystem import ROOM_CHECK_BYTES
+
+    storage = ShrinkingDisk(tmp_path, start=10**12, reserve=MiB)
+    writer = storage.writer("submissions")
+    piece = os.urandom(64 * 1024)
+    pieces = (2 * ROOM_CHECK_BYTES + MiB) // len(piece)
+    for _ in range(pieces):
+        writer.write(piece)
+    writer.commit()
+    assert storage.asked == 3  # at 0, 8 and 16 MiB of 17 MiB written in 272 pieces
+
+
+def test_an_upload_that_eats_into_the_reserve_is_refused_and_leaves_nothing(tmp_path):
+    from lti_exchange.errors import InsufficientStorage
+    from lti_exchange.storage.filesystem import ROOM_CHECK_BYTES
+
+    reserve = 4 * MiB
+    storage = ShrinkingDisk(tmp_path, start=reserve + ROOM_CHECK_BYTES + MiB, reserve=reserve)
+    writer = storage.writer("submissions")
+    piece = os.urandom(MiB)
+    with pytest.raises(InsufficientStorage):
+        for _ in range(3 * ROOM_CHECK_BYTES // MiB):
+            writer.write(piece)
+    assert list(storage.tmp_dir.iterdir()) == []
+    assert list(storage.blob_dir.rglob("*.*")) == []
