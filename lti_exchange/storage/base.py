@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -123,16 +126,65 @@ class BlobStorage(Protocol):
         ...
 
 
+# Past this many bytes (a large upload: a release, big feedback) the hashing moves to a thread,
+# so SHA-256 runs beside receiving and writing instead of after each chunk (hashlib releases
+# the GIL). Small uploads (a deadline's submissions) hash in place: no thread, no copy.
+BACKGROUND_HASH_AFTER = 8 * 1024 * 1024
+_QUEUED_CHUNKS = 4  # chunks waiting for the hashing thread at most (bounded memory)
+
+
+class _BackgroundHash:
+    """Feeds chunks to ``digest`` in order, in a thread of its own."""
+
+    def __init__(self, digest: Any) -> None:
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._thread = threading.Thread(
+            target=self._run, args=(digest, self._chunks), name="blob-sha256", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _run(digest: Any, chunks: queue.Queue[bytes | None]) -> None:
+        while (chunk := chunks.get()) is not None:
+            digest.update(chunk)
+
+    def put(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def finish(self) -> None:
+        """Return once every chunk put so far is hashed; the thread has then ended."""
+        self._chunks.put(None)
+        self._thread.join()
+
+
 class HashingCounter:
-    """SHA-256 and byte count of a stream, updated chunk by chunk."""
+    """SHA-256 and byte count of a stream, updated chunk by chunk (past
+    ``BACKGROUND_HASH_AFTER`` bytes in a thread: ``close`` ends it, ``hexdigest`` waits)."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self.size = 0
+        self._background: _BackgroundHash | None = None
+        self._stop: weakref.finalize | None = None
 
-    def update(self, data: bytes) -> None:
-        self._hash.update(data)
+    def update(self, data: bytes | memoryview) -> None:
+        """Add ``data`` (any bytes-like object; nothing of it is kept after the call)."""
         self.size += len(data)
+        if self._background is None:
+            if self.size <= BACKGROUND_HASH_AFTER:
+                self._hash.update(data)
+                return
+            self._background = _BackgroundHash(self._hash)
+            self._stop = weakref.finalize(self, self._background.finish)  # a dropped counter
+        self._background.put(bytes(data))  # the caller may reuse its buffer at once
 
     def hexdigest(self) -> str:
+        self.close()
         return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Hash what is queued and end the thread, if there is one (idempotent)."""
+        if self._stop is not None:
+            self._stop()  # runs ``finish`` once
+            self._stop = None
+            self._background = None

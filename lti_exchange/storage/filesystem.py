@@ -92,6 +92,7 @@ class FilesystemBlobWriter:
 
     def discard(self) -> None:
         """Remove everything this writer wrote (idempotent; a committed blob is kept)."""
+        self._counter.close()
         file, self._file = self._file, None
         if file is not None:
             with contextlib.suppress(OSError):

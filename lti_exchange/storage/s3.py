@@ -183,6 +183,7 @@ class S3BlobWriter:
             return
         self._closed = True
         self._buffer = bytearray()
+        self._counter.close()
         with contextlib.suppress(Exception):  # its failure is why we are here, or irrelevant now
             self._wait_for_parts(0)
         self._stop_pool()
