@@ -51,7 +51,6 @@ class FilesystemBlobWriter:
         self._committed = False
         self._counter = HashingCounter()
         self._file: DirectFile | None = None
-        self._written = 0
         self._room_checked_at = -ROOM_CHECK_BYTES  # the first write checks
         with self._cleanup_on_error():
             self._file = DirectFile(str(self._tmp_path), direct=kind not in CACHED_KINDS)
@@ -64,11 +63,11 @@ class FilesystemBlobWriter:
         larger than the bytes written between two checks)."""
         assert self._file is not None, "writer already closed"
         with self._cleanup_on_error():
-            if self._written - self._room_checked_at >= ROOM_CHECK_BYTES:
+            written = self._counter.size
+            if written - self._room_checked_at >= ROOM_CHECK_BYTES:
                 self._storage.ensure_room(len(data))
-                self._room_checked_at = self._written
+                self._room_checked_at = written
             self._file.write(data)
-        self._written += len(data)
         self._counter.update(data)
 
     def commit(self) -> StoredBlob:
