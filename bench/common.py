@@ -200,7 +200,7 @@ class Server:
         return found
 
     def worker_pids(self) -> list[int]:
-        return _children(self.process.pid)
+        return child_pids(self.process.pid)
 
     def token(self, username: str, course: str, role: str = "Learner") -> str:
         """Provision ``username`` in ``course`` with ``role`` and mint an access token."""
@@ -250,7 +250,7 @@ class Server:
 
 
 # -- server memory --------------------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
         return [int(p) for p in text.split()]
@@ -279,7 +279,7 @@ def _rss(pid: int) -> int:
 
 def tree_rss(pid: int) -> int:
     """Summed VmRSS of ``pid`` and its children (the gunicorn master and its workers)."""
-    return _rss(pid) + sum(_rss(child) for child in _children(pid))
+    return _rss(pid) + sum(_rss(child) for child in child_pids(pid))
 
 
 class RssSampler(threading.Thread):

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import BIN, ROOT, MiB, Server, cpu_split, free_port, tar_bytes
+from common import BIN, ROOT, MiB, Server, child_pids, cpu_split, cpu_used, free_port, tar_bytes
 
 HERE = Path(__file__).resolve().parent
 Request = tuple[str, str, bytes | None, dict[str, str]]
@@ -82,24 +82,17 @@ def send(port: int, request: Request) -> None:
         connection.close()
 
 
-def worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
 def cpu_per_request(
     port: int, master: int, requests: Callable[[int], Request], count: int
 ) -> tuple[float, float]:
     """User and system milliseconds of the workers' CPU per request, ``count`` requests."""
-    pids = worker_pids(master)
+    pids = child_pids(master)
     send(port, requests(0))  # warm: the first request of a kind pays one-off costs
     time.sleep(0.2)
-    before = [cpu_split(pid) for pid in pids]
+    before = {pid: cpu_split(pid) for pid in pids}
     for index in range(count):
         send(port, requests(index))
-    after = [cpu_split(pid) for pid in pids]
-    user = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    system = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    user, system = cpu_used(before, {pid: cpu_split(pid) for pid in pids})
     return user * 1000 / count, system * 1000 / count
 
 
@@ -134,24 +127,17 @@ def main() -> None:
         data.mkdir()
         server = Server.start(f"sqlite:///{data}/db.sqlite", data, 1)
         try:
+            port = int(server.url.rsplit(":", 1)[1])
             instructor = server.token("teacher", "floor", "Instructor")
             release = tar_bytes({"notebook.ipynb": b"{}", "data.bin": os.urandom(MiB)})
             tar = {"Content-Type": "application/x-tar"}
-            send(
-                int(server.url.rsplit(":", 1)[1]),
-                (
-                    "POST",
-                    "/api/v1/courses/floor/assignments/ps1/releases",
-                    release,
-                    {"Authorization": f"Bearer {instructor}", **tar},
-                ),
-            )
+            path = "/api/v1/courses/floor/assignments/ps1/releases"
+            send(port, ("POST", path, release, {"Authorization": f"Bearer {instructor}", **tar}))
             tokens = [server.token(f"s{i}", "floor", "Learner") for i in range(count + 1)]
             submissions = [
                 tar_bytes({"notebook.ipynb": b"{}", "data.bin": os.urandom(MiB)})
                 for _ in range(count + 1)
             ]
-            port = int(server.url.rsplit(":", 1)[1])
 
             def me(i: int) -> Request:
                 return ("GET", "/api/v1/me", None, {"Authorization": f"Bearer {tokens[i]}"})
