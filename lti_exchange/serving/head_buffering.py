@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import selectors
 import time
 from functools import partial
@@ -38,6 +39,33 @@ TIMEOUT_RESPONSE = (
     + f"Content-Length: {len(_TIMEOUT_BODY)}\r\n\r\n".encode()
     + _TIMEOUT_BODY
 )
+
+
+def wake_one_waiter(poller: selectors.BaseSelector, sock: Any) -> bool:
+    """Re-register ``sock``, already registered for reading in ``poller``, so that an event on it
+    wakes one of the processes waiting on it, not all (``EPOLLEXCLUSIVE``, Linux 4.5+).
+
+    The selector keeps its own record of the registration, so its events still dispatch; a
+    connection that arrives between the two calls is seen when the socket is added again (the
+    kernel checks readiness then). False where the poller is not an ``epoll`` or the kernel
+    refuses the flag: the socket is then watched as before.
+    """
+    epoll_class = getattr(select, "epoll", None)
+    epoll: Any = getattr(poller, "_selector", None)
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+    if epoll_class is None or not exclusive or not isinstance(epoll, epoll_class):
+        return False
+    fd = sock.fileno()
+    try:
+        epoll.unregister(fd)
+    except OSError:
+        return False
+    try:
+        epoll.register(fd, select.EPOLLIN | exclusive)
+    except OSError:  # the flag refused: every waiter woken, as before
+        epoll.register(fd, select.EPOLLIN)
+        return False
+    return True
 
 
 def head_complete(head: bytes | bytearray) -> bool:
@@ -81,6 +109,20 @@ class HeadBufferingWorker(ThreadWorker):
         if now - self._notified >= min(HEARTBEAT_INTERVAL, self.timeout / 4):
             self._notified = now
             super().notify()
+
+    # -- one idle worker woken per new connection, not all of them ---------------------------
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Start or stop accepting; the listeners are watched with ``EPOLLEXCLUSIVE``.
+
+        Every worker watches the same listening sockets. Plain ``epoll`` wakes every idle worker
+        for each new connection; one accepts it and the others find nothing (a wasted turn of
+        their event loops each: with five workers, four per connection). Linux then wakes one.
+        """
+        starting = enabled and not self._accepting
+        super().set_accept_enabled(enabled)
+        if starting:
+            for listener in self.sockets:
+                wake_one_waiter(self.poller, listener)
 
     # -- new connections, kept-alive ones, and bytes read ahead all wait for a full head ----
     def accept(self, listener) -> None:

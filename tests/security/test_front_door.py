@@ -5,8 +5,13 @@ query string."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import select
 import socket
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -182,3 +187,48 @@ def test_access_log_has_the_raw_encoded_path_and_no_query(live_server):
     assert f" GET /api/v1/{marker}/%2e%2e/me 40" in line, line
     assert "s3cr3t" not in log and "access_token" not in log
     assert "front-door-..-A x" not in log  # never the decoded path
+
+
+# --- wake-ups ---------------------------------------------------------------------------------
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+WATCHED = re.compile(
+    r"^tfd:\s*\d+\s+events:\s*(?P<mask>[0-9a-f]+)\b.*?\bino:(?P<inode>[0-9a-f]+)", re.M
+)
+
+
+def listener_masks(worker: int, listeners: set[int]) -> list[int]:
+    """The epoll event masks with which ``worker`` watches any of the ``listeners`` sockets."""
+    masks = []
+    for info in Path(f"/proc/{worker}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):
+            for watched in WATCHED.finditer(info.read_text()):
+                if int(watched["inode"], 16) in listeners:
+                    masks.append(int(watched["mask"], 16))
+    return masks
+
+
+def test_every_worker_wakes_alone_for_a_new_connection(live_server):
+    # The master holds the listening socket (and no other); each worker watches it in its epoll.
+    master = live_server.process.pid
+    listeners = socket_inodes(master)
+    workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    assert len(workers) == 2 and listeners
+    deadline = time.monotonic() + 30
+    while True:  # a worker registers the listener when its event loop starts
+        masks = {worker: listener_masks(worker, listeners) for worker in workers}
+        if all(masks.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert all(len(m) == 1 for m in masks.values()), masks
+    assert all(m[0] & select.EPOLLEXCLUSIVE and m[0] & select.EPOLLIN for m in masks.values())
