@@ -52,6 +52,7 @@ from lti_exchange.storage.base import (
     new_blob_key,
 )
 from lti_exchange.storage.blob_cache import BlobCache
+from lti_exchange.storage.s3_direct import DirectRequestFailed, DirectS3
 
 log = logging.getLogger(__name__)
 
@@ -256,17 +257,7 @@ class S3BlobWriter:
         client, bucket = self._storage.client, self._storage.bucket
         metadata = {SHA256_META: blob.sha256}
         if self._upload_id is None:  # one part at most: one PutObject, hash in its metadata
-            extra = {}
-            if self._storage.checksums:  # the store checks it got the bytes we hashed (and
-                # botocore computes no CRC32 of its own)
-                extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(blob.sha256)).decode()
-            client.put_object(
-                Bucket=bucket,
-                Key=self._object_key,
-                Body=bytes(self._buffer),
-                Metadata=metadata,
-                **extra,
-            )
+            self._storage.put_whole(self._object_key, bytes(self._buffer), blob.sha256)
             self._buffer = bytearray()
             return
         if self._buffer:
@@ -482,7 +473,7 @@ class S3Storage:
         self.part_size = part_size
         self._endpoint_url = endpoint_url
         self.region = region
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[int, tuple[Any, DirectS3 | None]] = {}
         self._lock = threading.Lock()
         # release archives that every student fetches: read from S3 once per process
         self.cache = BlobCache(CACHE_BYTES, CACHE_MAX_BLOB)
@@ -499,22 +490,36 @@ class S3Storage:
     @property
     def client(self) -> Any:
         """One boto3 client per process (never shared across a fork); clients are thread-safe."""
+        return self._routes()[0]
+
+    @property
+    def direct(self) -> DirectS3 | None:
+        """This process's direct route for whole-blob PutObject and GetObject (``s3_direct``),
+        or None where only boto3 can go."""
+        return self._routes()[1]
+
+    def _routes(self) -> tuple[Any, DirectS3 | None]:
         pid = os.getpid()
-        client = self._clients.get(pid)
-        if client is None:
+        routes = self._clients.get(pid)
+        if routes is None:
             with self._lock:
-                client = self._clients.get(pid)
-                if client is None:
-                    client = self._new_client()
-                    self._clients = {pid: client}
-        return client
+                routes = self._clients.get(pid)
+                if routes is None:
+                    session, client = self._new_client()
+                    direct = DirectS3.for_client(
+                        client, session, self.bucket, path_style=bool(self.endpoint_url)
+                    )
+                    routes = (client, direct)
+                    self._clients = {pid: routes}
+        return routes
 
     def warm_up(self) -> None:
         """Build this process's client now (boto3's import and models take ~0.4 s of CPU),
         so a web worker pays it at start-up rather than in its first request."""
         self.client  # noqa: B018 - the property caches the client
 
-    def _new_client(self) -> Any:
+    def _new_client(self) -> tuple[Any, Any]:
+        """A boto3 session and its S3 client for this process."""
         import boto3
         from botocore.config import Config
 
@@ -526,12 +531,14 @@ class S3Storage:
             tcp_keepalive=True,
             s3={"addressing_style": "path"} if self.endpoint_url else {},
         )
-        return boto3.session.Session().client(
+        session = boto3.session.Session()
+        client = session.client(
             "s3",
             endpoint_url=self.endpoint_url or None,
             region_name=self.region or None,
             config=config,
         )
+        return session, client
 
     @property
     def checksums(self) -> bool:
@@ -558,13 +565,52 @@ class S3Storage:
     def writer(self, kind: str) -> S3BlobWriter:
         return S3BlobWriter(self, kind)
 
+    def put_whole(self, object_key: str, body: bytes, sha256_hex: str) -> None:
+        """One PutObject of ``body`` with its SHA-256 as metadata (and as the checksum the
+        store verifies, where it takes one): directly where it can, else through boto3."""
+        checksum = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        direct = self.direct
+        if direct is not None:
+            headers = {f"x-amz-meta-{SHA256_META}": sha256_hex}
+            if self.checksums:  # as the AWS SDKs send it: the checksum and its algorithm
+                headers["x-amz-checksum-sha256"] = checksum
+                headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
+            try:
+                direct.put(object_key, body, sha256_hex, headers)
+                return
+            except DirectRequestFailed:
+                pass  # boto3 sends it again, with its retries and errors
+        extra = {"ChecksumSHA256": checksum} if self.checksums else {}
+        # with a checksum given, botocore computes no CRC32 of its own
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=object_key,
+            Body=body,
+            Metadata={SHA256_META: sha256_hex},
+            **extra,
+        )
+
+    def _get_object(self, object_key: str) -> dict[str, Any]:
+        """GetObject (the stored checksum asked for, where the store keeps them): directly where
+        it can, else through boto3."""
+        direct = self.direct
+        if direct is not None:
+            try:
+                return direct.get(
+                    object_key, {"x-amz-checksum-mode": "ENABLED"} if self.checksums else {}
+                )
+            except DirectRequestFailed:
+                pass  # boto3 sends it again, with its retries and errors
+        extra = {"ChecksumMode": "ENABLED"} if self.checksums else {}
+        answer: dict[str, Any] = self.client.get_object(Bucket=self.bucket, Key=object_key, **extra)
+        return answer
+
     def open(self, key: str) -> BinaryIO:
         cached = self.cache.get(key)
         if cached is not None:  # checked against its SHA-256 when it was read from S3
             return io.BytesIO(cached)
         try:
-            extra = {"ChecksumMode": "ENABLED"} if self.checksums else {}
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), **extra)
+            answer = self._get_object(self.object_key(key))
         except Exception as exc:  # noqa: BLE001 - mapped below
             if is_missing(exc):
                 raise BlobNotFound(f"no blob {key!r}") from exc
