@@ -219,7 +219,7 @@ class DirectS3:
             return None
         if client.meta.config.proxies or get_environ_proxies(endpoint):
             return None
-        credentials = session.get_credentials()
+        credentials = session.get_credentials()  # resolved already: the client was built
         if credentials is None:
             return None
         region = client.meta.region_name or "us-east-1"
