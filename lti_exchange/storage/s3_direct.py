@@ -6,10 +6,12 @@ the same bytes ~0.7 ms (``bench/README.md``). At a deadline every submission is 
 and every collected submission one GetObject, so those two go out here, signed with AWS
 Signature Version 4 on pooled ``http.client`` connections. Everything else stays with boto3.
 
-Only the plain success is handled here. Any other answer (an error status, a redirect to
-another region, a refused connection, a timeout) sends the same request again through boto3,
-whose retries, redirects and errors then apply exactly as before: a failure here costs time,
-never a different outcome. The first such answer of each kind is logged as a warning.
+Only the plain success is handled here. Anything else before the answer's body (an error
+status, a redirect to another region, a refused connection, a timeout) sends the same request
+again through boto3, whose retries, redirects and errors then apply exactly as before: a failure
+here costs time, never a different outcome. The first such answer of each kind is logged as a
+warning (not a GetObject's 404: a missing blob is answered by boto3 as usual). A body that breaks
+off while it streams is the reader's error, as it is with boto3's body.
 
 Not used (``DirectS3.for_client`` gives None, boto3 does everything) where a proxy applies to
 the endpoint, or where there are no credentials. Credentials, region, endpoint and CA bundle are
