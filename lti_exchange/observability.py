@@ -43,7 +43,15 @@ GRADE_SENDS = Counter(
     "Grade outbox entries handled by the worker, by outcome: sent, retrying, failed, deferred.",
     ["outcome"],
 )
+S3_DIRECT = Counter(
+    "lti_exchange_s3_direct_requests_total",
+    "Whole-blob S3 PutObject and GetObject requests the service signed and sent itself, by "
+    "outcome: sent (answered), handed_to_boto3 (anything but a plain success: sent again "
+    "through boto3).",
+    ["outcome"],
+)
 LAUNCH_OUTCOMES = ("completed", "deep_link", "unbound", "refused")
+S3_DIRECT_OUTCOMES = ("sent", "handed_to_boto3")
 
 
 def count_submission() -> None:
@@ -52,6 +60,10 @@ def count_submission() -> None:
 
 def count_release() -> None:
     RELEASES.inc()
+
+
+def count_s3_direct(outcome: str) -> None:
+    S3_DIRECT.labels(outcome).inc()
 
 
 def count_grade_send(outcome: str) -> None:

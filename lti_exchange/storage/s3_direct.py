@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from lti_exchange.observability import count_s3_direct
+
 log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -310,6 +312,7 @@ class DirectS3:
                 raise self._failed(operation, exc.__class__.__name__) from exc
             if 200 <= response.status < 300:
                 self.sent += 1
+                count_s3_direct("sent")
                 return response, connection
             response.read(64 * 1024)
             connection.close()
@@ -331,6 +334,7 @@ class DirectS3:
         """Count a request handed to boto3; warn once per kind (not for a missing object:
         boto3's answer to it is the usual ``BlobNotFound``)."""
         self.fell_back += 1
+        count_s3_direct("handed_to_boto3")
         kind = f"{operation}: {what}"
         if not quiet and kind not in self._warned:
             self._warned.add(kind)

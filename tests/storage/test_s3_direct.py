@@ -106,12 +106,22 @@ def test_the_address_is_virtual_hosted_unless_the_bucket_cannot_be_a_host_name()
 # --- against a real S3 API server (moto) --------------------------------------------------------
 
 
+def counted(outcome: str) -> float:
+    """``lti_exchange_s3_direct_requests_total{outcome}`` as /metrics would show it."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("lti_exchange_s3_direct_requests_total", {"outcome": outcome})
+    return value or 0.0
+
+
 def test_blobs_go_up_and_come_back_directly_with_their_hash_and_checksum(s3):
     direct = s3.direct
     assert direct is not None
     data = os.urandom(300_000)
+    sent_before = counted("sent")
     blob = write_blob(s3, data)
     assert (direct.sent, direct.fell_back) == (1, 0)
+    assert counted("sent") == sent_before + 1
     head = s3.client.head_object(
         Bucket=s3.bucket, Key=f"exchange/{blob.key}", ChecksumMode="ENABLED"
     )
@@ -141,12 +151,14 @@ def test_an_answer_that_is_not_a_success_goes_through_boto3_and_is_logged_once(
     storage = S3Storage("no-such-bucket-here", "x", endpoint_url=s3_server.endpoint_url)
     direct = storage.direct
     assert direct is not None
+    handed_before = counted("handed_to_boto3")
     with caplog.at_level(logging.WARNING, logger="lti_exchange.storage.s3_direct"):
         for _ in range(2):
             with pytest.raises(StorageUnavailable) as info:  # boto3's answer, mapped as ever
                 write_blob(storage, b"data")
             assert info.value.cause == "bucket_missing"
     assert (direct.sent, direct.fell_back) == (0, 2)
+    assert counted("handed_to_boto3") == handed_before + 2
     warnings = [r for r in caplog.records if r.name == "lti_exchange.storage.s3_direct"]
     assert len(warnings) == 1 and "PutObject answered HTTP 404" in warnings[0].getMessage()
 
