@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from lti_exchange.observability import count_s3_direct
-
 log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -312,7 +310,7 @@ class DirectS3:
                 raise self._failed(operation, exc.__class__.__name__) from exc
             if 200 <= response.status < 300:
                 self.sent += 1
-                count_s3_direct("sent")
+                _count("sent")
                 return response, connection
             response.read(64 * 1024)
             connection.close()
@@ -334,7 +332,7 @@ class DirectS3:
         """Count a request handed to boto3; warn once per kind (not for a missing object:
         boto3's answer to it is the usual ``BlobNotFound``)."""
         self.fell_back += 1
-        count_s3_direct("handed_to_boto3")
+        _count("handed_to_boto3")
         kind = f"{operation}: {what}"
         if not quiet and kind not in self._warned:
             self._warned.add(kind)
@@ -345,3 +343,12 @@ class DirectS3:
                 what,
             )
         return DirectRequestFailed(kind)
+
+
+def _count(outcome: str) -> None:
+    """Count a direct request in ``/metrics``. Imported here, not at the top: the metrics module
+    makes its files in ``PROMETHEUS_MULTIPROC_DIR`` as it is imported, and processes that only
+    load the storage (migrations, the CLI) must leave none there."""
+    from lti_exchange.observability import count_s3_direct
+
+    count_s3_direct(outcome)
