@@ -13,9 +13,11 @@ Tunables (environment):
 ``LTI_EXCHANGE_BIND``
     Address to listen on (default ``0.0.0.0:8000``).
 ``LTI_EXCHANGE_WORKERS``
-    Number of worker processes (default ``2 * CPUs + 1``).
+    Number of worker processes (default: one per CPU; more processes than CPUs cost CPU per
+    request, see ``bench/README.md``).
 ``LTI_EXCHANGE_THREADS``
-    Threads per worker (``gthread`` worker class; default ``4``).
+    Threads per worker (``gthread`` worker class; default ``10``: requests a worker serves at
+    once, uploads included).
 ``LTI_EXCHANGE_FORWARDED_ALLOW_IPS``
     Comma-separated addresses of reverse proxies whose ``X-Forwarded-*`` headers are trusted
     (default ``127.0.0.1``; use the proxy's address, or ``*`` only behind a trusted network).
@@ -126,8 +128,11 @@ globals().update(FRONT_DOOR)
 globals().update(profiling_hooks())
 
 # --- Workers -------------------------------------------------------------------------------------
-workers = _int_env("LTI_EXCHANGE_WORKERS", 2 * _cpu_count() + 1)
-threads = _int_env("LTI_EXCHANGE_THREADS", 4)
+# One process per CPU, threads for concurrency: processes sharing a CPU cost more CPU per request
+# than threads sharing one (one CPU, 16 clients: 1 x 4 3.2-3.4 ms, 1 x 10 3.7-3.9 ms, 5 x 4
+# 4.7-5.4 ms per 1 MiB request, and 35 % less throughput; bench/README.md).
+workers = _int_env("LTI_EXCHANGE_WORKERS", _cpu_count())
+threads = _int_env("LTI_EXCHANGE_THREADS", 10)
 
 # Large submissions and releases are streamed; give them time.
 timeout = 300
