@@ -51,7 +51,6 @@ S3_DIRECT = Counter(
     ["outcome"],
 )
 LAUNCH_OUTCOMES = ("completed", "deep_link", "unbound", "refused")
-S3_DIRECT_OUTCOMES = ("sent", "handed_to_boto3")
 
 
 def count_submission() -> None:

@@ -58,8 +58,11 @@ class Target:
 
     @property
     def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        return self.host if self.port == default_port(self.scheme) else f"{self.host}:{self.port}"
+
+
+def default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 def target_for(endpoint_url: str, bucket: str, path_style: bool) -> Target:
@@ -68,7 +71,7 @@ def target_for(endpoint_url: str, bucket: str, path_style: bool) -> Target:
     parts = urlsplit(endpoint_url)
     scheme = parts.scheme or "https"
     host = parts.hostname or ""
-    port = parts.port or (443 if scheme == "https" else 80)
+    port = parts.port or default_port(scheme)
     base = parts.path.rstrip("/")
     label_ok = bucket.islower() and "." not in bucket and bucket.replace("-", "").isalnum()
     if path_style or not label_ok:
@@ -154,11 +157,16 @@ class _Connections:
             )
         return connection, False
 
-    def give(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < KEPT_CONNECTIONS:
-                self._idle.append(connection)
-                return
+    def give_back(
+        self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> None:
+        """Keep ``connection``, whose ``response`` has been read to its end, for the next
+        request; closed instead when the server said it closes it, or enough are kept."""
+        if not response.will_close:
+            with self._lock:
+                if len(self._idle) < KEPT_CONNECTIONS:
+                    self._idle.append(connection)
+                    return
         connection.close()
 
 
@@ -190,10 +198,7 @@ class DirectBody:
     def _release(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            if self._response.will_close:
-                connection.close()
-            else:
-                self._pool.give(connection)
+            self._pool.give_back(connection, self._response)
 
 
 class DirectS3:
@@ -243,7 +248,7 @@ class DirectS3:
             "PUT", key, {**headers, "content-length": str(len(body))}, body, sha256_hex
         )
         response.read()
-        self._finish(response, connection)
+        self.pool.give_back(connection, response)
 
     def get(self, key: str, headers: Mapping[str, str]) -> dict[str, Any]:
         """GetObject ``key``: an answer shaped like boto3's (``Body``, ``ContentLength``,
@@ -319,14 +324,6 @@ class DirectS3:
                 f"HTTP {response.status}",
                 quiet=method == "GET" and response.status == 404,
             )
-
-    def _finish(
-        self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection
-    ) -> None:
-        if response.will_close:
-            connection.close()
-        else:
-            self.pool.give(connection)
 
     def _failed(self, operation: str, what: str, quiet: bool = False) -> DirectRequestFailed:
         """Count a request handed to boto3; warn once per kind (not for a missing object:
