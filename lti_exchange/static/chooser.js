@@ -12,8 +12,11 @@
   other.addEventListener("input", function () { if (other.value) { radio.checked = true; } });
   radio.addEventListener("change", function () { if (radio.checked) { other.focus(); } });
   if (!score || !scoreFor) { return; }
+  function typedNow() { typed = true; scoreFor.value = ""; }
+  /* a score typed before this script ran (a slow page) counts as typed too */
   var typed = false;
-  score.addEventListener("input", function () { typed = true; scoreFor.value = ""; });
+  if (score.value !== score.defaultValue) { typedNow(); }
+  score.addEventListener("input", typedNow);
   var choices = document.querySelectorAll('input[name="assignment_id"]');
   Array.prototype.forEach.call(choices, function (choice) {
     choice.addEventListener("change", function () {

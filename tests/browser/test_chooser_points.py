@@ -72,3 +72,18 @@ def test_a_typed_score_is_kept_when_the_choice_changes(pages_lms, pointed_course
     item = returned_item(pages_lms, page, before)
     assert item["custom"]["nbgrader_assignment_id"] == "ps2"
     assert item["lineItem"]["scoreMaximum"] == 9
+
+
+def test_a_score_typed_before_the_script_ran_is_kept(pages_lms, pointed_course, context):
+    user, ctx = pointed_course
+    held = []
+    context.route("**/chooser.js", lambda route: held.append(route))  # released below
+    page, frame = open_chooser(pages_lms, context, user, ctx, wait_until="commit")
+    frame.locator("#max-score").fill("9")
+    assert len(held) == 1
+    held[0].continue_()
+    frame.get_by_role("radio", name=re.compile("^ps2")).check()
+    expect(frame.locator("#max-score")).to_have_value("9")
+    before = len(pages_lms.platform.deep_link_responses)
+    frame.get_by_role("button", name="Add to the course").click()
+    assert returned_item(pages_lms, page, before)["lineItem"]["scoreMaximum"] == 9

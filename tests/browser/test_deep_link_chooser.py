@@ -37,7 +37,7 @@ def course(live_server, pages_lms):
     return user, ctx, teacher["course_id"]
 
 
-def open_chooser(pages_lms, context, user, ctx):
+def open_chooser(pages_lms, context, user, ctx, wait_until: str = "load"):
     p = pages_lms.platform
     url, _ = p.prepare(
         storage=True,
@@ -48,7 +48,7 @@ def open_chooser(pages_lms, context, user, ctx):
         deep_linking=SimulatedPlatform.deep_linking_settings(p.deep_link_return_url),
     )
     page = context.new_page()
-    page.goto(url)
+    page.goto(url, wait_until=wait_until)  # type: ignore[arg-type]
     frame = page.frame_locator("#tool")
     heading = frame.get_by_role("heading", name="Add an nbgrader assignment to the course")
     expect(heading).to_be_visible(timeout=15_000)
