@@ -135,8 +135,9 @@ class Server:
         }
         if workers:
             env["LTI_EXCHANGE_WORKERS"] = str(workers)
-        if os.environ.get("LTI_EXCHANGE_THREADS"):
-            env["LTI_EXCHANGE_THREADS"] = os.environ["LTI_EXCHANGE_THREADS"]
+        for name in ("LTI_EXCHANGE_THREADS", "LTI_EXCHANGE_PIN_WORKERS"):  # A/B runs
+            if os.environ.get(name):
+                env[name] = os.environ[name]
         env.update(extra_env or {})
         upgrade = [str(BIN / "lti-exchange"), "db", "upgrade"]
         subprocess.run(upgrade, env=env, check=True, capture_output=True, cwd=ROOT)

@@ -1,10 +1,12 @@
 """Where one request's server CPU goes: the HTTP stack alone, then the service, one at a time.
 
 Two gunicorn servers with the same front door (``FRONT_DOOR``: worker class, header limits,
-access log), one worker each: ``bench/floor_app.py`` (reads bodies, sends a file, or stores a
-blob with the service's own storage code, and nothing else) and the service itself. Requests go
-one after another, each on a new connection (as each nbgrader operation opens its own), and the
-worker's user and system CPU (``/proc``) is divided by the number of requests.
+access log) and the same workers and threads (one worker by default): ``bench/floor_app.py``
+(reads bodies, sends a file, or stores a blob with the service's own storage code, and nothing
+else) and the service itself. Requests go one after another (or ``--concurrency`` at a time),
+each on a new connection (as each nbgrader operation opens its own), and the workers' user and
+system CPU (``/proc``) is divided by the number of requests. ``LTI_EXCHANGE_PIN_WORKERS`` and
+``LTI_EXCHANGE_THREADS`` in the environment reach both servers (A/B runs).
 
 The difference between a floor line and the service line below it is the service's own work:
 Flask, the token and the enrolment check, SQL, the archive check. Compare it with issue 12's
@@ -12,6 +14,7 @@ target (≤ 3 ms of server CPU per 1 MB request, averaged over fetch and submit)
 
     .venv/bin/python bench/stack_floor.py            # 300 requests of each kind
     .venv/bin/python bench/stack_floor.py --requests 100 --tmp-dir /var/tmp
+    .venv/bin/python bench/stack_floor.py --workers 2 --concurrency 16   # under load
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import BIN, ROOT, MiB, Server, child_pids, cpu_split, cpu_used, free_port, tar_bytes
@@ -39,17 +43,25 @@ def _always(request: Request) -> Callable[[int], Request]:
     return lambda _index: request
 
 
-def floor_server(work: Path) -> tuple[subprocess.Popen, int]:
+PASSED_ON = ("LTI_EXCHANGE_PIN_WORKERS", "LTI_EXCHANGE_THREADS")
+
+
+def floor_server(work: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
     """gunicorn with the service's front door on ``floor_app``; the process and its port."""
     port = free_port()
     config = work / "floor.conf.py"
+    threads = os.environ.get("LTI_EXCHANGE_THREADS") or "10"  # the service's default
     config.write_text(
+        "from lti_exchange.serving.cpu_pinning import pinning_hooks\n"
         "from lti_exchange.serving.gunicorn_app import FRONT_DOOR\n"
         "globals().update(FRONT_DOOR)\n"
-        f"bind = '127.0.0.1:{port}'\nworkers = 1\nthreads = 4\nloglevel = 'warning'\n"
+        "globals().update(pinning_hooks())\n"
+        f"bind = '127.0.0.1:{port}'\nworkers = {workers}\nthreads = {threads}\n"
+        "loglevel = 'warning'\n"
     )
     (work / "blob.bin").write_bytes(os.urandom(MiB))
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{HERE}", "FLOOR_DIR": str(work)}
+    env.update({name: os.environ[name] for name in PASSED_ON if os.environ.get(name)})
     log = open(work / "floor.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", str(config), "floor_app:app"],
@@ -83,15 +95,17 @@ def send(port: int, request: Request) -> None:
 
 
 def cpu_per_request(
-    port: int, master: int, requests: Callable[[int], Request], count: int
+    port: int, master: int, requests: Callable[[int], Request], count: int, concurrency: int = 1
 ) -> tuple[float, float]:
-    """User and system milliseconds of the workers' CPU per request, ``count`` requests."""
+    """User and system milliseconds of the workers' CPU per request, ``count`` requests sent
+    ``concurrency`` at a time."""
     pids = child_pids(master)
-    send(port, requests(0))  # warm: the first request of a kind pays one-off costs
+    for index in range(count, count + len(pids)):  # warm: a kind's first request pays one-offs
+        send(port, requests(index))
     time.sleep(0.2)
     before = {pid: cpu_split(pid) for pid in pids}
-    for index in range(count):
-        send(port, requests(index))
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda index: send(port, requests(index)), range(count)))
     user, system = cpu_used(before, {pid: cpu_split(pid) for pid in pids})
     return user * 1000 / count, system * 1000 / count
 
@@ -100,15 +114,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests of each kind")
     parser.add_argument("--tmp-dir", default=None, help="where data goes (a real disk)")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (both servers)")
+    parser.add_argument("--concurrency", type=int, default=1, help="requests sent at a time")
     args = parser.parse_args()
-    count = args.requests
+    count, workers, concurrency = args.requests, args.workers, args.concurrency
     rows: list[tuple[str, tuple[float, float]]] = []
     upload = os.urandom(MiB)
 
     with tempfile.TemporaryDirectory(prefix="stack-floor-", dir=args.tmp_dir) as tmp:
         work = Path(tmp)
         (work / "floor").mkdir()
-        process, port = floor_server(work / "floor")
+        process, port = floor_server(work / "floor", workers)
         try:
             for label, request in (
                 ("stack: GET, small JSON answer", ("GET", "/empty", None, {})),
@@ -118,14 +134,15 @@ def main() -> None:
                 (FLOOR_SUBMIT, ("POST", "/store", upload, {})),
             ):
                 same = _always(request)
-                rows.append((label, cpu_per_request(port, process.pid, same, count)))
+                usage = cpu_per_request(port, process.pid, same, count, concurrency)
+                rows.append((label, usage))
         finally:
             process.terminate()
             process.wait(timeout=30)
 
         data = work / "service"
         data.mkdir()
-        server = Server.start(f"sqlite:///{data}/db.sqlite", data, 1)
+        server = Server.start(f"sqlite:///{data}/db.sqlite", data, workers)
         try:
             port = int(server.url.rsplit(":", 1)[1])
             instructor = server.token("teacher", "floor", "Instructor")
@@ -133,10 +150,11 @@ def main() -> None:
             tar = {"Content-Type": "application/x-tar"}
             path = "/api/v1/courses/floor/assignments/ps1/releases"
             send(port, ("POST", path, release, {"Authorization": f"Bearer {instructor}", **tar}))
-            tokens = [server.token(f"s{i}", "floor", "Learner") for i in range(count + 1)]
+            users = count + workers  # the warm-up requests (one per worker) have their own
+            tokens = [server.token(f"s{i}", "floor", "Learner") for i in range(users)]
             submissions = [
                 tar_bytes({"notebook.ipynb": b"{}", "data.bin": os.urandom(MiB)})
-                for _ in range(count + 1)
+                for _ in range(users)
             ]
 
             def me(i: int) -> Request:
@@ -156,11 +174,17 @@ def main() -> None:
                 (SERVICE_FETCH, fetch),
                 (SERVICE_SUBMIT, submit),
             ):
-                rows.append((label, cpu_per_request(port, server.process.pid, requests, count)))
+                usage = cpu_per_request(port, server.process.pid, requests, count, concurrency)
+                rows.append((label, usage))
         finally:
             server.stop()
 
-    print(f"Server CPU per request, one worker, {count} requests of each kind, one at a time")
+    pace = "one at a time" if concurrency == 1 else f"{concurrency} at a time"
+    pinning = os.environ.get("LTI_EXCHANGE_PIN_WORKERS") or "off"
+    print(
+        f"Server CPU per request, {workers} worker(s), {count} requests of each kind, {pace} "
+        f"(LTI_EXCHANGE_PIN_WORKERS={pinning})"
+    )
     print(f"{'request':<48} {'user ms':>8} {'system ms':>10} {'total ms':>9}")
     for label, (user, system) in rows:
         print(f"{label:<48} {user:8.2f} {system:10.2f} {user + system:9.2f}")

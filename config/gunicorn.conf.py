@@ -18,6 +18,12 @@ Tunables (environment):
 ``LTI_EXCHANGE_THREADS``
     Threads per worker (``gthread`` worker class; default ``10``: requests a worker serves at
     once, uploads included).
+``LTI_EXCHANGE_PIN_WORKERS``
+    ``off`` (default), ``auto`` or ``on``: keep each worker process on a CPU of its own, so its
+    threads hand the GIL to each other on one CPU (less CPU per request when the clients are on
+    other machines). ``auto`` pins only when there is one worker per CPU and no CPU quota
+    (Kubernetes CPU limit, ``docker --cpus``) shares those CPUs with others; ``on`` always.
+    See ``lti_exchange/serving/cpu_pinning.py`` for what was measured.
 ``LTI_EXCHANGE_FORWARDED_ALLOW_IPS``
     Comma-separated addresses of reverse proxies whose ``X-Forwarded-*`` headers are trusted
     (default ``127.0.0.1``; use the proxy's address, or ``*`` only behind a trusted network).
@@ -61,6 +67,7 @@ import sys
 
 from lti_exchange.logging_setup import check_log_format, configure_logging
 from lti_exchange.public_url import url_from_bind
+from lti_exchange.serving.cpu_pinning import pinning_hooks
 from lti_exchange.serving.gunicorn_app import FRONT_DOOR, JSON_LOG_OPTIONS
 from lti_exchange.serving.metrics_dir import (
     mark_worker_dead,
@@ -133,6 +140,8 @@ globals().update(profiling_hooks())
 # 4.7-5.4 ms per 1 MiB request, and 35 % less throughput; bench/README.md).
 workers = _int_env("LTI_EXCHANGE_WORKERS", _cpu_count())
 threads = _int_env("LTI_EXCHANGE_THREADS", 10)
+# Opt-in: each worker on a CPU of its own (LTI_EXCHANGE_PIN_WORKERS=auto|on).
+globals().update(pinning_hooks())
 
 # Large submissions and releases are streamed; give them time.
 timeout = 300

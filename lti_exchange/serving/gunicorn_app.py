@@ -65,6 +65,7 @@ def run_gunicorn(bind: str, *, workers: int = 2, threads: int = 4) -> None:
     """Serve the app on ``bind``; the service's log lines go to stderr at its log level."""
     from lti_exchange.config import load_settings
     from lti_exchange.logging_setup import configure_logging
+    from lti_exchange.serving.cpu_pinning import pinning_hooks
     from lti_exchange.serving.metrics_dir import prepare_multiprocess_dir
 
     prepare_multiprocess_dir()  # before any worker imports prometheus_client
@@ -75,6 +76,7 @@ def run_gunicorn(bind: str, *, workers: int = 2, threads: int = 4) -> None:
         {
             **FRONT_DOOR,
             **(JSON_LOG_OPTIONS if log_format == "json" else {}),
+            **pinning_hooks(),
             "child_exit": _child_exit,
             "on_exit": _on_exit,
             "bind": bind,
