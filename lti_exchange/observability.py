@@ -4,9 +4,17 @@ served by ``GET /metrics`` (``lti_exchange/web/metrics.py``).
 Under gunicorn every worker writes its counters to files in ``PROMETHEUS_MULTIPROC_DIR`` and
 ``GET /metrics`` adds them up (prometheus-client's multiprocess mode); the directory is set up
 by ``lti_exchange/serving/metrics_dir.py`` before this module is first imported.
+
+In that mode a counter without labels makes its process's file as soon as it is defined, and
+the file stays after the process ends (so totals never go backwards). The two such counters are
+therefore made on first use (``count_submission``, ``count_release``) or by the web app at start
+(``start_counting``, so ``/metrics`` shows them at 0): a command-line run that merely imports the
+services leaves no file behind in the workers' directory.
 """
 
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import Counter, Histogram
 
@@ -30,8 +38,6 @@ HTTP_BYTES_IN = Counter(
 HTTP_BYTES_OUT = Counter(
     "lti_exchange_http_response_bytes_total", "Response body bytes sent, by route.", ["route"]
 )
-SUBMISSIONS = Counter("lti_exchange_submissions_total", "Student submissions stored.")
-RELEASES = Counter("lti_exchange_releases_total", "Assignment releases (versions) stored.")
 LAUNCHES = Counter(
     "lti_exchange_lti_launches_total",
     "LTI launches by outcome: completed (tokens), deep_link (the choice page), unbound (the "
@@ -53,12 +59,37 @@ S3_DIRECT = Counter(
 LAUNCH_OUTCOMES = ("completed", "deep_link", "unbound", "refused")
 
 
+# Counters without labels, made on first use (see the module docstring): name -> help text.
+_PLAIN = {
+    "lti_exchange_submissions_total": "Student submissions stored.",
+    "lti_exchange_releases_total": "Assignment releases (versions) stored.",
+}
+_plain: dict[str, Counter] = {}
+_plain_lock = threading.Lock()
+
+
+def _counter(name: str) -> Counter:
+    counter = _plain.get(name)
+    if counter is None:
+        with _plain_lock:
+            counter = _plain.get(name)
+            if counter is None:
+                counter = _plain[name] = Counter(name.removesuffix("_total"), _PLAIN[name])
+    return counter
+
+
+def start_counting() -> None:
+    """Make every counter now (the web app at start), so ``/metrics`` lists them from 0."""
+    for name in _PLAIN:
+        _counter(name)
+
+
 def count_submission() -> None:
-    SUBMISSIONS.inc()
+    _counter("lti_exchange_submissions_total").inc()
 
 
 def count_release() -> None:
-    RELEASES.inc()
+    _counter("lti_exchange_releases_total").inc()
 
 
 def count_s3_direct(outcome: str) -> None:

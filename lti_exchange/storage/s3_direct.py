@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from lti_exchange.observability import count_s3_direct
+
 log = logging.getLogger(__name__)
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -343,9 +345,5 @@ class DirectS3:
 
 
 def _count(outcome: str) -> None:
-    """Count a direct request in ``/metrics``. Imported here, not at the top: the metrics module
-    makes its files in ``PROMETHEUS_MULTIPROC_DIR`` as it is imported, and processes that only
-    load the storage (migrations, the CLI) must leave none there."""
-    from lti_exchange.observability import count_s3_direct
-
+    """Count a direct request in ``/metrics``."""
     count_s3_direct(outcome)

@@ -35,6 +35,7 @@ from lti_exchange.observability import (
     HTTP_REQUESTS,
     LAUNCH_OUTCOMES,
     LAUNCHES,
+    start_counting,
 )
 from lti_exchange.serving.access_log import raw_path
 
@@ -316,6 +317,7 @@ class ObservedApp:
 def install_metrics(app: Flask, engine, log_format: str) -> None:
     """``GET /metrics``, the hooks that label requests, and the measuring middleware (call last
     in ``create_app``, so it wraps every other middleware)."""
+    start_counting()
     outbox = CollectorRegistry(auto_describe=False)
     outbox.register(OutboxCollector(engine))
     app.add_url_rule("/metrics", "metrics", lambda: _scrape(outbox), methods=["GET"])

@@ -52,6 +52,12 @@ def scrape(server) -> Samples:
     return samples
 
 
+def scrape_text(server) -> str:
+    answer = requests.get(f"{server.url}/metrics", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -159,6 +165,29 @@ def test_unknown_paths_share_one_label(metered):
     name = "lti_exchange_http_requests_total"
     assert delta(before, after, name, route="<unmatched>", method="GET", status="404") == 3
     assert not any("/no/such" in str(labels) for (_name, labels) in after)
+
+
+def test_the_plain_counters_are_listed_before_anything_is_counted(metered):
+    server, _lms = metered
+    families = {f.name for f in text_string_to_metric_families(scrape_text(server))}
+    assert {"lti_exchange_submissions", "lti_exchange_releases"} <= families
+
+
+def test_a_command_that_only_imports_the_services_leaves_no_metric_file(tmp_path):
+    # An operator's `lti-exchange ...` in the web pod has PROMETHEUS_MULTIPROC_DIR set too; a file
+    # it made would stay there (counters of ended processes are kept) and every scrape reads it.
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    code = (
+        "import lti_exchange.services.submissions, lti_exchange.services.assignments, "
+        "lti_exchange.storage.s3_direct, lti_exchange.observability"
+    )
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(metrics_dir.iterdir()) == []
 
 
 def test_the_stale_metric_files_of_a_previous_run_are_removed(metered):

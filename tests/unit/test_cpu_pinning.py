@@ -145,9 +145,7 @@ class Arbiter:
         return worker
 
 
-def test_the_master_spreads_workers_and_a_replacement_takes_the_freed_cpu(
-    monkeypatch, caplog
-):
+def test_the_master_spreads_workers_and_a_replacement_takes_the_freed_cpu(monkeypatch, caplog):
     monkeypatch.setattr("lti_exchange.serving.cpu_pinning.usable_cpus", lambda: [0, 1])
     monkeypatch.setattr("lti_exchange.serving.cpu_pinning.cpu_quota", lambda: None)
     hooks = pinning_hooks({PIN_ENV: "auto"})
