@@ -11,6 +11,14 @@ cost a socket and a small buffer (bounded by ``worker_connections``), never a th
 Request BODIES still stream through the thread (uploads must); the reverse proxy in front
 (``config/nginx.conf``) bounds slow bodies. Their ``wsgi.input`` gets a ``readinto`` that reads
 from the socket straight into the caller's buffer (``serving.fast_input``).
+
+A connection the server closes after its answer (the client asked ``Connection: close``, or
+spoke HTTP/1.0) is closed the way RFC 9112 section 9.6 asks: our side is shut first, then what
+the client still sends is read and dropped until it closes too, so unread bytes cannot make the
+kernel reset the connection and cut the answer short. gthread does that wait in the event loop,
+blocking it for up to 2 seconds per connection: three clients that never close froze a worker
+(``/healthz`` included) for 4 seconds. Here the wait is one more event in the loop
+(``LINGER_SECONDS`` at most, ``LINGER_DRAIN`` bytes at most), as nginx's lingering close does.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import errno
 import os
 import select
 import selectors
+import socket
 import time
 from functools import partial
 from typing import Any
@@ -30,6 +39,8 @@ from lti_exchange.serving.fast_input import with_fast_input
 
 HEAD_TIMEOUT = float(os.environ.get("LTI_EXCHANGE_HEADER_TIMEOUT", "") or 10.0)
 RECV_SIZE = 64 * 1024
+LINGER_SECONDS = 2.0  # a closed connection waits this long for the client's own close at most
+LINGER_DRAIN = 64 * 1024  # and drops at most this much of what the client still sends
 _DONE, _WAIT, _GONE = object(), object(), object()  # what reading a head's bytes gave
 HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats at most (the loop wakes every second)
 UNLIMITED_HEAD = 1024 * 1024
@@ -78,6 +89,7 @@ class HeadBufferingWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.heading: dict[TConn, float] = {}  # connection -> deadline, oldest first
+        self.lingering: dict[TConn, float] = {}  # closed by us, waiting for the client's close
         cfg = self.cfg
         if cfg.limit_request_line and cfg.limit_request_fields and cfg.limit_request_field_size:
             # Past this many bytes without a blank line, a limit is exceeded for sure: the
@@ -156,7 +168,55 @@ class HeadBufferingWorker(ThreadWorker):
                 conn.sock.setblocking(False)
                 self._await_head(conn, ahead)
                 return
+        if result is False:  # answered, not kept alive: close without blocking the loop
+            self._linger(conn)
+            return
         super().finish_request(conn, fs)
+
+    # -- closing: shut our side, then wait for the client's close as an event ----------------
+    def _linger(self, conn: TConn) -> None:
+        sock = conn.sock
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # already gone
+            self._closed(conn)
+            return
+        conn.lingered = 0
+        if self._drain(conn) is _WAIT:
+            self.lingering[conn] = time.monotonic() + LINGER_SECONDS
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger_bytes, conn))
+        else:
+            self._closed(conn)
+
+    def _drain(self, conn: TConn) -> object:
+        """Read and drop what the client sent: ``_WAIT`` (it may send more) or ``_DONE``
+        (it closed, failed, or sent more than ``LINGER_DRAIN``)."""
+        while conn.lingered < LINGER_DRAIN:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return _WAIT
+            except OSError:
+                return _DONE
+            if not data:
+                return _DONE
+            conn.lingered += len(data)
+        return _DONE
+
+    def _on_linger_bytes(self, conn: TConn, _client) -> None:
+        if self._drain(conn) is _DONE:
+            self._stop_lingering(conn)
+
+    def _stop_lingering(self, conn: TConn) -> None:
+        if self.lingering.pop(conn, None) is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+        self._closed(conn)
+
+    def _closed(self, conn: TConn) -> None:
+        self.nr_conns -= 1
+        conn.close()
 
     def _await_head(self, conn: TConn, initial: bytes) -> None:
         conn.head = bytearray(initial)
@@ -227,6 +287,10 @@ class HeadBufferingWorker(ThreadWorker):
             with contextlib.suppress(OSError):
                 conn.sock.send(TIMEOUT_RESPONSE)
             conn.close()
+        for conn, deadline in list(self.lingering.items()):
+            if deadline > now:
+                break
+            self._stop_lingering(conn)
 
     def _forget(self, conn: TConn) -> None:
         if self.heading.pop(conn, None) is not None:

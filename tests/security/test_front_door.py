@@ -170,6 +170,80 @@ def test_connections_that_leave_before_their_head_ends_are_forgotten(slow_server
         assert requests.get(slow_server.url + "/healthz", timeout=5).status_code == 200
 
 
+# --- closing: the client's own close is awaited as an event, not inside the event loop --------
+CLOSE_ASKED = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends until it shuts its side."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def workers_sockets(server) -> int:
+    master = server.process.pid
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return sum(len(socket_inodes(int(worker))) for worker in workers)
+
+
+def test_clients_that_never_close_do_not_stall_the_workers(slow_server):
+    # Each asks the server to close after its answer and then keeps its own side open. gthread
+    # waited for each such client's close inside the event loop, up to 2 s each: 3 of them
+    # froze a worker for 4 s. These 12 would freeze both workers for 12 s.
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    holders = [socket.create_connection((host, int(port)), timeout=30) for _ in range(12)]
+    try:
+        for sock in holders:
+            sock.sendall(CLOSE_ASKED)
+        for _ in range(5):
+            assert requests.get(slow_server.url + "/healthz", timeout=3).status_code == 200
+        for sock in holders:  # each answer whole, then the server's end of the stream
+            answer = read_to_end(sock)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            assert length and len(body) == int(length[1]), answer
+    finally:
+        for sock in holders:
+            sock.close()
+
+
+def test_a_closed_connection_is_let_go_when_the_client_never_closes(slow_server):
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    baseline = workers_sockets(slow_server)
+    holders = [socket.create_connection((host, int(port)), timeout=30) for _ in range(20)]
+    try:
+        for sock in holders:
+            sock.sendall(CLOSE_ASKED)
+            assert read_to_end(sock).startswith(b"HTTP/1.1 200 ")
+        assert workers_sockets(slow_server) >= baseline + len(holders)  # waiting for the clients
+        deadline = time.monotonic() + 15  # 2 s of lingering, then closed by the workers
+        while workers_sockets(slow_server) > baseline and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert workers_sockets(slow_server) <= baseline
+    finally:
+        for sock in holders:
+            sock.close()
+    assert requests.get(slow_server.url + "/healthz", timeout=3).status_code == 200
+
+
+def test_what_a_closing_client_still_sends_is_dropped_before_the_answer_is_cut(slow_server):
+    # A body the app did not read, still arriving after the answer: the server reads and drops
+    # it while it waits, so the kernel has no unread bytes to answer with a reset.
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Length: 40000\r\n\r\n")  # fmt: skip
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        sock.sendall(b"x" * 40000)
+        answer += read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 405 "), answer
+
+
 # --- access log -------------------------------------------------------------------------------
 
 
