@@ -39,6 +39,11 @@ Tunables (environment):
 ``LTI_EXCHANGE_HEADER_TIMEOUT``
     Seconds a client may take to send its request line and headers (default ``10``); slower
     clients get 408. Heads are read by each worker's event loop, so slow clients hold no thread.
+``LTI_EXCHANGE_IDLE_TIMEOUT``
+    Seconds a client may leave its request body, or the answer it is being sent, without
+    progress (default ``60``, like nginx's ``client_body_timeout`` / ``send_timeout``). A stalled
+    upload is answered 408 ``upload_stalled`` and nothing is stored; either way the thread is
+    freed. Without it, as many stalled clients as threads would stop the service.
 ``LTI_EXCHANGE_PROFILE_DIR``
     Benchmarks only: profile every request (cProfile, per thread) and write each worker's
     merged profile to ``<dir>/worker-<pid>.pstats`` when it exits (``bench/README.md``);

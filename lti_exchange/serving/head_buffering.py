@@ -8,9 +8,14 @@ line that ends it (bounded by the ``limit_request_*`` settings), within ``HEAD_T
 seconds, and only then gives the connection to a thread with the head already read. Tricklers
 cost a socket and a small buffer (bounded by ``worker_connections``), never a thread.
 
-Request BODIES still stream through the thread (uploads must); the reverse proxy in front
-(``config/nginx.conf``) bounds slow bodies. Their ``wsgi.input`` gets a ``readinto`` that reads
-from the socket straight into the caller's buffer (``serving.fast_input``).
+Request BODIES still stream through the thread (uploads must), and answers are sent from it.
+A client that stops sending its body, or stops reading its answer, for ``IDLE_TIMEOUT`` seconds
+(``LTI_EXCHANGE_IDLE_TIMEOUT``, 60 by default, like nginx's ``client_body_timeout`` and
+``send_timeout``) loses its request and frees the thread: gthread waits on such a socket
+forever, so as many stalled uploads as there are threads stopped the service, ``/healthz``
+included. The reverse proxy in front (``config/nginx.conf``) bounds slow bodies too. Their
+``wsgi.input`` gets a ``readinto`` that reads from the socket straight into the caller's buffer
+(``serving.fast_input``).
 
 A connection the server closes after its answer (the client asked ``Connection: close``, or
 spoke HTTP/1.0) is closed the way RFC 9112 section 9.6 asks: our side is shut first, then what
@@ -37,7 +42,22 @@ from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
 from lti_exchange.serving.fast_input import with_fast_input
 
-HEAD_TIMEOUT = float(os.environ.get("LTI_EXCHANGE_HEADER_TIMEOUT", "") or 10.0)
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise RuntimeError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+HEAD_TIMEOUT = _seconds("LTI_EXCHANGE_HEADER_TIMEOUT", 10.0)
+IDLE_TIMEOUT = _seconds("LTI_EXCHANGE_IDLE_TIMEOUT", 60.0)
 RECV_SIZE = 64 * 1024
 LINGER_SECONDS = 2.0  # a closed connection waits this long for the client's own close at most
 LINGER_DRAIN = 64 * 1024  # and drops at most this much of what the client still sends
@@ -275,6 +295,25 @@ class HeadBufferingWorker(ThreadWorker):
                 return False
             conn.parser.unreader.unread(bytes(head))
         return super().handle(conn)
+
+    def handle_request(self, req: Any, conn: TConn) -> Any:
+        """Serve one request with an idle limit on the body's reads and the answer's writes.
+
+        A body that stalls is the app's to answer (408 ``upload_stalled``); an answer the client
+        stops reading ends here, with one line in the log instead of gthread's traceback.
+        """
+        conn.sock.settimeout(IDLE_TIMEOUT)
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            client = conn.client[0] if isinstance(conn.client, tuple) else conn.client
+            self.log.warning(
+                "Closed the connection from %s: it took nothing of its answer for %g s "
+                "(LTI_EXCHANGE_IDLE_TIMEOUT)",
+                client,
+                IDLE_TIMEOUT,
+            )
+            return False
 
     # -- heads that take too long are answered 408 and closed ---------------------------------
     def murder_pending(self) -> None:

@@ -5,10 +5,13 @@ query string."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,10 +21,12 @@ import requests
 
 from tests.conftest import start_server, stop_server
 from tests.security.conftest import limit_memory
+from tests.support import make_tar
 
 pytestmark = pytest.mark.one_backend
 
 TRICKLERS = 300  # 2 workers x 4 threads = 8 threads; stock gthread stalls at 8
+IDLE = 2  # slow_server's LTI_EXCHANGE_IDLE_TIMEOUT: seconds a body or an answer may stand still
 
 
 def raw_request(url: str, data: bytes) -> bytes:
@@ -79,6 +84,7 @@ def slow_server(database_url, tmp_path_factory):
         tmp_path_factory.mktemp("front-door"),
         extra_env={
             "LTI_EXCHANGE_HEADER_TIMEOUT": "4",
+            "LTI_EXCHANGE_IDLE_TIMEOUT": str(IDLE),
             "LTI_EXCHANGE_THREADS": "4",
             "MALLOC_ARENA_MAX": "2",
         },
@@ -210,9 +216,21 @@ def test_clients_that_never_close_do_not_stall_the_workers(slow_server):
             sock.close()
 
 
+def settled_sockets(server) -> int:
+    """The workers' socket count once earlier tests' connections are done changing it."""
+    deadline = time.monotonic() + 10
+    count = workers_sockets(server)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now, count = count, workers_sockets(server)
+        if now == count:
+            break
+    return count
+
+
 def test_a_closed_connection_is_let_go_when_the_client_never_closes(slow_server):
     host, port = slow_server.url.removeprefix("http://").split(":")
-    baseline = workers_sockets(slow_server)
+    baseline = settled_sockets(slow_server)
     holders = [socket.create_connection((host, int(port)), timeout=30) for _ in range(20)]
     try:
         for sock in holders:
@@ -242,6 +260,108 @@ def test_what_a_closing_client_still_sends_is_dropped_before_the_answer_is_cut(s
         sock.sendall(b"x" * 40000)
         answer += read_to_end(sock)
     assert answer.startswith(b"HTTP/1.1 405 "), answer
+
+
+# --- clients that stop half-way: the idle limit frees the thread ------------------------------
+
+
+def read_answer(sock: socket.socket) -> tuple[int, bytes]:
+    """One answer's status and body (its ``Content-Length``), without waiting for a close."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        body += chunk
+    return status_of(head), body
+
+
+def released(server, course: str, files: dict[str, bytes]) -> tuple[str, str]:
+    """A course with assignment ps1 released; its teacher's and a student's tokens."""
+    teacher = server.issue_token("teacher", course, "Instructor")
+    student = server.issue_token("student", course)
+    answer = server.api(
+        "POST",
+        f"courses/{course}/assignments/ps1/releases",
+        teacher,
+        data=make_tar(files),
+        headers={"Content-Type": "application/x-tar"},
+    )
+    assert answer.status_code == 201, answer.text
+    return teacher, student
+
+
+def test_uploads_that_stall_free_their_thread_and_store_nothing(slow_server, course):
+    _teacher, student = released(slow_server, course, {"ps1.ipynb": b"{}"})
+    blobs = slow_server.blob_count()
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /api/v1/courses/{course}/assignments/ps1/submissions HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {student}\r\nContent-Type: application/x-tar\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    stalled = [socket.create_connection((host, int(port)), timeout=30) for _ in range(10)]
+    try:
+        for sock in stalled:  # more than the 8 threads: a bit of each body, then nothing
+            sock.sendall(head + bytes(512))
+        # gthread waited on each forever: every thread held, /healthz never answered.
+        assert requests.get(slow_server.url + "/healthz", timeout=IDLE * 5).status_code == 200
+        for sock in stalled:
+            status, body = read_answer(sock)
+            assert status == 408, body
+            assert json.loads(body)["error"]["code"] == "upload_stalled"
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert slow_server.blob_count() == blobs
+    deadline = time.monotonic() + 10
+    while slow_server.partial_count() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert slow_server.partial_count() == 0
+
+
+def test_downloads_nobody_reads_free_their_thread(slow_server, course):
+    # Larger than what the kernel buffers for one connection, so the sender has to wait.
+    _teacher, student = released(
+        slow_server, course, {"ps1.ipynb": b"{}", "data.bin": os.urandom(24 * 1024 * 1024)}
+    )
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    request = (
+        f"GET /api/v1/courses/{course}/assignments/ps1/archive HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {student}\r\n\r\n"
+    ).encode()
+    readers = []
+    for _ in range(10):  # more than the 8 threads; none of them reads its answer
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        readers.append(sock)
+    try:
+        assert requests.get(slow_server.url + "/healthz", timeout=IDLE * 5).status_code == 200
+        fetched = slow_server.api("GET", f"courses/{course}/assignments/ps1/archive", student)
+        assert fetched.status_code == 200 and len(fetched.content) > 24 * 1024 * 1024
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+def test_a_bad_idle_limit_stops_the_start_with_its_name():
+    env = {"PATH": os.environ["PATH"], "LTI_EXCHANGE_IDLE_TIMEOUT": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import lti_exchange.serving.head_buffering"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "LTI_EXCHANGE_IDLE_TIMEOUT must be a positive number of seconds, got 'soon'" in (
+        done.stderr
+    )
 
 
 # --- access log -------------------------------------------------------------------------------
