@@ -99,6 +99,16 @@ def wake_one_waiter(poller: selectors.BaseSelector, sock: Any) -> bool:
     return True
 
 
+def raised_on(exc: BaseException, sock: Any) -> bool:
+    """Whether ``exc`` came out of a call on ``sock`` (its innermost Python frame holds it)."""
+    trace = exc.__traceback__
+    if trace is None:
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    return any(value is sock for value in trace.tb_frame.f_locals.values())
+
+
 def head_complete(head: bytes | bytearray) -> bool:
     return b"\r\n\r\n" in head or b"\n\n" in head
 
@@ -305,7 +315,9 @@ class HeadBufferingWorker(ThreadWorker):
         conn.sock.settimeout(IDLE_TIMEOUT)
         try:
             return super().handle_request(req, conn)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not raised_on(exc, conn.sock):  # another connection's (the S3 store's): as before
+                raise
             client = conn.client[0] if isinstance(conn.client, tuple) else conn.client
             self.log.warning(
                 "Closed the connection from %s: it took nothing of its answer for %g s "
