@@ -62,6 +62,7 @@ from common import (
     workers_cpu,
 )
 from exchange_classes import (
+    BigRun,
     BurstRun,
     count_submissions,
     floor_side,
@@ -162,13 +163,24 @@ def bench_big(
     table: SideBySide,
     run_id: str,
 ) -> dict[str, float]:
-    """Release ``source`` and fetch it, with the default exchange and with lti-exchange."""
-    size = source.stat().st_size
-    course = f"big-{run_id}"
-    floor = run_big(floor_side(work / "big-floor-x"), work / "big-floor", course, source, digest)
-    shutil.rmtree(work / "big-floor-x")
+    """Release ``source`` and fetch it, with the default exchange and with lti-exchange.
 
-    warm_up(server, server.token("bench-warm", course, "Instructor"), course, 12)
+    Each side runs twice, in the order default, ours, ours, default, and keeps its faster time
+    of each transfer: which side finds cheap page-cache pages depends on what ran just before
+    (README, "The machine's page cache"), and this order gives both sides a first and a last
+    turn."""
+    size = source.stat().st_size
+
+    def floor_run(turn: int) -> BigRun:
+        exchange = work / f"big-floor-x{turn}"
+        course = f"big-{run_id}-{turn}"
+        run = run_big(floor_side(exchange), work / "big-floor", course, source, digest)
+        shutil.rmtree(exchange)
+        return run
+
+    first_floor = floor_run(1)
+    warm_course = f"big-{run_id}-warm"
+    warm_up(server, server.token("bench-warm", warm_course, "Instructor"), warm_course, 12)
     baseline = baseline_rss(server.process.pid)
     sampler = RssSampler(server.process.pid)
     sampler.start()
@@ -178,12 +190,24 @@ def bench_big(
     def during(label: str) -> Iterator[None]:
         sampler.reset()
         yield
-        peaks[label] = sampler.peak
+        peaks[label] = max(peaks.get(label, 0), sampler.peak)
 
     try:
-        ours = run_big(service_side(server), work / "big-ours", course, source, digest, during)
+        ours_runs = [
+            run_big(
+                service_side(server),
+                work / "big-ours",
+                f"big-{run_id}-{turn}",
+                source,
+                digest,
+                during,
+            )  # fmt: skip
+            for turn in (2, 3)
+        ]
     finally:
         sampler.stop()
+    floor = best_of(first_floor, floor_run(4))
+    ours = best_of(*ours_runs)
     mib = size // MiB
     for label, floor_s, ours_s, target_mb in (
         ("release", floor.release, ours.release, 400),
@@ -192,7 +216,7 @@ def bench_big(
         rate = size / MB / ours_s
         table.add(
             report,
-            f"big: {mib} MiB {label}",
+            f"big: {mib} MiB {label} (best of 2)",
             f"{mb_s(size, floor_s)} ({floor_s:.2f} s)",
             f"{mb_s(size, ours_s)} ({ours_s:.2f} s)",
             ours_s / floor_s,
@@ -221,6 +245,15 @@ def bench_big(
         ok=floor.intact and ours.intact,
     )
     return {"big release": ours.release, "big fetch": ours.fetch}
+
+
+def best_of(first: BigRun, second: BigRun) -> BigRun:
+    """Each transfer's faster time of two runs; intact only if both were."""
+    return BigRun(
+        min(first.release, second.release),
+        min(first.fetch, second.fetch),
+        first.intact and second.intact,
+    )
 
 
 # -- 2 and 3. burst and collect through the classes ---------------------------------------------

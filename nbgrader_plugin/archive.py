@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 CHUNK = 1024 * 1024
+PAGE_CACHE_PIECE = 256 * 1024  # the most one write() of an unpacked file hands the kernel
 # The most one archive may hold. The exchange caps its settings (LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS,
 # LTI_EXCHANGE_MAX_UNPACKED_BYTES) at these values, so every archive it accepts unpacks here.
 MAX_MEMBERS = 1_000_000
@@ -756,13 +757,16 @@ def extract_stream(
 
 
 def write_file(target: Path, pieces: Iterable[bytes | memoryview], mtime: float) -> None:
-    """Create ``target`` (it must not exist) from ``pieces``, and give it ``mtime``."""
+    """Create ``target`` (it must not exist) from ``pieces``, and give it ``mtime``.
+
+    Each ``write`` hands the kernel at most ``PAGE_CACHE_PIECE`` bytes: on a VM that returns
+    freed memory to its host, 1 MiB writes fill the page cache 5x slower than 256 KiB ones."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         for piece in pieces:
             view = memoryview(piece)
             while view:
-                view = view[os.write(fd, view) :]
+                view = view[os.write(fd, view[:PAGE_CACHE_PIECE]) :]
     finally:
         os.close(fd)
     os.utime(target, (mtime, mtime))
