@@ -5,14 +5,13 @@ blocks (a socket read, a write, an fsync, an SQL statement) the GIL is handed to
 other CPU: a futex wake-up, an inter-processor interrupt and cold caches, dozens of times per
 upload. Kept on one CPU, the same hand-offs stay on that CPU.
 
-Measured on 2 CPUs (``bench/README.md``, "CPU pinning"): with 16 light clients uploading and
-downloading 1 MiB each, 2 workers x 10 threads cost 3.5-3.7 ms of server CPU per request
-unpinned and 3.2-3.3 ms pinned, and the load finished 10 % sooner; a 512 MiB release was received
-20 % faster. But a 512 MiB download by an nbgrader client on the same two CPUs was 35 % slower
-(the client's threads are pulled onto the pinned worker's CPU), and the burst driven by nbgrader
-on the same CPUs changed within the noise. Hence it is opt-in, for servers whose clients are
-elsewhere (as in production) and whose CPUs are their own, the way nginx's
-``worker_cpu_affinity`` is.
+Measured on 2 CPUs (``docs/operations.md``, "CPU pinning"): with 16 light clients uploading and
+downloading 1 MiB each, 2 workers x 10 threads cost 3.5-3.8 ms of server CPU per request
+unpinned and 3.2-3.4 ms pinned, and the load finished 10 % sooner. The deadline burst driven by
+nbgrader's classes on the same two CPUs changed within the noise (4.1-4.6 ms either way), and so
+did the 512 MiB release and fetch once the page cache was written in 256 KiB pieces (before
+that, pinned fetches looked 35 % slower: the machine's page cache, not the pinning). Hence it
+is opt-in, for servers whose CPUs are their own, the way nginx's ``worker_cpu_affinity`` is.
 
 Pinning is right only where the process owns its CPUs. ``auto`` pins when there is one worker
 per CPU the process may run on, more than one CPU, and no CPU quota smaller than those CPUs (a
