@@ -201,7 +201,7 @@ def bench_big(
                 source,
                 digest,
                 during,
-            )  # fmt: skip
+            )
             for turn in (2, 3)
         ]
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 import time
 
@@ -63,3 +64,16 @@ def log_lines(server, needle: str, wait: float = 30, at_least: int = 1) -> list[
         if len(lines) >= at_least or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
+
+
+def recorded_writes(monkeypatch, module) -> list[int]:
+    """Sizes of the ``os.write`` calls ``module`` makes from now on (the calls still happen)."""
+    sizes: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(module.os, "write", write)
+    return sizes

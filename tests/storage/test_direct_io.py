@@ -13,6 +13,7 @@ import pytest
 
 from lti_exchange.storage import FilesystemStorage, direct_io
 from lti_exchange.storage.direct_io import ALIGN, STAGING_BYTES, DirectFile, DirectReader
+from tests.support import recorded_writes
 
 
 def takes_o_direct(folder) -> bool:
@@ -199,19 +200,6 @@ def test_a_closed_reader_gives_its_buffer_back(tmp_path):
     writer = DirectFile(str(tmp_path / "other"))
     assert writer._buffer is buffer
     writer.close()
-
-
-def recorded_writes(monkeypatch, module) -> list[int]:
-    """Sizes of the ``os.write`` calls ``module`` makes from now on (the calls still happen)."""
-    sizes: list[int] = []
-    real_write = os.write
-
-    def write(fd: int, data) -> int:
-        sizes.append(len(data))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(module.os, "write", write)
-    return sizes
 
 
 def test_page_cache_writes_go_in_pieces_of_at_most_256_kib(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from nbgrader_plugin.archive import (
     iter_safe_members,
     pack_directory,
 )
+from tests.support import recorded_writes
 
 
 def reference_tar(source, extra: dict[str, bytes], mtime: int) -> bytes:
@@ -159,14 +160,7 @@ def test_collect_style_nesting_unpacks_each_inner_archive(tmp_path, folder):
 def test_unpacked_files_are_written_in_pieces_of_at_most_256_kib(tmp_path, monkeypatch):
     # On a VM that returns freed memory to its host, 1 MiB writes filled the page cache 5x
     # slower than 256 KiB ones (nbgrader_plugin.archive.PAGE_CACHE_PIECE).
-    sizes: list[int] = []
-    real_write = os.write
-
-    def write(fd: int, data) -> int:
-        sizes.append(len(data))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(archive.os, "write", write)
+    sizes = recorded_writes(monkeypatch, archive)
     data = os.urandom(2 * 1024 * 1024 + 5)
     target = tmp_path / "data.bin"
     archive.write_file(target, [data[: 1024 * 1024], data[1024 * 1024 :]], 1_700_000_000)
