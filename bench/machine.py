@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-MiB = 1024 * 1024
+from common import MiB
 
 
 def steal_seconds() -> float:

@@ -61,11 +61,11 @@ def _quota_v2(text: str) -> float | None:
     return int(quota) / int(period)
 
 
-def _quota_v1(quota_file: Path) -> float | None:
-    quota = int(quota_file.read_text().strip())
+def _quota_v1(text: str, folder: Path) -> float | None:
+    quota = int(text.strip())
     if quota < 0:
         return None
-    return quota / int((quota_file.parent / "cpu.cfs_period_us").read_text().strip())
+    return quota / int((folder / "cpu.cfs_period_us").read_text().strip())
 
 
 def _ancestors(root: Path, relative: str) -> list[Path]:
@@ -102,7 +102,7 @@ def cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> floa
         for file, version in candidates:
             try:
                 text = file.read_text()
-                quota = _quota_v2(text) if version == "v2" else _quota_v1(file)
+                quota = _quota_v2(text) if version == "v2" else _quota_v1(text, file.parent)
             except (OSError, ValueError, ZeroDivisionError):
                 continue
             if quota is not None:
@@ -139,7 +139,7 @@ def pinning_hooks(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """gunicorn's ``pre_fork`` (master: choose the CPU) and ``post_fork`` (worker: take it)."""
     mode = pin_mode(environ)
     cpus = usable_cpus()
-    quota = cpu_quota()
+    quota = cpu_quota() if mode == "auto" else None  # only auto asks (off and on never do)
 
     def pre_fork(server: Any, worker: Any) -> None:
         pin, why = should_pin(mode, server.num_workers, cpus, quota)

@@ -109,6 +109,17 @@ def raised_on(exc: BaseException, sock: Any) -> bool:
     return any(value is sock for value in trace.tb_frame.f_locals.values())
 
 
+def _expired(waiting: dict[TConn, float], now: float) -> list[TConn]:
+    """The connections of ``waiting`` whose deadline has passed (the table is in deadline order:
+    every entry got the same timeout when it was added)."""
+    expired = []
+    for conn, deadline in waiting.items():
+        if deadline > now:
+            break
+        expired.append(conn)
+    return expired
+
+
 def head_complete(head: bytes | bytearray) -> bool:
     return b"\r\n\r\n" in head or b"\n\n" in head
 
@@ -210,14 +221,14 @@ class HeadBufferingWorker(ThreadWorker):
             sock.setblocking(False)
             sock.shutdown(socket.SHUT_WR)
         except OSError:  # already gone
-            self._closed(conn)
+            self._close(conn)
             return
         conn.lingered = 0
         if self._drain(conn) is _WAIT:
             self.lingering[conn] = time.monotonic() + LINGER_SECONDS
             self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger_bytes, conn))
         else:
-            self._closed(conn)
+            self._close(conn)
 
     def _drain(self, conn: TConn) -> object:
         """Read and drop what the client sent: ``_WAIT`` (it may send more) or ``_DONE``
@@ -236,17 +247,7 @@ class HeadBufferingWorker(ThreadWorker):
 
     def _on_linger_bytes(self, conn: TConn, _client) -> None:
         if self._drain(conn) is _DONE:
-            self._stop_lingering(conn)
-
-    def _stop_lingering(self, conn: TConn) -> None:
-        if self.lingering.pop(conn, None) is not None:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(conn.sock)
-        self._closed(conn)
-
-    def _closed(self, conn: TConn) -> None:
-        self.nr_conns -= 1
-        conn.close()
+            self._close(conn, self.lingering)
 
     def _await_head(self, conn: TConn, initial: bytes) -> None:
         conn.head = bytearray(initial)
@@ -256,8 +257,7 @@ class HeadBufferingWorker(ThreadWorker):
         if state is _DONE:
             self._dispatch(conn)
         elif state is _GONE:
-            self.nr_conns -= 1
-            conn.close()
+            self._close(conn)
         else:
             self.heading[conn] = time.monotonic() + HEAD_TIMEOUT
             self.poller.register(
@@ -267,8 +267,7 @@ class HeadBufferingWorker(ThreadWorker):
     def _on_head_bytes(self, conn: TConn, _client) -> None:
         state = self._receive_head(conn)
         if state is _GONE:
-            self._forget(conn)
-            conn.close()
+            self._close(conn, self.heading)
         elif state is _DONE:
             self.poller.unregister(conn.sock)
             del self.heading[conn]
@@ -331,20 +330,23 @@ class HeadBufferingWorker(ThreadWorker):
     def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
-        for conn, deadline in list(self.heading.items()):
-            if deadline > now:
-                break
-            self._forget(conn)
+        for conn in _expired(self.heading, now):
+            self._forget(conn, self.heading)
             with contextlib.suppress(OSError):
                 conn.sock.send(TIMEOUT_RESPONSE)
             conn.close()
-        for conn, deadline in list(self.lingering.items()):
-            if deadline > now:
-                break
-            self._stop_lingering(conn)
+        for conn in _expired(self.lingering, now):
+            self._close(conn, self.lingering)
 
-    def _forget(self, conn: TConn) -> None:
-        if self.heading.pop(conn, None) is not None:
+    def _close(self, conn: TConn, waiting: dict[TConn, float] | None = None) -> None:
+        """Close ``conn`` and forget it (``_forget``)."""
+        self._forget(conn, waiting)
+        conn.close()
+
+    def _forget(self, conn: TConn, waiting: dict[TConn, float] | None = None) -> None:
+        """Stop counting ``conn``, and stop watching it where it waited in ``waiting`` (for its
+        head, or for its client's close)."""
+        if waiting is not None and waiting.pop(conn, None) is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(conn.sock)
         self.nr_conns -= 1

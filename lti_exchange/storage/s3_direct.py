@@ -317,7 +317,7 @@ class DirectS3:
                 raise self._failed(operation, exc.__class__.__name__) from exc
             if 200 <= response.status < 300:
                 self.sent += 1
-                _count("sent")
+                count_s3_direct("sent")
                 return response, connection
             response.read(64 * 1024)
             connection.close()
@@ -331,7 +331,7 @@ class DirectS3:
         """Count a request handed to boto3; warn once per kind (not for a missing object:
         boto3's answer to it is the usual ``BlobNotFound``)."""
         self.fell_back += 1
-        _count("handed_to_boto3")
+        count_s3_direct("handed_to_boto3")
         kind = f"{operation}: {what}"
         if not quiet and kind not in self._warned:
             self._warned.add(kind)
@@ -342,8 +342,3 @@ class DirectS3:
                 what,
             )
         return DirectRequestFailed(kind)
-
-
-def _count(outcome: str) -> None:
-    """Count a direct request in ``/metrics``."""
-    count_s3_direct(outcome)

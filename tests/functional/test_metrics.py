@@ -41,21 +41,19 @@ def metered(database_url, tmp_path_factory):
     stop_server(server)
 
 
-def scrape(server) -> Samples:
-    answer = requests.get(f"{server.url}/metrics", timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["Content-Type"].startswith("text/plain; version=")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
 def scrape_text(server) -> str:
     answer = requests.get(f"{server.url}/metrics", timeout=30)
     assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain; version=")
     return answer.text
+
+
+def scrape(server) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(scrape_text(server)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
