@@ -11,6 +11,9 @@ class ApiError(Exception):
 
     status = 400
     code = "bad_request"
+    # True when the request body could not be read to its end: what is left of it on the
+    # connection is unknown, so the answer says ``Connection: close`` and the server closes.
+    closes_connection = False
 
     def __init__(
         self,
@@ -19,6 +22,7 @@ class ApiError(Exception):
         status: int | None = None,
         code: str | None = None,
         details: dict[str, Any] | None = None,
+        closes_connection: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -27,6 +31,7 @@ class ApiError(Exception):
         if code is not None:
             self.code = code
         self.details = details
+        self.closes_connection = closes_connection
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}

@@ -115,6 +115,7 @@ class _DeclaredLengthStream(io.RawIOBase):
                 f"The upload ended after {self._pos} of its {self.limit} bytes (connection "
                 "lost?). Nothing was stored; send it again.",
                 code="upload_incomplete",
+                closes_connection=True,
             )
         self._pos += got
         return got

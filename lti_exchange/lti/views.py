@@ -40,6 +40,7 @@ from lti_exchange.services.provisioning import CLAIM, LaunchRejected
 from lti_exchange.tokens.refresh import token_pair
 from lti_exchange.web.body_limits import json_or_form
 from lti_exchange.web.current import app_objects, get_session
+from lti_exchange.web.errors import close_if_unread
 from lti_exchange.web.metrics import mark_launch
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def _lti_error(error: ApiError):
         lms_page(response, origins)
     response.status_code = error.status
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return close_if_unread(response, error)
 
 
 def _allowed_target(uri: str | None) -> bool:

@@ -17,6 +17,9 @@ included. The reverse proxy in front (``config/nginx.conf``) bounds slow bodies 
 ``wsgi.input`` gets a ``readinto`` that reads from the socket straight into the caller's buffer
 (``serving.fast_input``).
 
+An answer whose app said ``Connection: close`` (a body that could not be read to its end)
+closes the connection: gunicorn would drop that header and keep the connection alive.
+
 A connection the server closes after its answer (the client asked ``Connection: close``, or
 spoke HTTP/1.0) is closed the way RFC 9112 section 9.6 asks: our side is shut first, then what
 the client still sends is read and dropped until it closes too, so unread bytes cannot make the
@@ -35,6 +38,7 @@ import select
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -120,6 +124,30 @@ def _expired(waiting: dict[TConn, float], now: float) -> list[TConn]:
     return expired
 
 
+def closing_when_asked(app: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a WSGI app so that an answer with ``Connection: close`` closes the connection.
+
+    gunicorn drops an application's hop-by-hop headers and keeps the connection alive; the app
+    asks for a close when a request body could not be read to its end (``web.errors``), since
+    what is left of it on the connection is unknown. gunicorn's response then says
+    ``Connection: close`` itself, and the worker closes after the answer.
+    """
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            for name, value in headers:
+                if name.lower() == "connection" and value.lower() == "close":
+                    response = getattr(start_response, "__self__", None)
+                    force_close = getattr(response, "force_close", None)
+                    if force_close is not None:
+                        force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wrapped
+
+
 def head_complete(head: bytes | bytearray) -> bool:
     return b"\r\n\r\n" in head or b"\n\n" in head
 
@@ -146,7 +174,7 @@ class HeadBufferingWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi: Any = with_fast_input(self.wsgi)
+        self.wsgi: Any = closing_when_asked(with_fast_input(self.wsgi))
 
     # -- the heartbeat: at most once a second, not once per event-loop turn --------------------
     _notified = float("-inf")

@@ -55,19 +55,21 @@ def too_large(length: int | None) -> PayloadTooLarge:
 
 def incomplete_body(exc: Exception) -> ApiError:
     """The error for a body that could not be read to its end (cut off, bad chunking, or no
-    bytes for the server's idle limit: a 408)."""
+    bytes for the server's idle limit: a 408); the answer closes the connection."""
     if isinstance(exc, TimeoutError):
         return ApiError(
             "The upload stalled: nothing more of it arrived for too long, so the server stopped "
             "waiting. Nothing was stored; check the network connection and send it again.",
             status=408,
             code="upload_stalled",
+            closes_connection=True,
         )
     return InvalidRequest(
         f"The request body could not be read to its end ({exc.__class__.__name__}: the "
         "connection was lost or the chunked encoding is malformed). Nothing was stored; send "
         "it again.",
         code="upload_incomplete",
+        closes_connection=True,
     )
 
 

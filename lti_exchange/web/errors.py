@@ -35,6 +35,14 @@ def error_response(error: ApiError):
     response.status_code = error.status
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="lti-exchange"'
+    return close_if_unread(response, error)
+
+
+def close_if_unread(response, error: ApiError):
+    """``Connection: close`` on the answer to a body that could not be read to its end (the
+    worker honours it: ``serving.head_buffering``); the connection cannot carry another."""
+    if error.closes_connection:
+        response.headers["Connection"] = "close"
     return response
 
 

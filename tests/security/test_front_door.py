@@ -41,6 +41,9 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+CLOSE_HEADER = re.compile(rb"(?i)\r\nconnection: *close\r\n")  # in an answer's head
+
+
 # --- bounded heads ----------------------------------------------------------------------------
 
 
@@ -265,8 +268,9 @@ def test_what_a_closing_client_still_sends_is_dropped_before_the_answer_is_cut(s
 # --- clients that stop half-way: the idle limit frees the thread ------------------------------
 
 
-def read_answer(sock: socket.socket) -> tuple[int, bytes]:
-    """One answer's status and body (its ``Content-Length``), without waiting for a close."""
+def read_answer(sock: socket.socket) -> tuple[int, bytes, bytes]:
+    """One answer's status, body (its ``Content-Length``) and head, without waiting for a
+    close."""
     received = b""
     while b"\r\n\r\n" not in received:
         chunk = sock.recv(65536)
@@ -278,7 +282,7 @@ def read_answer(sock: socket.socket) -> tuple[int, bytes]:
         chunk = sock.recv(65536)
         assert chunk, received
         body += chunk
-    return status_of(head), body
+    return status_of(head), body, head
 
 
 def released(server, course: str, files: dict[str, bytes]) -> tuple[str, str]:
@@ -312,9 +316,13 @@ def test_uploads_that_stall_free_their_thread_and_store_nothing(slow_server, cou
         # gthread waited on each forever: every thread held, /healthz never answered.
         assert requests.get(slow_server.url + "/healthz", timeout=IDLE * 5).status_code == 200
         for sock in stalled:
-            status, body = read_answer(sock)
+            status, body, head = read_answer(sock)
             assert status == 408, body
             assert json.loads(body)["error"]["code"] == "upload_stalled"
+            # The rest of the body may still come: the answer says so and the server closes
+            # (gunicorn used to drop the app's Connection: close and say keep-alive).
+            assert CLOSE_HEADER.search(head), head
+            assert sock.recv(65536) == b""
     finally:
         for sock in stalled:
             sock.close()
@@ -323,6 +331,35 @@ def test_uploads_that_stall_free_their_thread_and_store_nothing(slow_server, cou
     while slow_server.partial_count() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert slow_server.partial_count() == 0
+
+
+def test_a_body_that_cannot_be_read_to_its_end_closes_the_connection(slow_server, course):
+    _teacher, student = released(slow_server, course, {"ps1.ipynb": b"{}"})
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /api/v1/courses/{course}/assignments/ps1/submissions HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {student}\r\nContent-Type: application/x-tar\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + b"zz\r\n" + bytes(100))  # not a chunk size: the rest is unknown
+        status, body, answer_head = read_answer(sock)
+        assert status == 400, body
+        assert json.loads(body)["error"]["code"] == "upload_incomplete"
+        assert CLOSE_HEADER.search(answer_head), answer_head
+        assert sock.recv(65536) == b""
+
+
+def test_an_answer_to_a_whole_request_keeps_the_connection(slow_server):
+    host, port = slow_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\n\r\n")  # no token: 401
+        status, body, answer_head = read_answer(sock)
+        assert status == 401, body
+        assert not CLOSE_HEADER.search(answer_head), answer_head
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body, _head = read_answer(sock)
+        assert status == 200, body
 
 
 def test_downloads_nobody_reads_free_their_thread(slow_server, course):
