@@ -101,6 +101,47 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVER_CPUS_ENV = "BENCH_SERVER_CPUS"  # set by place_server(): what the servers start on
+
+
+def parse_cpus(text: str) -> set[int]:
+    """``"1"``, ``"0,1"`` or ``"2-3"`` as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def place_server(server_cpus: str | None) -> str:
+    """``--server-cpus``: the servers this bench starts run on those CPUs (gunicorn's master,
+    its workers and their threads inherit them), and this process (the students' nbgrader,
+    the default exchange) on the others, as in production, where students' notebooks never
+    run on the exchange's machine. Returns a line saying where everything runs."""
+    usable = os.sched_getaffinity(0)
+    if not server_cpus:
+        return f"servers and clients share CPUs {sorted(usable)}"
+    cpus = parse_cpus(server_cpus)
+    rest = usable - cpus
+    if not cpus <= usable or not rest:
+        raise SystemExit(
+            f"--server-cpus {server_cpus}: name CPUs among {sorted(usable)} and leave at least "
+            "one for the clients"
+        )
+    os.environ[SERVER_CPUS_ENV] = ",".join(map(str, sorted(cpus)))
+    os.sched_setaffinity(0, rest)
+    return f"servers on CPUs {sorted(cpus)}, clients on CPUs {sorted(rest)}"
+
+
+def on_server_cpus() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that moves a server process to ``--server-cpus`` (None without)."""
+    chosen = os.environ.get(SERVER_CPUS_ENV)
+    if not chosen:
+        return None
+    cpus = parse_cpus(chosen)
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 @dataclass
 class Server:
     """A gunicorn-run service plus in-process access to its database and key ring."""
@@ -154,6 +195,7 @@ class Server:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=on_server_cpus(),  # noqa: PLW1509 - before any thread starts there
             )
         server = cls(f"http://127.0.0.1:{port}", env, process, log_path)
         server._wait_healthy()
@@ -405,6 +447,7 @@ def moto_s3(work: Path) -> Iterator[dict[str, str]]:
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=on_server_cpus(),  # noqa: PLW1509 - before any thread starts there
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

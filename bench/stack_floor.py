@@ -29,7 +29,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import BIN, ROOT, MiB, Server, child_pids, cpu_split, cpu_used, free_port, tar_bytes
+from common import (
+    BIN,
+    ROOT,
+    MiB,
+    Server,
+    child_pids,
+    cpu_split,
+    cpu_used,
+    free_port,
+    on_server_cpus,
+    place_server,
+    tar_bytes,
+)
 
 HERE = Path(__file__).resolve().parent
 Request = tuple[str, str, bytes | None, dict[str, str]]
@@ -69,6 +81,7 @@ def floor_server(work: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
         cwd=HERE,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=on_server_cpus(),  # noqa: PLW1509 - before any thread starts there
     )
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -116,7 +129,12 @@ def main() -> None:
     parser.add_argument("--tmp-dir", default=None, help="where data goes (a real disk)")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (both servers)")
     parser.add_argument("--concurrency", type=int, default=1, help="requests sent at a time")
+    parser.add_argument(
+        "--server-cpus", default=None, help="run both servers on these CPUs (e.g. 1), the clients "
+        "on the others"
+    )
     args = parser.parse_args()
+    placement = place_server(args.server_cpus)
     count, workers, concurrency = args.requests, args.workers, args.concurrency
     rows: list[tuple[str, tuple[float, float]]] = []
     upload = os.urandom(MiB)
@@ -183,7 +201,7 @@ def main() -> None:
     pinning = os.environ.get("LTI_EXCHANGE_PIN_WORKERS") or "off"
     print(
         f"Server CPU per request, {workers} worker(s), {count} requests of each kind, {pace} "
-        f"(LTI_EXCHANGE_PIN_WORKERS={pinning})"
+        f"(LTI_EXCHANGE_PIN_WORKERS={pinning}); {placement}"
     )
     print(f"{'request':<48} {'user ms':>8} {'system ms':>10} {'total ms':>9}")
     for label, (user, system) in rows:

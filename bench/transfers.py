@@ -54,6 +54,7 @@ from common import (
     moto_s3,
     path,
     percentile,
+    place_server,
     scratch_postgres,
     stopwatch,
     tar_bytes,
@@ -904,6 +905,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--raw", action="store_true", help="also the raw-client measurements (plugin internals)"
     )
     parser.add_argument("--tmp-dir", default=None, help="where temp files go (default: $TMPDIR)")
+    parser.add_argument(
+        "--server-cpus",
+        default=None,
+        help="run the servers (gunicorn, moto) on these CPUs, e.g. 1, and the students' nbgrader "
+        "and the default exchange on the others (production's shape: clients elsewhere)",
+    )
     args = parser.parse_args(argv)
     quick = {"big_mb": 64, "students": 60, "assignments": 20}
     full = {"big_mb": 512, "students": 300, "assignments": 100}
@@ -927,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
     # nbgrader's Gradebook runs the `alembic` command: the venv's, as under an activated venv
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     report, table = Report(), SideBySide()
+    report.add("machine: placement", place_server(args.server_cpus))
     numbers: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="lti-bench-") as tmp:
         work = Path(tmp)
