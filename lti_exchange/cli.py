@@ -208,7 +208,8 @@ def _registration_json(row) -> dict[str, Any]:
 @click.option(
     "--notebook-url-template",
     default=None,
-    help="Where users' notebook servers live, e.g. https://hub.example.edu/hub/user-redirect/",
+    help="Where users' notebook servers live, e.g. https://hub.example.edu/hub/user-redirect/ "
+    "or https://hub.example.edu/user/{username}/ ({username} and {course_id} are filled in).",
 )
 @click.option(
     "--username-claim",
@@ -230,11 +231,17 @@ def platform_add(
     as_json,
 ):
     """Register an LMS; prints the new organisation's id. Adding again updates it."""
+    from lti_exchange.lti.notebook_url import check_template
     from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
 
     for url in (auth_login_url, auth_token_url, key_set_url):
         if not url.startswith(("https://", "http://")):
             raise click.ClickException(f"{url!r} is not an http(s) URL.")
+    if notebook_url_template:
+        try:
+            check_template(notebook_url_template)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     state = _state()
     with state.session_factory() as session:
         row = upsert_registration(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lti_exchange.lti.notebook_url import check_template
 from lti_exchange.models import LtiDeployment, LtiRegistration, Organisation
 
 
@@ -25,7 +26,10 @@ class RegistrationInput:
 
 
 def upsert_registration(session: Session, data: RegistrationInput) -> LtiRegistration:
-    """Add the registration (and its organisation), or update it when it exists."""
+    """Add the registration (and its organisation), or update it when it exists; a bad
+    ``notebook_url_template`` is a ``ValueError`` (``notebook_url.check_template``)."""
+    template = data.notebook_url_template
+    template = check_template(template) if template else None  # before anything is written
     row = session.execute(
         select(LtiRegistration).where(
             LtiRegistration.issuer == data.issuer, LtiRegistration.client_id == data.client_id
@@ -43,7 +47,7 @@ def upsert_registration(session: Session, data: RegistrationInput) -> LtiRegistr
     row.auth_token_url = data.auth_token_url
     row.key_set_url = data.key_set_url
     row.auth_audience = data.auth_audience
-    row.notebook_url_template = data.notebook_url_template
+    row.notebook_url_template = template
     row.username_claim = data.username_claim
     session.flush()
     existing = {d.deployment_id for d in row.deployments}

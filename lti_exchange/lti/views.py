@@ -27,6 +27,7 @@ from lti_exchange.lti.error_pages import LAUNCH_REASON, advice_for
 from lti_exchange.lti.flask_glue import message_launch, oidc_login, store, tool_conf
 from lti_exchange.lti.headers import lms_frame_origins, lms_page
 from lti_exchange.lti.link_views import ask_lineitem_due_date, bind_link, landing_link
+from lti_exchange.lti.notebook_url import notebook_url as user_notebook_url
 from lti_exchange.lti.tool_conf import tool_jwks
 from lti_exchange.models import LtiRegistration
 from lti_exchange.services.chooser import (
@@ -240,9 +241,8 @@ def _answer_launch(
         response = jsonify(pair)
     else:
         link = landing_link(launched, claims)  # the LMS link, its assignment, the bind form
-        template = registration.notebook_url_template or ""
-        notebook_url = template.format(
-            username=launched.user.username, course_id=launched.course.code
+        notebook_url = user_notebook_url(
+            registration.notebook_url_template, launched.user.username, launched.course.code
         )
         response = lms_page(
             make_response(

@@ -34,17 +34,14 @@ def lti_exchange(live_server, *args: str, expect: int | None = 0) -> Result:
     return done
 
 
-def register_platform(
-    live_server,
+def platform_add_args(
     platform: SimulatedPlatform,
-    *,
-    client_id: str | None = None,
-    deployment_ids: list[str] | None = None,
-    name: str | None = None,
-) -> dict:
-    """Register ``platform`` (one of its client ids) with the real CLI; return the ``--json``."""
-    client_id = client_id or platform.client_id
-    deployment_ids = deployment_ids or platform.clients[client_id]
+    client_id: str,
+    deployment_ids: list[str],
+    name: str,
+    notebook_url_template: str | None = None,
+) -> list[str]:
+    """``lti-exchange platform add --json`` with ``platform``'s URLs."""
     args = [
         "platform",
         "add",
@@ -59,11 +56,30 @@ def register_platform(
         "--key-set-url",
         platform.key_set_url,
         "--name",
-        name or f"{platform.name} ({client_id})",
+        name,
         "--json",
     ]
     for deployment_id in deployment_ids:
         args += ["--deployment-id", deployment_id]
+    if notebook_url_template is not None:
+        args += ["--notebook-url-template", notebook_url_template]
+    return args
+
+
+def register_platform(
+    live_server,
+    platform: SimulatedPlatform,
+    *,
+    client_id: str | None = None,
+    deployment_ids: list[str] | None = None,
+    name: str | None = None,
+    notebook_url_template: str | None = None,
+) -> dict:
+    """Register ``platform`` (one of its client ids) with the real CLI; return the ``--json``."""
+    client_id = client_id or platform.client_id
+    deployment_ids = deployment_ids or platform.clients[client_id]
+    name = name or f"{platform.name} ({client_id})"
+    args = platform_add_args(platform, client_id, deployment_ids, name, notebook_url_template)
     registered = json.loads(lti_exchange(live_server, *args).stdout)
     assert isinstance(registered["org_id"], int), registered
     assert registered["issuer"] == platform.issuer, registered

@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from lti_exchange.lti.message_launch import JWKS_REFETCHES_PER_MINUTE
+from tests.functional.lti.conftest import lti_exchange, platform_add_args, register_platform
 from tests.functional.lti.helpers import describe, is_identifier, launched, me
 from tests.lms.platform import (
     CLAIM_CONTEXT,
@@ -92,6 +93,30 @@ def test_launch_without_accept_json_shows_the_landing_page(platform, browser):
     assert context.label in page
     assert '<dd id="role">student</dd>' in page  # the role in plain words, not "Learner"
     assert "Traceback" not in page
+
+
+def test_the_landing_page_links_the_users_own_notebook_server(live_server, make_platform, browser):
+    lms = make_platform()
+    template = "https://hub.example.edu/user/{username}"  # stored with its final "/"
+    registered = register_platform(live_server, lms, notebook_url_template=template)
+    assert registered["notebook_url_template"] == template + "/", registered
+    user = LmsUser.make("Pat", "Hub", preferred_username=f"pat{tag()}")
+    answer = lms.launch(
+        browser, user=user, roles=[LEARNER], context=LmsContext.make(), accept_json=False
+    )
+    assert answer.status_code == 200, describe(answer)
+    server = f"https://hub.example.edu/user/{user.preferred_username}/"
+    assert f'href="{server}lab"' in answer.text
+    assert f'"handoff_url": "{server}lti-exchange/handoff"' in answer.text
+
+
+def test_a_notebook_url_template_with_other_braces_is_refused(live_server, make_platform):
+    lms = make_platform()
+    args = platform_add_args(
+        lms, lms.client_id, list(lms.clients[lms.client_id]), "typo", "https://hub/u/{user}/"
+    )
+    refused = lti_exchange(live_server, *args, expect=1)
+    assert "{username} and {course_id}" in refused.output, refused.output
 
 
 def test_the_tool_redirects_with_every_oidc_parameter(platform, browser):
