@@ -130,8 +130,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (both servers)")
     parser.add_argument("--concurrency", type=int, default=1, help="requests sent at a time")
     parser.add_argument(
-        "--server-cpus", default=None, help="run both servers on these CPUs (e.g. 1), the clients "
-        "on the others"
+        "--server-cpus",
+        default=None,
+        help="run both servers on these CPUs (e.g. 1), the clients on the others",
     )
     args = parser.parse_args()
     placement = place_server(args.server_cpus)
