@@ -300,15 +300,20 @@ def released(server, course: str, files: dict[str, bytes]) -> tuple[str, str]:
     return teacher, student
 
 
+def submit_head(course: str, token: str, framing: str) -> bytes:
+    """The head of a submission to ps1 whose body is framed by ``framing`` (a header line)."""
+    return (
+        f"POST /api/v1/courses/{course}/assignments/ps1/submissions HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/x-tar\r\n"
+        f"{framing}\r\n\r\n"
+    ).encode()
+
+
 def test_uploads_that_stall_free_their_thread_and_store_nothing(slow_server, course):
     _teacher, student = released(slow_server, course, {"ps1.ipynb": b"{}"})
     blobs = slow_server.blob_count()
     host, port = slow_server.url.removeprefix("http://").split(":")
-    head = (
-        f"POST /api/v1/courses/{course}/assignments/ps1/submissions HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {student}\r\nContent-Type: application/x-tar\r\n"
-        "Content-Length: 100000\r\n\r\n"
-    ).encode()
+    head = submit_head(course, student, "Content-Length: 100000")
     stalled = [socket.create_connection((host, int(port)), timeout=30) for _ in range(10)]
     try:
         for sock in stalled:  # more than the 8 threads: a bit of each body, then nothing
@@ -336,11 +341,7 @@ def test_uploads_that_stall_free_their_thread_and_store_nothing(slow_server, cou
 def test_a_body_that_cannot_be_read_to_its_end_closes_the_connection(slow_server, course):
     _teacher, student = released(slow_server, course, {"ps1.ipynb": b"{}"})
     host, port = slow_server.url.removeprefix("http://").split(":")
-    head = (
-        f"POST /api/v1/courses/{course}/assignments/ps1/submissions HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {student}\r\nContent-Type: application/x-tar\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    ).encode()
+    head = submit_head(course, student, "Transfer-Encoding: chunked")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(head + b"zz\r\n" + bytes(100))  # not a chunk size: the rest is unknown
         status, body, answer_head = read_answer(sock)
