@@ -72,6 +72,19 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class DatabaseUnavailable(ApiError):
+    """503: the database did not answer (down, restarting, unreachable) or failed the request."""
+
+    status, code = 503, "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The exchange's database did not answer, so your request was not completed. Try "
+            "again in a minute; if it keeps failing, tell your instructor or the exchange's "
+            "operator."
+        )
+
+
 class InsufficientStorage(ApiError):
     """507: the blob storage is full (ENOSPC, EDQUOT, or free space below the reserve)."""
 

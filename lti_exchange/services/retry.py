@@ -35,6 +35,15 @@ def is_disk_full(exc: BaseException) -> bool:
     return _FULL_SQLITE_MESSAGE in str(cause).lower()
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the database could not be reached or dropped the
+    connection (down, restarting, failing over: try again later), rather than a mistake in
+    the statement (SQLite reports "no such table" as an ``OperationalError`` too)."""
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy saw a disconnect
+        return True
+    return getattr(exc, "statement", "") is None  # raised while connecting, before any SQL
+
+
 def run_with_retry(
     session: Session,
     unit: Callable[[], T],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import current_app, g, has_app_context
@@ -27,10 +28,14 @@ def get_session() -> Session:
 
 
 def rollback_request_session() -> None:
+    """Roll back and close the request's session after a failure (a database that is gone
+    cannot roll back: the error being answered says so already)."""
     session = g.pop("db_session", None) if has_app_context() else None
     if session is not None:
-        session.rollback()
-        session.close()
+        with contextlib.suppress(Exception):
+            session.rollback()
+        with contextlib.suppress(Exception):
+            session.close()
 
 
 def close_request_session(_exc: BaseException | None = None) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from lti_exchange.errors import ApiError, InsufficientStorage
+from lti_exchange.errors import ApiError, DatabaseUnavailable, InsufficientStorage
 from lti_exchange.logging_setup import current_request_id
-from lti_exchange.services.retry import is_disk_full
+from lti_exchange.services.retry import is_disk_full, is_unavailable
 from lti_exchange.web.current import rollback_request_session
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,31 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: 405 must
         return response
 
+    @app.errorhandler(InterfaceError)  # e.g. a connection the driver found closed
     @app.errorhandler(OperationalError)
-    def _database_error(error: OperationalError):
-        if not is_disk_full(error):
+    def _database_error(error: OperationalError | InterfaceError):
+        # The database's own failures (out of disk; down, restarting, unreachable): an answer
+        # that says so and asks to try again later, not the 500 of a bug.
+        if is_disk_full(error):
+            log.warning(
+                "the database is full on %s %s: %s", request.method, request.path, error.orig
+            )
+            failure: ApiError = InsufficientStorage()
+        elif is_unavailable(error):
+            log.error(
+                "the database did not answer on %s %s (request %s): %s",
+                request.method,
+                request.path,
+                current_request_id(),
+                error.orig,
+            )
+            failure = DatabaseUnavailable()
+        else:
             return _unexpected(error)
-        log.warning("the database is full on %s %s: %s", request.method, request.path, error.orig)
         rollback_request_session()
-        full = InsufficientStorage()
         if not _wants_json():
-            return full.message, full.status
-        return error_response(full)
+            return failure.message, failure.status
+        return error_response(failure)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -15,7 +15,7 @@ from sqlalchemy.pool import StaticPool
 
 from lti_exchange.errors import Conflict, InsufficientStorage
 from lti_exchange.services import retry
-from lti_exchange.services.retry import is_disk_full, run_with_retry
+from lti_exchange.services.retry import is_disk_full, is_unavailable, run_with_retry
 
 metadata = MetaData()
 rows = Table("rows", metadata, Column("id", Integer, primary_key=True), Column("data", LargeBinary))
@@ -105,3 +105,24 @@ def test_a_full_database_outside_a_retried_write_is_a_507_too(tmp_path):
     assert "storage is full" in full.get_json()["error"]["message"]
     broken = client.get("/api/v1/broken-test")
     assert broken.status_code == 500 and broken.get_json()["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (OperationalError(None, None, Exception("connection refused")), True),  # connecting
+        (
+            OperationalError(
+                "SELECT 1",
+                {},
+                Exception("server closed the connection"),
+                connection_invalidated=True,
+            ),
+            True,
+        ),
+        (OperationalError("SELECT x FROM y", {}, Exception("no such table: y")), False),
+        (OperationalError("INSERT INTO s", {}, Exception("database is locked")), False),
+    ],
+)
+def test_an_unreachable_database_is_told_from_a_bad_statement(error, unavailable):
+    assert is_unavailable(error) is unavailable
