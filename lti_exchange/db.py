@@ -58,9 +58,9 @@ REST_BEFORE_PING = 1.0  # seconds of rest after which a pooled connection is pin
 _RESTED_FROM = "lti_exchange.rested_from"
 
 
-def ping_after_rest(engine: Engine, rest: float | None = None) -> None:
-    """Check a pooled connection before it is used again, when it rested ``rest`` seconds
-    (``REST_BEFORE_PING``) or more; a dead one is replaced and the request goes on.
+def ping_after_rest(engine: Engine) -> None:
+    """Check a pooled connection before it is used again, when it rested ``REST_BEFORE_PING``
+    seconds or more; a dead one is replaced and the request goes on.
 
     Connections die while they rest (a database restart or failover, a server's idle timeout),
     not between two requests a few milliseconds apart. SQLAlchemy's ``pool_pre_ping`` pings
@@ -75,8 +75,7 @@ def ping_after_rest(engine: Engine, rest: float | None = None) -> None:
     @event.listens_for(engine, "checkout")
     def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.pop(_RESTED_FROM, None)
-        wait = REST_BEFORE_PING if rest is None else rest
-        if since is None or time.monotonic() - since < wait:
+        if since is None or time.monotonic() - since < REST_BEFORE_PING:
             return  # new, or used a moment ago
         try:
             alive = engine.dialect.do_ping(dbapi_connection)

@@ -73,7 +73,8 @@ class Conflict(ApiError):
 
 
 class DatabaseUnavailable(ApiError):
-    """503: the database did not answer (down, restarting, unreachable) or failed the request."""
+    """503: the database could not be reached or dropped the connection (down, restarting,
+    failing over); ``services.retry.is_unavailable`` tells it from a bad statement."""
 
     status, code = 503, "database_unavailable"
 
