@@ -231,34 +231,31 @@ def platform_add(
     as_json,
 ):
     """Register an LMS; prints the new organisation's id. Adding again updates it."""
-    from lti_exchange.lti.notebook_url import check_template
     from lti_exchange.lti.registrations import RegistrationInput, upsert_registration
 
     for url in (auth_login_url, auth_token_url, key_set_url):
         if not url.startswith(("https://", "http://")):
             raise click.ClickException(f"{url!r} is not an http(s) URL.")
-    if notebook_url_template:
-        try:
-            check_template(notebook_url_template)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
     state = _state()
     with state.session_factory() as session:
-        row = upsert_registration(
-            session,
-            RegistrationInput(
-                issuer=issuer,
-                client_id=client_id,
-                deployment_ids=list(deployment_ids),
-                auth_login_url=auth_login_url,
-                auth_token_url=auth_token_url,
-                key_set_url=key_set_url,
-                auth_audience=auth_audience,
-                name=name,
-                notebook_url_template=notebook_url_template,
-                username_claim=username_claim,
-            ),
-        )
+        try:  # a bad notebook URL template is refused before anything is written
+            row = upsert_registration(
+                session,
+                RegistrationInput(
+                    issuer=issuer,
+                    client_id=client_id,
+                    deployment_ids=list(deployment_ids),
+                    auth_login_url=auth_login_url,
+                    auth_token_url=auth_token_url,
+                    key_set_url=key_set_url,
+                    auth_audience=auth_audience,
+                    name=name,
+                    notebook_url_template=notebook_url_template,
+                    username_claim=username_claim,
+                ),
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         session.commit()
         data = _registration_json(row)
     _emit(
