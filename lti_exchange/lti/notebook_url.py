@@ -12,11 +12,18 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 PLACEHOLDERS = ("{username}", "{course_id}")
+MAX_TEMPLATE = 1000  # characters: the column's size (models/lti.py)
 
 
 def check_template(template: str) -> str:
     """The template, ending with ``/``; ``ValueError`` saying what to change otherwise."""
     text = template.strip()
+    stored = text if text.endswith("/") else text + "/"
+    if len(stored) > MAX_TEMPLATE:
+        raise ValueError(
+            f"The notebook URL template is {len(stored)} characters long; at most {MAX_TEMPLATE} "
+            "fit. Use the notebook server's address only."
+        )
     bare = text
     for placeholder in PLACEHOLDERS:
         bare = bare.replace(placeholder, "")
@@ -39,7 +46,7 @@ def check_template(template: str) -> str:
             f"The notebook URL template {template!r} must not have a query or fragment: the "
             "pages' paths (lab, lti-exchange/handoff) are added to it."
         )
-    return text if text.endswith("/") else text + "/"
+    return stored
 
 
 def notebook_url(template: str | None, username: str, course_id: str) -> str:

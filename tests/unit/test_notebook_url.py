@@ -47,6 +47,13 @@ def test_bad_templates_are_refused_saying_what_to_change(template, words):
     assert words in str(refused.value)
 
 
+def test_a_template_longer_than_its_column_is_refused():
+    longest = "https://hub.example.edu/" + "u" * (1000 - 25) + "/"  # as stored, with its "/"
+    assert check_template(longest) == longest
+    with pytest.raises(ValueError, match="at most 1000"):
+        check_template(longest[:-1] + "u")  # 1000 characters, 1001 once its "/" is added
+
+
 def test_the_values_are_filled_in():
     template = "https://hub.example.edu/{course_id}/user/{username}/"
     assert notebook_url(template, "ana@uni.edu", "cs101") == (
