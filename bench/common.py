@@ -176,7 +176,11 @@ class Server:
         }
         if workers:
             env["LTI_EXCHANGE_WORKERS"] = str(workers)
-        for name in ("LTI_EXCHANGE_THREADS", "LTI_EXCHANGE_PIN_WORKERS"):  # A/B runs
+        for name in (
+            "LTI_EXCHANGE_THREADS",
+            "LTI_EXCHANGE_PIN_WORKERS",
+            "LTI_EXCHANGE_DB_POOL_SIZE",
+        ):
             if os.environ.get(name):
                 env[name] = os.environ[name]
         env.update(extra_env or {})

@@ -39,7 +39,7 @@ class Settings:
     auto_migrate: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (lti_exchange/logging_setup.py)
-    db_pool_size: int = 5
+    db_pool_size: int = 10  # one per thread of a worker (config/gunicorn.conf.py: 10)
     expose_query_count: bool = False
     refresh_token_ttl: int = 30 * 24 * 3600
     lti_clock_leeway: int = 60

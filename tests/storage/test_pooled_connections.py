@@ -1,9 +1,11 @@
 """Pooled database connections: one that died while it rested (a database restart, a server's
 idle timeout) is replaced before use and the request goes on; one used a moment ago is used
-without a ping (a round trip per request in a deadline burst)."""
+without a ping (a round trip per request in a deadline burst); a worker's ten threads keep their
+connections open between requests."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -75,3 +77,27 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(engine, pings, backend):
     time.sleep(REST + 0.1)
     assert connection_id(engine, backend) in ids
     assert len(pings) == 1
+
+
+def test_as_many_connections_as_a_worker_has_threads_stay_open(engine, backend):
+    threads = 10  # config/gunicorn.conf.py's default LTI_EXCHANGE_THREADS
+    all_in = threading.Barrier(threads)
+
+    def request() -> int:
+        with engine.connect() as connection:
+            all_in.wait(timeout=30)  # ten requests at once, each with a connection
+            return int(connection.execute(text(WHO_AM_I[backend])).scalar_one())
+
+    def burst() -> set[int]:
+        seen: list[int] = []
+        workers = [threading.Thread(target=lambda: seen.append(request())) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert len(seen) == threads
+        return set(seen)
+
+    first = burst()
+    assert engine.pool.checkedin() == threads  # none closed when returned
+    assert burst() == first  # the next burst opens no connection of its own
