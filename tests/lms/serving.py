@@ -8,6 +8,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+STOP_POLL = 0.05  # seconds; ``stop()`` waits up to this long (the default 0.5 s, per test)
+
 
 class QuietHandler(WSGIRequestHandler):
     """No access log on stderr (the tests look at what the platform recorded instead)."""
@@ -30,7 +32,12 @@ class BackgroundServer:
             "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietHandler
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL},
+            name=self.name,
+            daemon=True,
+        ).start()
         return self.url
 
     def stop(self) -> None:
