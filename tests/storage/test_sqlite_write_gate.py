@@ -29,6 +29,15 @@ def gated(path) -> GatedConnection:
     return connection
 
 
+def with_table(path) -> GatedConnection:
+    """A connection to a new WAL database holding the table ``t (x INTEGER)``."""
+    connection = gated(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE t (x INTEGER)")
+    connection.commit()
+    return connection
+
+
 def test_a_second_writer_waits_for_the_first_commit_and_readers_never_wait(tmp_path):
     path = tmp_path / "db.sqlite3"
     first, second, reader = gated(path), gated(path), gated(path)
@@ -112,10 +121,7 @@ def test_threads_of_one_process_wait_their_turn_without_polling_the_file_lock(
     tmp_path, monkeypatch
 ):
     path = tmp_path / "db.sqlite3"
-    holder = gated(path)
-    holder.execute("PRAGMA journal_mode=WAL")
-    holder.execute("CREATE TABLE t (x INTEGER)")
-    holder.commit()
+    holder = with_table(path)
     refused = []
     flock = sqlite_write_gate.fcntl.flock
 
@@ -163,10 +169,7 @@ c.commit()
 
 def test_a_writer_waits_for_a_writer_in_another_process(tmp_path):
     path = tmp_path / "db.sqlite3"
-    writer = gated(path)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.commit()
+    writer = with_table(path)
     other = subprocess.Popen(
         [sys.executable, "-c", HOLD_IN_ANOTHER_PROCESS, str(path)],
         stdout=subprocess.PIPE,
@@ -186,10 +189,7 @@ def test_a_writer_waits_for_a_writer_in_another_process(tmp_path):
 
 def test_a_forked_child_does_not_wait_for_a_turn_its_parent_held(tmp_path):
     path = tmp_path / "db.sqlite3"
-    parent = gated(path)
-    parent.execute("PRAGMA journal_mode=WAL")
-    parent.execute("CREATE TABLE t (x INTEGER)")
-    parent.commit()
+    parent = with_table(path)
     turn = sqlite_write_gate._turn(str(path) + "-writelock")
     assert turn.acquire(timeout=5)  # as a writer thread of this process holds it at the fork
     try:
