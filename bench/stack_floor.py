@@ -43,6 +43,8 @@ from common import (
     tar_bytes,
 )
 
+from lti_exchange.config import DEFAULT_THREADS
+
 HERE = Path(__file__).resolve().parent
 Request = tuple[str, str, bytes | None, dict[str, str]]
 FLOOR_FETCH = "stack: GET 1 MiB file (sendfile)"
@@ -62,7 +64,7 @@ def floor_server(work: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
     """gunicorn with the service's front door on ``floor_app``; the process and its port."""
     port = free_port()
     config = work / "floor.conf.py"
-    threads = os.environ.get("LTI_EXCHANGE_THREADS") or "10"  # the service's default
+    threads = os.environ.get("LTI_EXCHANGE_THREADS") or str(DEFAULT_THREADS)  # as the service
     config.write_text(
         "from lti_exchange.serving.cpu_pinning import pinning_hooks\n"
         "from lti_exchange.serving.gunicorn_app import FRONT_DOOR\n"

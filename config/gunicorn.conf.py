@@ -70,6 +70,7 @@ so the LTI endpoints then refuse with ``base_url_unset`` and a warning is printe
 import os
 import sys
 
+from lti_exchange.config import DEFAULT_THREADS
 from lti_exchange.logging_setup import check_log_format, configure_logging
 from lti_exchange.public_url import url_from_bind
 from lti_exchange.serving.cpu_pinning import pinning_hooks
@@ -144,7 +145,7 @@ globals().update(profiling_hooks())
 # than threads sharing one (one CPU, 16 clients: 1 x 4 3.2-3.4 ms, 1 x 10 3.7-3.9 ms, 5 x 4
 # 4.7-5.4 ms per 1 MiB request, and 35 % less throughput; bench/README.md).
 workers = _int_env("LTI_EXCHANGE_WORKERS", _cpu_count())
-threads = _int_env("LTI_EXCHANGE_THREADS", 10)
+threads = _int_env("LTI_EXCHANGE_THREADS", DEFAULT_THREADS)
 # Opt-in: each worker on a CPU of its own (LTI_EXCHANGE_PIN_WORKERS=auto|on).
 globals().update(pinning_hooks())
 

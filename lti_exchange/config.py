@@ -12,6 +12,9 @@ from typing import Any
 from lti_exchange.archives.ceilings import MAX_MEMBERS_CEILING, MAX_UNPACKED_CEILING
 
 ENV_PREFIX = "LTI_EXCHANGE_"
+# Threads per gunicorn worker (config/gunicorn.conf.py, LTI_EXCHANGE_THREADS): each keeps one
+# pooled database connection, so the pool is as large by default.
+DEFAULT_THREADS = 10
 
 
 class SettingsError(ValueError):
@@ -39,7 +42,7 @@ class Settings:
     auto_migrate: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (lti_exchange/logging_setup.py)
-    db_pool_size: int = 10  # one per thread of a worker (config/gunicorn.conf.py: 10)
+    db_pool_size: int = DEFAULT_THREADS  # one connection per thread of a worker
     expose_query_count: bool = False
     refresh_token_ttl: int = 30 * 24 * 3600
     lti_clock_leeway: int = 60

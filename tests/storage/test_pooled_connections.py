@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from lti_exchange import db
-from lti_exchange.config import load_settings
+from lti_exchange.config import DEFAULT_THREADS, load_settings
 from tests.conftest import BACKENDS
 
 SERVERS = [backend for backend in BACKENDS if backend != "sqlite"]  # SQLite has no connection
@@ -80,7 +80,7 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(engine, pings, backend):
 
 
 def test_as_many_connections_as_a_worker_has_threads_stay_open(engine, backend):
-    threads = 10  # config/gunicorn.conf.py's default LTI_EXCHANGE_THREADS
+    threads = DEFAULT_THREADS  # config/gunicorn.conf.py's default LTI_EXCHANGE_THREADS
     all_in = threading.Barrier(threads)
 
     def request() -> int:
