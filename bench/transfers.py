@@ -76,7 +76,7 @@ from exchange_classes import (
     sha256_of,
     time_list,
 )
-from machine import page_cache_rates, steal_seconds
+from machine import file_create_cpu, page_cache_rates, steal_seconds
 from server_profile import merged_stats, print_top
 
 BACKENDS = ("sqlite", "postgresql", "s3")
@@ -943,6 +943,11 @@ def main(argv: list[str] | None = None) -> int:
             "machine: writes into new page-cache pages",
             f"{cold:.0f} MB/s with memory freed 3 s before, {warm:.0f} MB/s just after freeing "
             "(a VM returning freed memory to its host makes the first slow: bench/machine.py)",
+        )
+        report.add(
+            "machine: CPU to create a file",
+            f"{file_create_cpu(work):.0f} µs in the bench's folder (a file system without a "
+            "journal scans past recently deleted inodes: bench/machine.py)",
         )
         inputs = make_inputs(work, args.big_mb, wanted)
         cli_runs = 0 if args.no_cli else (3 if args.quick else 5)
