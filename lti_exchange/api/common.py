@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
@@ -21,6 +22,9 @@ from lti_exchange.web.current import app_objects, get_session
 ANY_ROLE = COURSE_ROLES
 STAFF = STAFF_ROLES
 ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/octet-stream")
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def context() -> ServiceContext:
@@ -161,3 +165,18 @@ def bool_arg(name: str) -> bool:
     if value not in ("1", "true", "yes", "0", "false", "no"):
         raise InvalidRequest(f"Query parameter {name!r} must be true or false.")
     return value in ("1", "true", "yes")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (1-64 letters, digits, ``-`` or ``_``), if it sent one:
+    a client that sends an upload again after losing the answer sends the same key."""
+    value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidRequest(
+            f"The {IDEMPOTENCY_KEY_HEADER} header must be 1 to 64 letters, digits, '-' or '_' "
+            "(a random UUID's hex digits, say). Nothing was stored; send it again with such a key.",
+            code="invalid_idempotency_key",
+        )
+    return value

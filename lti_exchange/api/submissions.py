@@ -7,11 +7,13 @@ from flask import jsonify, request
 from lti_exchange.api import bp
 from lti_exchange.api.common import (
     ANY_ROLE,
+    REPLAYED_HEADER,
     STAFF,
     archive_body,
     blob_response,
     bool_arg,
     context,
+    idempotency_key,
     json_body,
     tar_stream_response,
 )
@@ -31,9 +33,12 @@ from lti_exchange.web.body_limits import archive_upload
 @archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE)
-    receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body())
+    key = idempotency_key()
+    receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body(), key)
     body = submission_json(receipt.submission, receipt.assignment_name, caller, with_feedback=False)
     body["release_notebooks"] = receipt.release_notebooks
+    if receipt.replayed:  # the first attempt's submission, as its 201 said
+        return jsonify(body), 200, {REPLAYED_HEADER: "true"}
     return jsonify(body), 201
 
 

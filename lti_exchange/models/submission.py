@@ -14,7 +14,12 @@ from lti_exchange.models.user import User
 
 class Submission(Base):
     __tablename__ = "submission"
-    __table_args__ = (Index("ix_submission_assignment_user", "assignment_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_submission_assignment_user", "assignment_id", "user_id"),
+        # A retried upload names the submission its first attempt stored (NULLs never clash;
+        # key first: on MariaDB an index led by user_id would replace its foreign key's).
+        Index("uq_submission_user_idempotency_key", "idempotency_key", "user_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"))
@@ -26,6 +31,8 @@ class Submission(Base):
     notebooks: Mapped[list[str]] = mapped_column(JSON)
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     collected_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # The client's Idempotency-Key for this upload (unique per user), if it sent one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
     feedback: Mapped[list[Feedback]] = relationship(

@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from lti_exchange.archives.upload import ArchiveLimits
 from lti_exchange.models import Event
 from lti_exchange.models.types import utcnow
 from lti_exchange.services.authorisation import Caller
+from lti_exchange.services.retry import is_unavailable
 from lti_exchange.storage import BlobStorage
 
 T = TypeVar("T")
@@ -95,7 +97,15 @@ class ServiceContext:
         """
         try:
             return unit()
-        except BaseException:
-            self.session.rollback()
-            self.delete_blobs_quietly(keys)
+        except BaseException as exc:
+            self.discard_after_failure(keys, exc)
             raise
+
+    def discard_after_failure(self, keys: list[str], exc: BaseException) -> None:
+        """Roll back a unit that failed with ``exc`` and delete the blobs ``keys`` it stored,
+        unless the database dropped the connection: the commit may then have happened (a
+        failover at that instant) and a row name them. The orphan sweep deletes them later if
+        no row does (``jobs/orphans.py``)."""
+        self.session.rollback()
+        if not (isinstance(exc, OperationalError) and is_unavailable(exc)):
+            self.delete_blobs_quietly(keys)

@@ -8,19 +8,21 @@ from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lti_exchange.archives.stream import stream_tar
 from lti_exchange.archives.upload import store_archive
 from lti_exchange.db import make_durable
-from lti_exchange.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from lti_exchange.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Release, Submission, User
 from lti_exchange.observability import count_submission
 from lti_exchange.services.assignments import AssignmentService, require_visible
 from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.context import ServiceContext
+from lti_exchange.storage import StoredBlob
 
 MAX_COLLECT_IDS = 10_000
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: no PostgreSQL or MariaDB row has a larger one
@@ -41,11 +43,13 @@ _INSERT_SUBMISSION = insert(Submission.__table__)  # type: ignore[arg-type]  # C
 
 @dataclass(frozen=True)
 class SubmitReceipt:
-    """A stored submission, the name it was submitted to, and what that release holds."""
+    """A stored submission, the name it was submitted to, and what that release holds;
+    ``replayed`` when the upload repeated one already stored (same ``Idempotency-Key``)."""
 
     submission: Submission
     assignment_name: str
     release_notebooks: list[str]
+    replayed: bool = False
 
 
 class SubmissionService:
@@ -54,11 +58,19 @@ class SubmissionService:
         self.session = ctx.session
         self.assignments = AssignmentService(ctx)
 
-    def submit(self, caller: Caller, name: str, body: BinaryIO) -> SubmitReceipt:
+    def submit(
+        self,
+        caller: Caller,
+        name: str,
+        body: BinaryIO,
+        idempotency_key: str | None = None,
+    ) -> SubmitReceipt:
         """Store a submission; its timestamp is the server's clock when the upload completed.
 
         The hot path of a deadline: one query finds the assignment and its release, the rows
-        are written with Core inserts (no unit of work), one commit.
+        are written with Core inserts (no unit of work), one commit. An ``idempotency_key`` the
+        caller already stored a submission with (a retry after a lost answer) stores nothing
+        more: the first submission is the receipt (``replayed``).
         """
         validate_identifier(name, "assignment")
         target = (
@@ -75,17 +87,18 @@ class SubmissionService:
                 code="not_released",
             )
         blob, manifest = store_archive(body, self.ctx.storage, "submissions", self.ctx.limits)
-
-        def record() -> Submission:
-            values = {
-                "assignment_id": target.id,
-                "user_id": caller.user_id,
-                "timestamp": self.ctx.clock(),
-                "blob_key": blob.key,
-                "sha256": blob.sha256,
-                "size": blob.size,
-                "notebooks": manifest.notebooks,
-            }
+        values = {
+            "assignment_id": target.id,
+            "user_id": caller.user_id,
+            "timestamp": self.ctx.clock(),
+            "blob_key": blob.key,
+            "sha256": blob.sha256,
+            "size": blob.size,
+            "notebooks": manifest.notebooks,
+            "idempotency_key": idempotency_key,
+        }
+        replayed = False
+        try:
             inserted = self.session.connection().execute(_INSERT_SUBMISSION, values)
             submission_id: int = inserted.inserted_primary_key[0]  # type: ignore[index]
             self.ctx.record_now(
@@ -96,16 +109,61 @@ class SubmissionService:
                 at=values["timestamp"],
             )
             self.session.commit()
-            return Submission(id=submission_id, removed_at=None, collected_at=None, **values)
-
-        stored = self.ctx.commit_or_delete_blobs([blob.key], record)
+            stored = Submission(id=submission_id, removed_at=None, collected_at=None, **values)
+        except IntegrityError as exc:
+            if idempotency_key is None:
+                self.ctx.discard_after_failure([blob.key], exc)
+                raise
+            self.session.rollback()
+            first = self._first_attempt(caller, target.id, blob, idempotency_key)
+            if first is None:  # the clash was not over the key
+                self.ctx.delete_blobs_quietly([blob.key])
+                raise
+            stored, replayed = first, True
+        except BaseException as exc:
+            self.ctx.discard_after_failure([blob.key], exc)
+            raise
         make_durable(self.session)  # answered 201: the row must survive a power cut
-        count_submission()
+        if not replayed:
+            count_submission()
         return SubmitReceipt(
             submission=stored,
             assignment_name=name,
             release_notebooks=list(target.release_notebooks or []),
+            replayed=replayed,
         )
+
+    def _first_attempt(
+        self, caller: Caller, assignment_id: int, blob: StoredBlob, key: str
+    ) -> Submission | None:
+        """The submission ``caller`` stored with ``key``, which this upload (``blob``) repeats.
+
+        The repeat's blob is deleted, or kept for the row when the first attempt's blob is gone
+        (removed after a commit whose answer was lost). A key that came with other files or for
+        another assignment is a 422: nothing is stored.
+        """
+        first = self.session.execute(
+            select(Submission).where(
+                Submission.user_id == caller.user_id, Submission.idempotency_key == key
+            )
+        ).scalar_one_or_none()
+        if first is None:
+            return None
+        if first.assignment_id != assignment_id or first.sha256 != blob.sha256:
+            self.ctx.delete_blobs_quietly([blob.key])
+            raise ApiError(
+                "This upload repeats an earlier one (the same Idempotency-Key) but carries "
+                "different files or is for another assignment, so nothing was stored. Submit "
+                "again: nbgrader submit sends a new key each time it is run.",
+                status=422,
+                code="idempotency_key_reused",
+            )
+        if self.ctx.storage.exists(first.blob_key):
+            self.ctx.delete_blobs_quietly([blob.key])
+        else:
+            first.blob_key = blob.key  # the same bytes (same SHA-256): this copy stands in
+            self.session.commit()
+        return first
 
     def list(
         self,

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from lti_exchange.errors import ApiError, DatabaseUnavailable, InsufficientStorage
 from lti_exchange.logging_setup import current_request_id
 from lti_exchange.services.retry import is_disk_full, is_unavailable
+from lti_exchange.storage import BlobNotFound
 from lti_exchange.web.current import rollback_request_session
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,28 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: 405 must
         return response
+
+    @app.errorhandler(BlobNotFound)
+    def _blob_missing(error: BlobNotFound):
+        # A row whose files are gone from the blob store (deleted or lost outside the service):
+        # the operator has to look; the user gets what happened, not the 500 of a bug.
+        log.error(
+            "a stored blob is missing on %s %s (request %s): %s",
+            request.method,
+            request.path,
+            current_request_id(),
+            error,
+        )
+        rollback_request_session()
+        failure = ApiError(
+            "The files stored for this are missing from the exchange's storage, so they cannot "
+            "be sent. Tell your operator (quote the request id); a student can submit again.",
+            status=410,
+            code="content_missing",
+        )
+        if not _wants_json():
+            return failure.message, failure.status
+        return error_response(failure)
 
     @app.errorhandler(InterfaceError)  # e.g. a connection the driver found closed
     @app.errorhandler(OperationalError)
