@@ -7,6 +7,7 @@ the server logged for it can be found (``grep <id>`` in the service log).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +20,14 @@ from nbgrader_plugin.transport import Connection, Response, TransportError, rout
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
 REQUEST_ID_HEADER = "X-Request-ID"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# An upload with an idempotency key is sent again after these waits (seconds) when its answer
+# is lost or says "try again": about half a minute in all, the time a database failover takes.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# Answers after which the same upload may succeed: a proxy without its upstream (502, 504) and
+# the service's own "try again later" (503: database or storage unavailable).
+RETRY_STATUSES = frozenset({502, 503, 504})
+UNREACHABLE = "unreachable"  # the code of an error raised when no answer came
 
 
 class ExchangeClientError(Exception):
@@ -67,6 +76,7 @@ class _UploadBody:
         self._handle = handle
         self._size = size
         self._progress = progress
+        self.sent = 0
 
     def __len__(self) -> int:
         return self._size
@@ -75,7 +85,20 @@ class _UploadBody:
         data = self._handle.read(max(size, UPLOAD_CHUNK))
         if data and self._progress:
             self._progress(len(data))
+        self.sent += len(data)
         return data
+
+    def rewind_progress(self) -> None:
+        """Take what was sent off the progress (the upload is about to be sent again)."""
+        if self.sent and self._progress:
+            self._progress(-self.sent)
+        self.sent = 0
+
+
+def retryable(error: ExchangeClientError) -> bool:
+    """Whether sending the same request again may succeed: no answer came, or one that says
+    "try again" (the service's 503, a proxy's 502 or 504)."""
+    return error.code == UNREACHABLE or error.status in RETRY_STATUSES
 
 
 def path(*segments: str) -> str:
@@ -92,8 +115,10 @@ class ExchangeClient:
         entry: TokenEntry,
         store: TokenStore | None = None,
         timeout: float = 300.0,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.service_url = service_url.rstrip("/")
+        self.retry_delays = retry_delays
         self.base = self.service_url + "/api/v1/"
         self.entry = entry
         self.store = store
@@ -144,6 +169,7 @@ class ExchangeClient:
         return ExchangeClientError(
             f"Cannot reach the exchange at {self.service_url} ({str(exc).rstrip('.')}). "
             "Check your network and c.Exchange.service_url, then try again.",
+            code=UNREACHABLE,
             request_id=request_id,
         )
 
@@ -255,24 +281,60 @@ class ExchangeClient:
         handle: UploadSource,
         size: int,
         progress: Callable[[int], object] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
     ) -> Any:
         """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer.
 
         ``handle`` may produce its bytes as it is read (``TarPack``: packing and sending
         overlap); if it fails half-way (``PackError``) the request is cut off and the server
-        stores nothing.
+        stores nothing. With an ``idempotency_key`` the upload is sent again, with the same
+        key, when its answer is lost or says "try again" (``retryable``), after each of
+        ``retry_delays`` in turn (``on_retry(error, delay, next_attempt, attempts)`` is told
+        first): the
+        service stores it once whichever attempt arrived.
         """
         start = handle.tell()
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
+        planned = self.retry_delays if idempotency_key is not None else ()
+        delays, attempt = iter(planned), 1
+        while True:
+            body = _UploadBody(handle, size, progress)
+            try:
+                return self._upload_once(method, url_path, handle, start, body, headers)
+            except ExchangeClientError as exc:
+                delay = next(delays, None) if retryable(exc) else None
+                if delay is None:
+                    raise
+                attempt += 1
+                if on_retry is not None:
+                    on_retry(exc, delay, attempt, len(planned) + 1)
+                self.close()  # a fresh connection for the next attempt
+                time.sleep(delay)
+                body.rewind_progress()
+                handle.seek(start)
+
+    def _upload_once(
+        self,
+        method: str,
+        url_path: str,
+        handle: UploadSource,
+        start: int,
+        body: _UploadBody,
+        headers: dict[str, str],
+    ) -> Any:
+        """One attempt of ``upload`` (and once more with a refreshed token if it expired)."""
         try:
             try:
-                body = _UploadBody(handle, size, progress)
                 return self.call(method, url_path, body=body, headers=headers, retry=False)
             except ExchangeClientError as exc:
                 if exc.code == "token_expired" and self.entry.refresh_token:
                     self.refresh()
+                    body.rewind_progress()
                     handle.seek(start)
-                    body = _UploadBody(handle, size, progress)
                     return self.call(method, url_path, body=body, headers=headers, retry=False)
                 raise
         except PackError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import uuid
 from pathlib import Path
 
 from nbgrader.exchange.abc import ExchangeSubmit as ABCExchangeSubmit
 
 from nbgrader_plugin.archive import pack_directory
-from nbgrader_plugin.client import ExchangeClient, ExchangeClientError, path
+from nbgrader_plugin.client import UNREACHABLE, ExchangeClient, ExchangeClientError, path
 from nbgrader_plugin.exchange import Exchange
 
 # The service's refusals of a submission to an assignment that is not (or no longer) released.
@@ -94,6 +95,9 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                         handle,
                         size,
                         progress,
+                        # one key for every attempt: the service stores the submission once
+                        idempotency_key=uuid.uuid4().hex,
+                        on_retry=self._say_retrying,
                     )
                 except ExchangeClientError as exc:
                     if exc.code in NOT_SUBMITTABLE:
@@ -107,6 +111,25 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
         timestamp = answer["timestamp"]
         self._cache_copy(course_id, answer["student_id"], assignment_id, timestamp, secret)
         self.log.info("Submitted as: %s %s %s", course_id, assignment_id, timestamp)
+
+    def _say_retrying(
+        self, error: ExchangeClientError, delay: float, attempt: int, attempts: int
+    ) -> None:
+        what = (
+            "no answer came from the exchange"
+            if error.code == UNREACHABLE
+            else f"the exchange answered HTTP {error.status}"
+        )
+        self.log.warning(
+            "Submitting %s: %s (%s). Sending it again in %g s (attempt %d of %d); the exchange "
+            "keeps one submission whichever attempt reaches it.",
+            self.coursedir.assignment_id,
+            what,
+            error,
+            delay,
+            attempt,
+            attempts,
+        )
 
     def _released_notebooks(self, client: ExchangeClient) -> list[str]:
         """The notebooks of the assignment's current release (fails when it is not released)."""

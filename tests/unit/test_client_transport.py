@@ -64,6 +64,9 @@ class Origin(LoopbackServer):
         self.seen: list[dict[str, Any]] = []
         self.connections = 0
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        # Per path, what the next requests get before the route's answer: "drop" (the body is
+        # read, then the connection closed unanswered: a lost answer) or an HTTP status.
+        self.scripts: dict[str, list[str]] = {}
 
     def get_request(self):  # type: ignore[no-untyped-def]
         self.connections += 1
@@ -83,6 +86,14 @@ class OriginHandler(QuietHandler):
         self.server.seen.append(
             {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
         )
+        script = self.server.scripts.get(path)
+        if script:
+            step = script.pop(0)
+            if step == "drop":
+                self.close_connection = True
+                return
+            self._error(int(step))
+            return
         status, headers, answer = self.server.routes.get(
             path, (200, {"Content-Type": "application/json"}, json.dumps({"ok": True}).encode())
         )
@@ -94,6 +105,16 @@ class OriginHandler(QuietHandler):
         self.wfile.write(answer)
         if path.endswith("/then-close"):  # as an idle keep-alive timeout would, unannounced
             self.close_connection = True
+
+    def _error(self, status: int) -> None:
+        answer = json.dumps(
+            {"error": {"status": status, "code": f"e{status}", "message": f"Error {status}."}}
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     def _refuse_unread(self) -> None:
         answer = json.dumps(
@@ -264,6 +285,59 @@ def test_an_upload_streams_its_body_with_its_length(origin):
     assert origin.seen[0]["body"] == data
     assert origin.seen[0]["headers"]["Content-Length"] == str(len(data))
     assert sum(seen_progress) == len(data)
+
+
+QUICK = (0.01, 0.01, 0.01, 0.01, 0.01)
+
+
+def test_an_upload_with_a_key_is_sent_again_after_a_lost_answer_or_a_try_again(origin):
+    origin.scripts["/api/v1/courses/c1/x"] = ["drop", "503", "502", "504"]
+    data = bytes(range(256)) * 5000
+    progress: list[int] = []
+    retries: list[tuple[str | None, int | None, float, int, int]] = []
+    with client_for(origin.url) as client:
+        client.retry_delays = QUICK
+        answer = client.upload(
+            "POST",
+            "courses/c1/x",
+            io.BytesIO(data),
+            len(data),
+            progress.append,
+            idempotency_key="k-1",
+            on_retry=lambda e, delay, n, of: retries.append((e.code, e.status, delay, n, of)),
+        )
+    assert answer == {"ok": True}
+    assert [seen["body"] for seen in origin.seen] == [data] * 5
+    assert [seen["headers"]["Idempotency-Key"] for seen in origin.seen] == ["k-1"] * 5
+    assert retries == [
+        ("unreachable", None, 0.01, 2, 6),
+        ("e503", 503, 0.01, 3, 6),
+        ("e502", 502, 0.01, 4, 6),
+        ("e504", 504, 0.01, 5, 6),
+    ]
+    assert sum(progress) == len(data)  # each attempt's bytes taken off before the next
+    assert origin.connections == 5
+
+
+def test_an_upload_stops_retrying_after_its_delays(origin):
+    origin.scripts["/api/v1/courses/c1/x"] = ["503"] * 10
+    with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as failed:
+        client.retry_delays = (0.01, 0.01)
+        client.upload("POST", "courses/c1/x", io.BytesIO(b"abc"), 3, idempotency_key="k")
+    assert failed.value.status == 503
+    assert len(origin.seen) == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "script"), [(None, ["503"]), (None, ["drop"]), ("k", ["500"]), ("k", ["422"])]
+)
+def test_an_upload_without_a_key_or_refused_for_good_is_sent_once(origin, key, script):
+    origin.scripts["/api/v1/courses/c1/x"] = script
+    with client_for(origin.url) as client, pytest.raises(ExchangeClientError):
+        client.retry_delays = QUICK
+        client.upload("POST", "courses/c1/x", io.BytesIO(b"abc"), 3, idempotency_key=key)
+    assert len(origin.seen) == 1
+    assert ("Idempotency-Key" in origin.seen[0]["headers"]) == (key is not None)
 
 
 def test_an_answer_sent_before_the_upload_ended_is_what_the_user_sees(origin):

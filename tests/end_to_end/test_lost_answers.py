@@ -1,0 +1,122 @@
+"""``nbgrader submit`` when the answer to a stored submission is lost on the way back (a proxy
+timeout, a dropped connection, a failover at the moment of the commit): the plugin sends the
+upload again with the same ``Idempotency-Key``, the service answers with the submission it
+already stored, and the student ends with one submission whose time is the first attempt's.
+
+Between nbgrader and the real service sits a TCP relay that, once, lets a submission reach the
+service and then closes the student's connection instead of passing the answer on."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.end_to_end.helpers import Role, no_traceback, submitted_lines
+from tests.support import NOTEBOOK, TAR, make_tar
+
+
+class AnswerLosingRelay:
+    """Relays loopback TCP connections to ``upstream``; the first connection that starts with
+    a submission (``POST …/submissions``) gets its request through and loses its answer."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lost = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        server = socket.create_connection(self.upstream)
+        first = client.recv(65536)
+        with self._lock:
+            lose = self.lost == 0 and first.startswith(b"POST ") and b"/submissions " in first
+            self.lost += lose
+        server.sendall(first)
+        threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+        if lose:
+            server.recv(1)  # the service answered: the submission is stored
+            self._end(client)  # ... and the student never hears it
+            self._end(server)
+            return
+        self._pipe(server, client)
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            AnswerLosingRelay._end(source)
+            AnswerLosingRelay._end(target)
+
+    @staticmethod
+    def _end(end: socket.socket) -> None:
+        """Shut the connection down (waking a thread blocked on it), then close it."""
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+
+@pytest.fixture
+def relay(live_server) -> Iterator[AnswerLosingRelay]:
+    host, port = live_server.url.removeprefix("http://").split(":")
+    relay = AnswerLosingRelay((host, int(port)))
+    yield relay
+    relay.close()
+
+
+def released(live_server, course: str) -> None:
+    teacher = live_server.issue_token("teacher", course, "Instructor")
+    answer = live_server.api(
+        "POST",
+        f"courses/{course}/assignments/ps1/releases",
+        teacher,
+        data=make_tar({"problem1.ipynb": NOTEBOOK}),
+        headers=TAR,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_submission_whose_answer_was_lost_is_stored_once(live_server, relay, tmp_path: Path):
+    course = f"lost{uuid.uuid4().hex[:6]}"
+    released(live_server, course)
+    dana = Role("dana", tmp_path, relay.url)
+    dana.login(relay.url, live_server.issue_token("dana", course))
+    dana.nbgrader("fetch_assignment", "ps1", "--course", course)
+    (dana.work / "ps1" / "answers.txt").write_text("42\n")
+
+    done = dana.nbgrader("submit", "ps1", "--course", course)
+
+    assert relay.lost == 1
+    no_traceback(done)
+    assert done.lines("no answer came from the exchange")
+    assert done.lines("Sending it again in 1 s (attempt 2 of 6)")
+    teacher = live_server.issue_token("teacher", course, "Instructor")
+    stored = live_server.api("GET", f"courses/{course}/submissions", teacher).json()
+    assert [s["student_id"] for s in stored["submissions"]] == ["dana"]
+    timestamp = stored["submissions"][0]["timestamp"]
+    assert done.lines(f"Submitted as: {course} ps1 {timestamp}")
+    cached = dana.nbgrader("list", "--cached", "--course", course)
+    assert len(submitted_lines(cached, course, "dana", "ps1")) == 1
+    assert f"dana ps1 {timestamp} " in submitted_lines(cached, course, "dana", "ps1")[0]
