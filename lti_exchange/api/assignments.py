@@ -13,7 +13,7 @@ from lti_exchange.api.common import (
     context,
 )
 from lti_exchange.api.serializers import assignment_json, release_json
-from lti_exchange.services.assignments import AssignmentService
+from lti_exchange.services.assignments import AssignmentService, release_to_fetch
 from lti_exchange.services.chooser import parse_release_points
 from lti_exchange.web.bearer import caller_for
 from lti_exchange.web.body_limits import archive_upload
@@ -50,7 +50,7 @@ def unrelease_assignment(course_id: str, assignment_id: str):
 
 @bp.get("/courses/<path:course_id>/assignments/<path:assignment_id>/archive")
 def download_assignment(course_id: str, assignment_id: str):
-    caller = caller_for(course_id, ANY_ROLE)
+    caller = caller_for(course_id, ANY_ROLE, release_to_fetch(assignment_id))
     release, handle = AssignmentService(context()).open_current_release(
         caller, assignment_id, record=request.method != "HEAD"
     )

@@ -23,6 +23,7 @@ from lti_exchange.services.submissions import (
     MAX_ID,
     SubmissionService,
     submission_json,
+    submit_target,
 )
 from lti_exchange.timestamps import parse_timestamp
 from lti_exchange.web.bearer import caller_for
@@ -32,7 +33,7 @@ from lti_exchange.web.body_limits import archive_upload
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")
 @archive_upload
 def submit(course_id: str, assignment_id: str):
-    caller = caller_for(course_id, ANY_ROLE)
+    caller = caller_for(course_id, ANY_ROLE, submit_target(assignment_id))
     key = idempotency_key()
     receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body(), key)
     body = submission_json(receipt.submission, receipt.assignment_name, caller, with_feedback=False)

@@ -12,28 +12,45 @@ from sqlalchemy.exc import IntegrityError
 from lti_exchange.archives.upload import ArchiveManifest, store_archive
 from lti_exchange.db import make_durable
 from lti_exchange.errors import Conflict, InvalidArchive
-from lti_exchange.identifiers import validate_identifier
+from lti_exchange.identifiers import is_valid_identifier, validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
 from lti_exchange.observability import count_release
-from lti_exchange.services.authorisation import Caller, not_found
+from lti_exchange.services.authorisation import (
+    Caller,
+    Lookup,
+    enrolment_with_assignment,
+    not_found,
+)
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.services.retry import run_with_retry
 from lti_exchange.storage import StoredBlob
 
 # The assignment's released file, by course id and name (the fetch path), built once.
+_RELEASE_TO_FETCH_COLUMNS = (
+    Assignment.id.label("assignment_id"),
+    Assignment.released,
+    Release.id.label("release_id"),
+    Release.version,
+    Release.blob_key,
+    Release.size,
+    Release.sha256,
+)
 _RELEASE_TO_FETCH = (
-    select(
-        Assignment.id.label("assignment_id"),
-        Assignment.released,
-        Release.id.label("release_id"),
-        Release.version,
-        Release.blob_key,
-        Release.size,
-        Release.sha256,
-    )
+    select(*_RELEASE_TO_FETCH_COLUMNS)
     .join(Release, Release.id == Assignment.current_release_id)
     .where(Assignment.course_id == bindparam("course_id"), Assignment.name == bindparam("name"))
 )
+# The same columns fetched by the authorising query (a fetch: one query less).
+_RELEASE_TO_FETCH_WITH_ENROLMENT = enrolment_with_assignment(*_RELEASE_TO_FETCH_COLUMNS)
+
+
+def release_to_fetch(name: str) -> Lookup | None:
+    """What ``open_current_release`` needs of ``name``, for ``caller_for`` to
+    fetch; None for a name that is no identifier (it reaches no SQL: the service refuses it,
+    after the authorisation)."""
+    if not is_valid_identifier(name):
+        return None
+    return Lookup(_RELEASE_TO_FETCH_WITH_ENROLMENT, {"assignment_name": name})
 
 
 def require_visible(caller: Caller, name: str, released: bool | None) -> None:
@@ -218,12 +235,18 @@ class AssignmentService:
         self, caller: Caller, name: str, *, record: bool = True
     ) -> tuple[ReleaseFile, BinaryIO]:
         """The released archive to download; records that the caller fetched it (``record``:
-        False for a HEAD request, which downloads nothing). One query, one Core insert."""
+        False for a HEAD request, which downloads nothing). One Core insert, and no query when
+        the caller was authorised with ``release_to_fetch(name)``."""
         validate_identifier(name, "assignment")
-        connection = self.session.connection()
-        row = connection.execute(
-            _RELEASE_TO_FETCH, {"course_id": caller.course_id, "name": name}
-        ).first()
+        found = caller.found_by(release_to_fetch(name))
+        if found is not None:  # NULLs: no such assignment, or never released
+            row = found if found.release_id is not None else None
+        else:
+            row = (
+                self.session.connection()
+                .execute(_RELEASE_TO_FETCH, {"course_id": caller.course_id, "name": name})
+                .first()
+            )
         require_visible(caller, name, row.released if row is not None else None)
         assert row is not None
         release = ReleaseFile(

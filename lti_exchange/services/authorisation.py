@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import validate_identifier
-from lti_exchange.models import STAFF_ROLES, Course, Enrolment, User
+from lti_exchange.models import STAFF_ROLES, Assignment, Course, Enrolment, Release, User
 from lti_exchange.tokens.access import RELAUNCH_HINT, TokenClaims, revocation_ms
 
 
@@ -35,10 +36,26 @@ class Caller:
     role: str
     claims: TokenClaims
     session: Session = field(repr=False, compare=False)
+    # The authorising statement's row when a ``Lookup`` rode along with it, and that lookup.
+    found: Any = field(default=None, repr=False, compare=False)  # a Row, or None
+    lookup: Lookup | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
+
+    def found_by(self, lookup: Lookup | None) -> Any:
+        """The row ``lookup`` fetched with the authorisation, if it was this lookup (same
+        statement, same values); None otherwise (the caller then asks on its own)."""
+        mine = self.lookup
+        if (
+            mine is None
+            or lookup is None
+            or mine.statement is not lookup.statement
+            or mine.params != lookup.params
+        ):
+            return None
+        return self.found
 
     @cached_property
     def user(self) -> User:
@@ -47,6 +64,15 @@ class Caller:
     @cached_property
     def course(self) -> Course:
         return self.session.get_one(Course, self.course_id)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Columns a hot path needs, fetched by the authorising statement itself (one round trip
+    instead of two): ``statement`` is from ``enrolment_with_assignment``, ``params`` binds it."""
+
+    statement: Select[Any]
+    params: dict[str, Any]
 
 
 # Built once: the enrolment's columns with its user's and course's in one statement, as plain
@@ -76,13 +102,35 @@ _ENROLMENT = (
 )
 
 
+def enrolment_with_assignment(*columns: Any) -> Select[Any]:
+    """The authorising statement, also giving ``columns`` of the course's assignment named by
+    the bind parameter ``assignment_name`` and of its current release (NULL where there is
+    none). Build it once, at import; label the columns apart from the enrolment's."""
+    return (
+        _ENROLMENT.add_columns(*columns)
+        .outerjoin(
+            Assignment,
+            and_(
+                Assignment.course_id == Enrolment.course_id,
+                Assignment.name == bindparam("assignment_name"),
+            ),
+        )
+        .outerjoin(Release, Release.id == Assignment.current_release_id)
+    )
+
+
 def authorise_course(
-    session: Session, claims: TokenClaims, course_code: str, roles: Iterable[str]
+    session: Session,
+    claims: TokenClaims,
+    course_code: str,
+    roles: Iterable[str],
+    lookup: Lookup | None = None,
 ) -> Caller:
     """Return the caller when their token and live enrolment allow ``roles`` in ``course_code``.
 
     One query: the enrolment joined with its user and course, scoped to the token's organisation
-    (on the session's connection: a Core statement, without the ORM's per-execution work).
+    (on the session's connection: a Core statement, without the ORM's per-execution work); with
+    a ``lookup``, that query also brings the lookup's columns (``Caller.found_by``).
     """
     validate_identifier(course_code, "course")
     if claims.course_code != course_code:
@@ -97,7 +145,10 @@ def authorise_course(
             code="wrong_course",
         )
     params = {"user_id": claims.user_id, "course_code": course_code, "org_id": claims.org_id}
-    enrolment = session.connection().execute(_ENROLMENT, params).one_or_none()
+    statement = _ENROLMENT
+    if lookup is not None:
+        statement, params = lookup.statement, {**params, **lookup.params}
+    enrolment = session.connection().execute(statement, params).one_or_none()
     if enrolment is None:
         raise Forbidden(
             f"You are not enrolled in course '{course_code}'. {RELAUNCH_HINT}", code="not_enrolled"
@@ -133,6 +184,8 @@ def authorise_course(
         role=enrolment.role,
         claims=claims,
         session=session,
+        found=enrolment if lookup is not None else None,
+        lookup=lookup,
     )
 
 

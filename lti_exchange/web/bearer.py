@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from flask import g, request
 
 from lti_exchange.errors import Unauthenticated
-from lti_exchange.services.authorisation import Caller, authorise_course
+from lti_exchange.services.authorisation import Caller, Lookup, authorise_course
 from lti_exchange.tokens.access import TokenClaims
 from lti_exchange.web.current import app_objects, get_session
 
@@ -30,6 +30,7 @@ def current_claims() -> TokenClaims:
     return g.token_claims
 
 
-def caller_for(course_code: str, roles: Iterable[str]) -> Caller:
-    """The caller acting in ``course_code`` with one of ``roles`` (401/403/404 otherwise)."""
-    return authorise_course(get_session(), current_claims(), course_code, roles)
+def caller_for(course_code: str, roles: Iterable[str], lookup: Lookup | None = None) -> Caller:
+    """The caller acting in ``course_code`` with one of ``roles`` (401/403/404 otherwise); a
+    ``lookup`` rides along with the authorising query (``Caller.found_by``)."""
+    return authorise_course(get_session(), current_claims(), course_code, roles, lookup)

@@ -85,3 +85,43 @@ def test_list_queries_do_not_grow_with_course(live_server, course):
     listing = live_server.api("GET", f"courses/{large}/submissions", staff_large).json()
     assert len(listing["submissions"]) == 30
     assert all(s["feedback"][0]["notebook_id"] == "problem1" for s in listing["submissions"])
+
+
+def test_a_deadlines_fetch_and_submit_ask_the_database_as_little_as_they_can(live_server, course):
+    """The burst's two requests: the authorising query also brings the assignment and its
+    release (fetch: that query and the "fetched" event; submit: that query, the submission and
+    its event). Refusals stay what they were."""
+    staff = live_server.issue_token("teacher", course, "Instructor")
+    body = make_tar({"problem1.ipynb": b"{}"})
+    released = live_server.api(
+        "POST", f"courses/{course}/assignments/ps1/releases", staff, data=body, headers=TAR
+    )
+    assert released.status_code == 201, released.text
+    student = live_server.issue_token("s1", course)
+
+    fetch = live_server.api("GET", f"courses/{course}/assignments/ps1/archive", student)
+    submit = live_server.api(
+        "POST", f"courses/{course}/assignments/ps1/submissions", student, data=body, headers=TAR
+    )
+
+    assert fetch.status_code == 200 and fetch.content == body
+    assert submit.status_code == 201, submit.text
+    assert submit.json()["release_notebooks"] == ["problem1"]
+    assert (int(fetch.headers["X-Query-Count"]), int(submit.headers["X-Query-Count"])) == (2, 3)
+    for method, path in (("GET", "archive"), ("POST", "submissions")):
+        missing = live_server.api(
+            method, f"courses/{course}/assignments/ps9/{path}", student, data=body, headers=TAR
+        )
+        assert missing.status_code == 404, missing.text
+        assert missing.json()["error"]["code"] == "assignment_not_found"
+    hidden = live_server.api("DELETE", f"courses/{course}/assignments/ps1/release", staff)
+    assert hidden.status_code == 200, hidden.text
+    for method, path in (("GET", "archive"), ("POST", "submissions")):
+        answer = live_server.api(
+            method, f"courses/{course}/assignments/ps1/{path}", student, data=body, headers=TAR
+        )
+        assert answer.status_code == 404, answer.text
+        staff_answer = live_server.api(
+            method, f"courses/{course}/assignments/ps1/{path}", staff, data=body, headers=TAR
+        )
+        assert staff_answer.status_code == (200 if method == "GET" else 409), staff_answer.text
