@@ -7,15 +7,22 @@ the server logged for it can be found (``grep <id>`` in the service log).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from nbgrader_plugin.archive import PackError
 from nbgrader_plugin.tokens import TokenEntry, TokenStore
-from nbgrader_plugin.transport import Connection, Response, TransportError, route_for
+from nbgrader_plugin.transport import (
+    Connection,
+    Response,
+    TransportError,
+    is_transient,
+    route_for,
+)
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
@@ -27,7 +34,15 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 # Answers after which the same upload may succeed: a proxy without its upstream (502, 504) and
 # the service's own "try again later" (503: database or storage unavailable).
 RETRY_STATUSES = frozenset({502, 503, 504})
-UNREACHABLE = "unreachable"  # the code of an error raised when no answer came
+UNREACHABLE = "unreachable"  # no answer came: refused, reset, cut off or timed out
+CONNECTION_FAILED = "connection_failed"  # no connection, and none to expect by trying again
+# A GET (a list, a fetch) is asked again after these waits: shorter, since someone may be
+# looking at a spinner (the Assignments page) while it waits.
+SAFE_RETRY_DELAYS = (1.0, 2.0, 4.0)
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ExchangeClientError(Exception):
@@ -116,9 +131,11 @@ class ExchangeClient:
         store: TokenStore | None = None,
         timeout: float = 300.0,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        safe_retry_delays: tuple[float, ...] = SAFE_RETRY_DELAYS,
     ) -> None:
         self.service_url = service_url.rstrip("/")
         self.retry_delays = retry_delays
+        self.safe_retry_delays = safe_retry_delays
         self.base = self.service_url + "/api/v1/"
         self.entry = entry
         self.store = store
@@ -169,7 +186,7 @@ class ExchangeClient:
         return ExchangeClientError(
             f"Cannot reach the exchange at {self.service_url} ({str(exc).rstrip('.')}). "
             "Check your network and c.Exchange.service_url, then try again.",
-            code=UNREACHABLE,
+            code=UNREACHABLE if is_transient(exc) else CONNECTION_FAILED,
             request_id=request_id,
         )
 
@@ -266,9 +283,29 @@ class ExchangeClient:
             ) from exc
 
     def call(self, method: str, url_path: str, **kwargs: Any) -> Any:
-        """A request whose answer is JSON: the parsed answer."""
-        with self.request(method, url_path, **kwargs) as response:
-            return self._json(response, answered_id(response, ""))
+        """A request whose answer is JSON: the parsed answer (a GET is asked again when its
+        answer is lost or says "try again": ``SAFE_RETRY_DELAYS``)."""
+
+        def once() -> Any:
+            with self.request(method, url_path, **kwargs) as response:
+                return self._json(response, answered_id(response, ""))
+
+        return self._retrying(method, once)
+
+    def _retrying(self, method: str, attempt: Callable[[], T]) -> T:
+        """``attempt()``, and for a safe method again after each of ``safe_retry_delays`` while
+        it fails with a ``retryable`` error (each wait logged as a warning)."""
+        delays = iter(self.safe_retry_delays if method in SAFE_METHODS else ())
+        while True:
+            try:
+                return attempt()
+            except ExchangeClientError as exc:
+                delay = next(delays, None) if retryable(exc) else None
+                if delay is None:
+                    raise
+                log.warning("%s Asking again in %g s.", exc, delay)
+                self.close()  # a fresh connection for the next attempt
+                time.sleep(delay)
 
     def get_json(self, url_path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
@@ -346,8 +383,9 @@ class ExchangeClient:
             ) from exc
 
     def download(self, url_path: str, **kwargs: Any) -> Response:
-        """A streamed answer: read it (or ``ResponseBody(response)``), then close it."""
-        return self.request("GET", url_path, **kwargs)
+        """A streamed answer: read it (or ``ResponseBody(response)``), then close it. Asked
+        again like ``call``'s GETs until the answer's head has arrived, not once it streams."""
+        return self._retrying("GET", lambda: self.request("GET", url_path, **kwargs))
 
 
 class ResponseBody:

@@ -62,6 +62,18 @@ class SettingsError(TransportError):
     sent); the message says what to change."""
 
 
+def is_transient(exc: TransportError) -> bool:
+    """Whether the same request may get through a moment later: the connection was refused,
+    reset or cut, or timed out (a restart, a failover, a proxy in between). A certificate, a
+    name that does not resolve or a setting is no better a moment later."""
+    cause = exc.cause
+    return (
+        not isinstance(exc, SettingsError)
+        and not isinstance(cause, ssl.SSLError)
+        and isinstance(cause, ConnectionError | TimeoutError | http.client.IncompleteRead)
+    )
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 

@@ -340,6 +340,35 @@ def test_an_upload_without_a_key_or_refused_for_good_is_sent_once(origin, key, s
     assert ("Idempotency-Key" in origin.seen[0]["headers"]) == (key is not None)
 
 
+def test_a_get_is_asked_again_after_a_lost_answer_or_a_try_again(origin, caplog):
+    origin.scripts["/api/v1/me"] = ["drop", "503", "502"]
+    origin.scripts["/api/v1/archive"] = ["504"]
+    origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, b"tar")
+    with client_for(origin.url) as client:
+        client.safe_retry_delays = (0.01, 0.01, 0.01)
+        assert client.get_json("me") == {"ok": True}
+        with client.download("archive") as response:
+            assert response.read() == b"tar"
+    assert [seen["path"] for seen in origin.seen] == ["/api/v1/me"] * 4 + ["/api/v1/archive"] * 2
+    waits = [r.getMessage() for r in caplog.records if "Asking again in" in r.getMessage()]
+    assert len(waits) == 4 and "Cannot reach the exchange" in waits[0] and "Error 503." in waits[1]
+
+
+def test_a_get_gives_up_after_its_waits_and_other_requests_are_sent_once(origin):
+    origin.scripts["/api/v1/me"] = ["503"] * 5
+    origin.scripts["/api/v1/courses/c1/grades"] = ["503"]
+    with client_for(origin.url) as client:
+        client.safe_retry_delays = (0.01, 0.01)
+        with pytest.raises(ExchangeClientError) as failed:
+            client.get_json("me")
+        assert failed.value.status == 503
+        with pytest.raises(ExchangeClientError):
+            client.call("POST", "courses/c1/grades", json_body={"x": 1})
+    assert [seen["path"] for seen in origin.seen] == ["/api/v1/me"] * 3 + [
+        "/api/v1/courses/c1/grades"
+    ]
+
+
 def test_an_answer_sent_before_the_upload_ended_is_what_the_user_sees(origin):
     data = b"\0" * (32 * 1024 * 1024)  # far more than the socket buffers hold
     with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as failed:
@@ -380,7 +409,9 @@ def test_an_unreachable_service_says_what_to_check():
         client_for(f"http://127.0.0.1:{port}") as client,
         pytest.raises(ExchangeClientError) as failed,
     ):
+        client.safe_retry_delays = (0.01,)  # asked twice, as any GET without an answer
         client.get_json("me")
+    assert failed.value.code == "unreachable"
     message = str(failed.value)
     assert "Cannot reach the exchange" in message and "ConnectionRefusedError" in message
     assert failed.value.request_id
@@ -489,6 +520,8 @@ def test_an_untrusted_certificate_is_refused_with_what_to_set(tls_origin):
     message = str(failed.value)
     assert "not trusted" in message and "REQUESTS_CA_BUNDLE" in message
     assert server.seen == []
+    assert failed.value.code == "connection_failed"  # not asked again: no better a moment later
+    assert server.connections == 1
 
 
 @pytest.mark.parametrize("tls_origin", [("exchange.example.edu",)], indirect=True)
