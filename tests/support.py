@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
+import socket
 import tarfile
 import time
 
@@ -77,3 +79,16 @@ def recorded_writes(monkeypatch, module) -> list[int]:
 
     monkeypatch.setattr(module.os, "write", write)
     return sizes
+
+
+def pipe_bytes(source: socket.socket, target: socket.socket) -> None:
+    """Copy ``source`` to ``target`` until either ends, then shut both down (a relay's half)."""
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -12,12 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from lti_exchange.archives.upload import ArchiveManifest, store_archive
 from lti_exchange.db import make_durable
 from lti_exchange.errors import Conflict, InvalidArchive
-from lti_exchange.identifiers import is_valid_identifier, validate_identifier
+from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
 from lti_exchange.observability import count_release
 from lti_exchange.services.authorisation import (
     Caller,
     Lookup,
+    assignment_lookup,
     enrolment_with_assignment,
     not_found,
 )
@@ -45,12 +46,8 @@ _RELEASE_TO_FETCH_WITH_ENROLMENT = enrolment_with_assignment(*_RELEASE_TO_FETCH_
 
 
 def release_to_fetch(name: str) -> Lookup | None:
-    """What ``open_current_release`` needs of ``name``, for ``caller_for`` to
-    fetch; None for a name that is no identifier (it reaches no SQL: the service refuses it,
-    after the authorisation)."""
-    if not is_valid_identifier(name):
-        return None
-    return Lookup(_RELEASE_TO_FETCH_WITH_ENROLMENT, {"assignment_name": name})
+    """What ``open_current_release`` needs of ``name``, for ``caller_for`` to fetch."""
+    return assignment_lookup(_RELEASE_TO_FETCH_WITH_ENROLMENT, name)
 
 
 def require_visible(caller: Caller, name: str, released: bool | None) -> None:

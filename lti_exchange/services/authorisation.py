@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
-from lti_exchange.identifiers import validate_identifier
+from lti_exchange.identifiers import is_valid_identifier, validate_identifier
 from lti_exchange.models import STAFF_ROLES, Assignment, Course, Enrolment, Release, User
 from lti_exchange.tokens.access import RELAUNCH_HINT, TokenClaims, revocation_ms
 
@@ -117,6 +117,15 @@ def enrolment_with_assignment(*columns: Any) -> Select[Any]:
         )
         .outerjoin(Release, Release.id == Assignment.current_release_id)
     )
+
+
+def assignment_lookup(statement: Select[Any], name: str) -> Lookup | None:
+    """``statement`` (from ``enrolment_with_assignment``) for the assignment ``name``; None for
+    a name that is no identifier (it reaches no SQL: the service refuses it after the
+    authorisation, as without a lookup)."""
+    if not is_valid_identifier(name):
+        return None
+    return Lookup(statement, {"assignment_name": name})
 
 
 def authorise_course(

@@ -16,11 +16,16 @@ from lti_exchange.archives.stream import stream_tar
 from lti_exchange.archives.upload import store_archive
 from lti_exchange.db import make_durable
 from lti_exchange.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound
-from lti_exchange.identifiers import is_valid_identifier, validate_identifier
+from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Release, Submission, User
 from lti_exchange.observability import count_submission
 from lti_exchange.services.assignments import AssignmentService, require_visible
-from lti_exchange.services.authorisation import Caller, Lookup, enrolment_with_assignment
+from lti_exchange.services.authorisation import (
+    Caller,
+    Lookup,
+    assignment_lookup,
+    enrolment_with_assignment,
+)
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.storage import StoredBlob
 
@@ -44,12 +49,8 @@ _SUBMIT_TARGET_WITH_ENROLMENT = enrolment_with_assignment(*_SUBMIT_TARGET_COLUMN
 
 
 def submit_target(name: str) -> Lookup | None:
-    """What ``SubmissionService.submit`` needs of ``name``, for ``caller_for`` to
-    fetch; None for a name that is no identifier (it reaches no SQL: the service refuses it,
-    after the authorisation)."""
-    if not is_valid_identifier(name):
-        return None
-    return Lookup(_SUBMIT_TARGET_WITH_ENROLMENT, {"assignment_name": name})
+    """What ``SubmissionService.submit`` needs of ``name``, for ``caller_for`` to fetch."""
+    return assignment_lookup(_SUBMIT_TARGET_WITH_ENROLMENT, name)
 
 
 _INSERT_SUBMISSION = insert(Submission.__table__)  # type: ignore[arg-type]  # Core, not the ORM

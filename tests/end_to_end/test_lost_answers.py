@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.end_to_end.helpers import Role, no_traceback, submitted_lines
-from tests.support import NOTEBOOK, TAR, make_tar
+from tests.support import NOTEBOOK, TAR, make_tar, pipe_bytes
 
 
 class AnswerLosingRelay:
@@ -51,24 +51,13 @@ class AnswerLosingRelay:
             lose = self.lost == 0 and first.startswith(b"POST ") and b"/submissions " in first
             self.lost += lose
         server.sendall(first)
-        threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+        threading.Thread(target=pipe_bytes, args=(client, server), daemon=True).start()
         if lose:
             server.recv(1)  # the service answered: the submission is stored
             self._end(client)  # ... and the student never hears it
             self._end(server)
             return
-        self._pipe(server, client)
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            AnswerLosingRelay._end(source)
-            AnswerLosingRelay._end(target)
+        pipe_bytes(server, client)
 
     @staticmethod
     def _end(end: socket.socket) -> None:

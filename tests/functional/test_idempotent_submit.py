@@ -43,17 +43,21 @@ def submit(live_server, course: str, token: str, body: bytes, key: str | None, n
     )
 
 
+def one_student(live_server, course: str, data_bytes: int) -> tuple[str, bytes, str, int]:
+    """``ps1`` released; a student's token, their archive, a fresh key and the blobs so far."""
+    release(live_server, course, "ps1")
+    token = live_server.issue_token("ann", course)
+    body = make_tar({"ps1.ipynb": NOTEBOOK, "data.bin": os.urandom(data_bytes)})
+    return token, body, uuid.uuid4().hex, live_server.blob_count()
+
+
 def listed(live_server, course: str) -> list[dict]:
     teacher = live_server.issue_token("teacher", course, "Instructor")
     return live_server.api("GET", f"courses/{course}/submissions", teacher).json()["submissions"]
 
 
 def test_an_upload_sent_again_with_its_key_answers_with_the_first_submission(live_server, course):
-    release(live_server, course, "ps1")
-    token = live_server.issue_token("ann", course)
-    body = make_tar({"ps1.ipynb": NOTEBOOK, "data.bin": os.urandom(300_000)})
-    key = uuid.uuid4().hex
-    blobs_before = live_server.blob_count()
+    token, body, key, blobs_before = one_student(live_server, course, 300_000)
 
     first = submit(live_server, course, token, body, key)
     again = submit(live_server, course, token, body, key)
@@ -134,11 +138,7 @@ def test_a_malformed_key_is_refused_and_nothing_stored(live_server, course, key)
 
 
 def test_attempts_racing_with_one_key_store_one_submission(live_server, course):
-    release(live_server, course, "ps1")
-    token = live_server.issue_token("ann", course)
-    body = make_tar({"ps1.ipynb": NOTEBOOK, "data.bin": os.urandom(2_000_000)})
-    key = uuid.uuid4().hex
-    blobs_before = live_server.blob_count()
+    token, body, key, blobs_before = one_student(live_server, course, 2_000_000)
     start = threading.Barrier(6)
     answers: list[requests.Response] = []
 
@@ -164,10 +164,7 @@ def test_a_repeat_stands_in_for_a_first_attempts_lost_blob(live_server, course):
     """A blob removed after a commit whose answer was lost (as before the service kept blobs
     when the database dropped the connection): the repeat carries the same bytes, and the row
     now names them."""
-    release(live_server, course, "ps1")
-    token = live_server.issue_token("ann", course)
-    body = make_tar({"ps1.ipynb": NOTEBOOK, "data.bin": os.urandom(100_000)})
-    key = uuid.uuid4().hex
+    token, body, key, _blobs = one_student(live_server, course, 100_000)
     first = submit(live_server, course, token, body, key)
     assert first.status_code == 201, first.text
     teacher = live_server.issue_token("teacher", course, "Instructor")

@@ -6,7 +6,6 @@ URL and values; nothing from the environment (``~/.netrc``) replaces the bearer 
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.server
 import io
 import json
@@ -29,6 +28,7 @@ from nbgrader_plugin.transport import (
     route_for,
 )
 from tests.certificates import make_certificates
+from tests.support import pipe_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -169,8 +169,8 @@ class ProxyHandler(QuietHandler):
         self.end_headers()
         self.wfile.flush()
         pipes = [
-            threading.Thread(target=_pipe, args=(self.connection, upstream), daemon=True),
-            threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True),
+            threading.Thread(target=pipe_bytes, args=(self.connection, upstream), daemon=True),
+            threading.Thread(target=pipe_bytes, args=(upstream, self.connection), daemon=True),
         ]
         for pipe in pipes:
             pipe.start()
@@ -204,18 +204,6 @@ class ProxyHandler(QuietHandler):
         self.close_connection = True
 
     do_GET = do_POST = _forward
-
-
-def _pipe(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture
