@@ -104,8 +104,8 @@ class ServiceContext:
     def discard_after_failure(self, keys: list[str], exc: BaseException) -> None:
         """Roll back a unit that failed with ``exc`` and delete the blobs ``keys`` it stored,
         unless the database dropped the connection: the commit may then have happened (a
-        failover at that instant) and a row name them. The orphan sweep deletes them later if
-        no row does (``jobs/orphans.py``)."""
+        failover at that instant), so a row may name them. The orphan sweep deletes them later
+        if no row does (``jobs/orphans.py``)."""
         self.session.rollback()
         if not (isinstance(exc, OperationalError) and is_unavailable(exc)):
             self.delete_blobs_quietly(keys)

@@ -82,8 +82,9 @@ class SubmissionService:
     ) -> SubmitReceipt:
         """Store a submission; its timestamp is the server's clock when the upload completed.
 
-        The hot path of a deadline: one query finds the assignment and its release, the rows
-        are written with Core inserts (no unit of work), one commit. An ``idempotency_key`` the
+        The hot path of a deadline: the authorising query also found the assignment and its
+        release (``submit_target``; asked here otherwise), the rows are written with Core
+        inserts (no unit of work), one commit. An ``idempotency_key`` the
         caller already stored a submission with (a retry after a lost answer) stores nothing
         more: the first submission is the receipt (``replayed``).
         """
