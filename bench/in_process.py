@@ -13,6 +13,7 @@ file is not read in Python), so a fetch here is the service's work before the by
     .venv/bin/python bench/in_process.py                        # SQLite, 300 students
     .venv/bin/python bench/in_process.py --backend postgresql   # a scratch PostgreSQL database
     .venv/bin/python bench/in_process.py --profile out.pstats   # also cProfile (thread CPU)
+    .venv/bin/python bench/in_process.py --setup-only           # no requests (callgrind baseline)
 """
 
 from __future__ import annotations
@@ -122,7 +123,9 @@ def trimmed_mean(values: list[float]) -> float:
     return statistics.mean(sorted(values)[cut : len(values) - cut] or values)
 
 
-def measure(service: InProcess, students: int, profile: str | None) -> dict[str, float]:
+def measure(
+    service: InProcess, students: int, profile: str | None, requests: bool = True
+) -> dict[str, float]:
     teacher = service.token("teacher", "Instructor")
     release = tar_bytes({"ps1.ipynb": NOTEBOOK, "data.bin": os.urandom(MiB)})
     status, _ = service.call("POST", "courses/c1/assignments/ps1/releases", teacher, release)
@@ -136,7 +139,7 @@ def measure(service: InProcess, students: int, profile: str | None) -> dict[str,
         profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
     fetches, submits = [], []
-    for token, body in zip(tokens, bodies, strict=True):
+    for token, body in zip(tokens, bodies, strict=True) if requests else ():
         status, seconds = service.call("GET", "courses/c1/assignments/ps1/archive", token)
         assert status == 200, status
         fetches.append(seconds)
@@ -148,6 +151,8 @@ def measure(service: InProcess, students: int, profile: str | None) -> dict[str,
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
+    if not requests:
+        return {"fetch": 0.0, "submit": 0.0, "mean": 0.0}
     fetch, submit = trimmed_mean(fetches), trimmed_mean(submits)
     return {"fetch": fetch, "submit": submit, "mean": (fetch + submit) / 2}
 
@@ -159,6 +164,11 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--profile", metavar="FILE", help="also write a cProfile of the requests")
     parser.add_argument("--tmp-dir", help="where the data directory goes (default: $TMPDIR)")
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="everything but the requests (the baseline of an instruction count)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.tmp_dir)))
@@ -166,7 +176,11 @@ def main() -> None:
             url = stack.enter_context(scratch_postgres(args.postgres_url))
         else:
             url = f"sqlite:///{data_dir / 'bench.sqlite3'}"
-        numbers = measure(InProcess(data_dir, url), args.students, args.profile)
+        service = InProcess(data_dir, url)
+        numbers = measure(service, args.students, args.profile, not args.setup_only)
+    if args.setup_only:
+        print(f"[{args.backend}] set up for {args.students} students; no requests sent")
+        return
     print(
         f"[{args.backend}] service CPU per request, in-process, one at a time "
         f"({args.students} students, 1 MiB each): fetch {numbers['fetch'] * 1000:.3f} ms, "
