@@ -251,31 +251,12 @@ class Server:
 
     def token(self, username: str, course: str, role: str = "Learner") -> str:
         """Provision ``username`` in ``course`` with ``role`` and mint an access token."""
-        from lti_exchange.services.provisioning import find_or_create_org, provision
-
         if self._state is None:
             from lti_exchange.app_objects import build_app_objects
             from lti_exchange.config import load_settings
 
             self._state = build_app_objects(load_settings(self.env))
-        with self._state.session_factory() as session:
-            org = find_or_create_org(session, "bench-org")
-            enrolment = provision(
-                session, org=org, username=username, course_code=course, role=role
-            )
-            session.commit()
-            return self._state.tokens.mint(
-                user_id=enrolment.user.id,
-                org_id=org.id,
-                username=username,
-                course_code=course,
-                course_title=enrolment.course.title,
-                role=role,
-                lms_user_id=enrolment.user.lms_user_id,
-                name=enrolment.user.name,
-                email=enrolment.user.email,
-                ttl=TOKEN_TTL,
-            )
+        return provisioned_token(self._state, username, course, role)
 
     def client(self, token: str) -> Any:
         """The plugin's HTTP client for this token (its own connection; ``--raw`` only)."""
@@ -294,6 +275,14 @@ class Server:
         )
         response.raise_for_status()
         return response
+
+
+def provisioned_token(state: Any, username: str, course: str, role: str) -> str:
+    """Provision ``username`` in ``course`` (organisation ``bench-org``) with ``role`` through
+    the service's objects ``state``, and mint their access token (the tests' own helper)."""
+    from tests.factories import issue_access_token
+
+    return issue_access_token(state, username, course, role, org="bench-org", ttl=TOKEN_TTL)
 
 
 # -- server memory --------------------------------------------------------------------------------

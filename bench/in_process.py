@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import BIN, TOKEN_TTL, MiB, scratch_postgres, tar_bytes
+from common import BIN, MiB, provisioned_token, scratch_postgres, tar_bytes
 
 NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
 
@@ -71,24 +71,7 @@ class InProcess:
         self.state = build_app_objects(load_settings(self.env))
 
     def token(self, username: str, role: str = "Learner") -> str:
-        from lti_exchange.services.provisioning import find_or_create_org, provision
-
-        with self.state.session_factory() as session:
-            org = find_or_create_org(session, "bench-org")
-            enrolment = provision(session, org=org, username=username, course_code="c1", role=role)
-            session.commit()
-            return self.state.tokens.mint(
-                user_id=enrolment.user.id,
-                org_id=org.id,
-                username=username,
-                course_code="c1",
-                course_title=enrolment.course.title,
-                role=role,
-                lms_user_id=enrolment.user.lms_user_id,
-                name=enrolment.user.name,
-                email=enrolment.user.email,
-                ttl=TOKEN_TTL,
-            )
+        return provisioned_token(self.state, username, "c1", role)
 
     def call(self, method: str, url_path: str, token: str, body: bytes = b"") -> tuple[int, float]:
         """Status and thread CPU seconds of one request (the environ is built before timing)."""
