@@ -290,21 +290,34 @@ class ExchangeClient:
             with self.request(method, url_path, **kwargs) as response:
                 return self._json(response, answered_id(response, ""))
 
-        return self._retrying(method, once)
+        return self._retrying(self._safe_delays(method), once)
 
-    def _retrying(self, method: str, attempt: Callable[[], T]) -> T:
-        """``attempt()``, and for a safe method again after each of ``safe_retry_delays`` while
-        it fails with a ``retryable`` error (each wait logged as a warning)."""
-        delays = iter(self.safe_retry_delays if method in SAFE_METHODS else ())
+    def _safe_delays(self, method: str) -> tuple[float, ...]:
+        return self.safe_retry_delays if method in SAFE_METHODS else ()
+
+    def _retrying(
+        self,
+        delays: tuple[float, ...],
+        attempt: Callable[[], T],
+        on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
+    ) -> T:
+        """``attempt()``, and again after each of ``delays`` while it fails with a
+        ``retryable`` error, on a fresh connection. Before each wait ``on_retry(error, delay,
+        next_attempt, attempts)`` is told (without one, the wait is logged as a warning)."""
+        waits, number = iter(delays), 1
         while True:
             try:
                 return attempt()
             except ExchangeClientError as exc:
-                delay = next(delays, None) if retryable(exc) else None
+                delay = next(waits, None) if retryable(exc) else None
                 if delay is None:
                     raise
-                log.warning("%s Asking again in %g s.", exc, delay)
-                self.close()  # a fresh connection for the next attempt
+                number += 1
+                if on_retry is not None:
+                    on_retry(exc, delay, number, len(delays) + 1)
+                else:
+                    log.warning("%s Asking again in %g s.", exc, delay)
+                self.close()
                 time.sleep(delay)
 
     def get_json(self, url_path: str, **params: Any) -> Any:
@@ -329,30 +342,22 @@ class ExchangeClient:
         stores nothing. With an ``idempotency_key`` the upload is sent again, with the same
         key, when its answer is lost or says "try again" (``retryable``), after each of
         ``retry_delays`` in turn (``on_retry(error, delay, next_attempt, attempts)`` is told
-        first): the
-        service stores it once whichever attempt arrived.
+        first): the service stores it once whichever attempt arrived.
         """
         start = handle.tell()
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         if idempotency_key is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
-        planned = self.retry_delays if idempotency_key is not None else ()
-        delays, attempt = iter(planned), 1
-        while True:
-            body = _UploadBody(handle, size, progress)
-            try:
-                return self._upload_once(method, url_path, handle, start, body, headers)
-            except ExchangeClientError as exc:
-                delay = next(delays, None) if retryable(exc) else None
-                if delay is None:
-                    raise
-                attempt += 1
-                if on_retry is not None:
-                    on_retry(exc, delay, attempt, len(planned) + 1)
-                self.close()  # a fresh connection for the next attempt
-                time.sleep(delay)
+        body = _UploadBody(handle, size, progress)
+
+        def once() -> Any:
+            if body.sent:  # an attempt before this one: send it from the start
                 body.rewind_progress()
                 handle.seek(start)
+            return self._upload_once(method, url_path, handle, start, body, headers)
+
+        delays = self.retry_delays if idempotency_key is not None else ()
+        return self._retrying(delays, once, on_retry)
 
     def _upload_once(
         self,
@@ -385,7 +390,8 @@ class ExchangeClient:
     def download(self, url_path: str, **kwargs: Any) -> Response:
         """A streamed answer: read it (or ``ResponseBody(response)``), then close it. Asked
         again like ``call``'s GETs until the answer's head has arrived, not once it streams."""
-        return self._retrying("GET", lambda: self.request("GET", url_path, **kwargs))
+        delays = self._safe_delays("GET")
+        return self._retrying(delays, lambda: self.request("GET", url_path, **kwargs))
 
 
 class ResponseBody:
