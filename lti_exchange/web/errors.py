@@ -83,16 +83,15 @@ def register_error_handlers(app: Flask) -> None:
             current_request_id(),
             error,
         )
-        rollback_request_session()
-        failure = ApiError(
-            "The files stored for this are missing from the exchange's storage, so they cannot "
-            "be sent. Tell your operator (quote the request id); a student can submit again.",
-            status=410,
-            code="content_missing",
+        return _answer_failure(
+            ApiError(
+                "The files stored for this are missing from the exchange's storage, so they "
+                "cannot be sent. Tell your operator (quote the request id); a student can submit "
+                "again.",
+                status=410,
+                code="content_missing",
+            )
         )
-        if not _wants_json():
-            return failure.message, failure.status
-        return error_response(failure)
 
     @app.errorhandler(InterfaceError)  # e.g. a connection the driver found closed
     @app.errorhandler(OperationalError)
@@ -115,10 +114,7 @@ def register_error_handlers(app: Flask) -> None:
             failure = DatabaseUnavailable()
         else:
             return _unexpected(error)
-        rollback_request_session()
-        if not _wants_json():
-            return failure.message, failure.status
-        return error_response(failure)
+        return _answer_failure(failure)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
@@ -139,6 +135,15 @@ def register_error_handlers(app: Flask) -> None:
                 code="internal_error",
             )
         )
+
+
+def _answer_failure(failure: ApiError):
+    """The answer to a request that failed for a reason of the service's own (its database,
+    its blob store): the request's transaction rolled back, then JSON or, on a page, text."""
+    rollback_request_session()
+    if not _wants_json():
+        return failure.message, failure.status
+    return error_response(failure)
 
 
 def _wants_json() -> bool:
