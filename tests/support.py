@@ -92,3 +92,16 @@ def pipe_bytes(source: socket.socket, target: socket.socket) -> None:
         for sock in (source, target):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def release_as_teacher(server, course: str, name: str, files: dict[str, bytes]) -> None:
+    """Release ``files`` as assignment ``name`` of ``course``, as its instructor ``teacher``."""
+    teacher = server.issue_token("teacher", course, "Instructor")
+    answer = server.api(
+        "POST",
+        f"courses/{course}/assignments/{name}/releases",
+        teacher,
+        data=make_tar(files),
+        headers=TAR,
+    )
+    assert answer.status_code == 201, answer.text

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.end_to_end.helpers import Role, no_traceback, submitted_lines
-from tests.support import NOTEBOOK, TAR, make_tar, pipe_bytes
+from tests.support import NOTEBOOK, pipe_bytes, release_as_teacher
 
 
 class AnswerLosingRelay:
@@ -75,21 +75,9 @@ def relay(live_server) -> Iterator[AnswerLosingRelay]:
     relay.close()
 
 
-def released(live_server, course: str) -> None:
-    teacher = live_server.issue_token("teacher", course, "Instructor")
-    answer = live_server.api(
-        "POST",
-        f"courses/{course}/assignments/ps1/releases",
-        teacher,
-        data=make_tar({"problem1.ipynb": NOTEBOOK}),
-        headers=TAR,
-    )
-    assert answer.status_code == 201, answer.text
-
-
 def test_a_submission_whose_answer_was_lost_is_stored_once(live_server, relay, tmp_path: Path):
     course = f"lost{uuid.uuid4().hex[:6]}"
-    released(live_server, course)
+    release_as_teacher(live_server, course, "ps1", {"problem1.ipynb": NOTEBOOK})
     dana = Role("dana", tmp_path, relay.url)
     dana.login(relay.url, live_server.issue_token("dana", course))
     dana.nbgrader("fetch_assignment", "ps1", "--course", course)

@@ -14,22 +14,14 @@ import uuid
 import pytest
 import requests
 
-from tests.support import NOTEBOOK, TAR, assert_error, make_tar
+from tests.support import NOTEBOOK, TAR, assert_error, make_tar, release_as_teacher
 
 pytestmark = pytest.mark.all_backends
 
 
 def release(live_server, course: str, *names: str) -> None:
-    teacher = live_server.issue_token("teacher", course, "Instructor")
     for name in names:
-        answer = live_server.api(
-            "POST",
-            f"courses/{course}/assignments/{name}/releases",
-            teacher,
-            data=make_tar({f"{name}.ipynb": NOTEBOOK}),
-            headers=TAR,
-        )
-        assert answer.status_code == 201, answer.text
+        release_as_teacher(live_server, course, name, {f"{name}.ipynb": NOTEBOOK})
 
 
 def submit(live_server, course: str, token: str, body: bytes, key: str | None, name="ps1"):
