@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import math
 import os
 import queue
@@ -18,7 +19,7 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol
 
 CHUNK = 1024 * 1024
 PAGE_CACHE_PIECE = 256 * 1024  # the most one write() of an unpacked file hands the kernel
@@ -682,6 +683,19 @@ def _decode_name(raw: bytes) -> str:
     except UnicodeDecodeError:
         shown = raw.decode("utf-8", "replace")
         raise UnsafeArchive(f"refused archive member {shown!r} (its name is not UTF-8)") from None
+
+
+UNSENT_MEMBER = "missing.json"  # the exchange's list of files it could not send, if any
+
+
+def json_member(archive: TarStream, info: tarfile.TarInfo, limit: int) -> Any:
+    """A small JSON member of a download (``manifest.json``, ``missing.json``), parsed."""
+    if info.size > limit:
+        raise UnsafeArchive(f"its {info.name} is too large")
+    try:
+        return json.loads(b"".join(archive.data(info.size)))
+    except ValueError as exc:
+        raise UnsafeArchive(f"its {info.name} is not valid JSON") from exc
 
 
 class MemberReader:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.abc import ExchangeCollect as ABCExchangeCollect
 from nbgrader.utils import parse_utc
 
 from nbgrader_plugin.archive import (
+    UNSENT_MEMBER,
     HashingReader,
     MemberReader,
     TarStream,
     UnsafeArchive,
     extract_stream,
     iter_safe_members,
+    json_member,
 )
 from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
@@ -26,6 +27,9 @@ from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_students
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+DAMAGED = (
+    "what arrived does not match what the student submitted (its copy on the exchange is damaged)."
+)
 
 
 class ExchangeCollect(Exchange, ABCExchangeCollect):
@@ -120,7 +124,9 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             )
             with response, self.progress(total, f"collect {assignment_id}") as progress:
                 try:
-                    collected, skipped = self._unpack(ResponseBody(response), actions, progress)
+                    collected, skipped, lost = self._unpack(
+                        ResponseBody(response), actions, progress
+                    )
                 except UnsafeArchive as exc:
                     self.fail(
                         f"The download of the submissions cannot be read ({exc}); collect again."
@@ -141,28 +147,48 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 assignment_id,
                 ", ".join(skipped),
             )
+        if lost:
+            self.log.warning(
+                "Could not collect %d submission(s) of '%s': the exchange's copy is missing or "
+                "damaged (students: %s). The other submissions were collected. Ask the "
+                "exchange's operator to restore them from a backup, or ask these students to "
+                "submit again, then run `nbgrader collect` again.",
+                len(lost),
+                assignment_id,
+                ", ".join(sorted(lost)),
+            )
 
-    def _unpack(self, stream, actions: dict, progress) -> tuple[list[dict], list[str]]:
+    def _unpack(self, stream, actions: dict, progress) -> tuple[list[dict], list[str], list[str]]:
         """Unpack each submission into a fresh staging folder, then move it in place.
 
-        The download is a tar of ``manifest.json`` and one stored archive per submission; each
-        is unpacked as it streams past (no copy of it is kept). A submission that cannot be
-        unpacked is skipped and reported; the others are collected. Returns the records
-        collected and the students skipped.
+        The download is a tar of ``manifest.json``, one stored archive per submission and, when
+        the exchange could not send some of them, ``missing.json`` (each entry's member name,
+        ``code`` and ``message``); each archive is unpacked as it streams past (no copy of it
+        is kept). A submission that cannot be unpacked safely, arrives damaged (its SHA-256
+        differs from the manifest's) or was not sent is skipped and reported; the others are
+        collected. Returns the records collected, the students skipped as unsafe and the
+        students whose submission is missing or damaged on the exchange.
         """
         staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
         staging_root.mkdir(parents=True, exist_ok=True)
         manifest: dict[int, dict] = {}
         collected: list[dict] = []
         skipped: list[str] = []
+        lost: list[str] = []
         outer = TarStream(stream)
-        for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 2):
+        for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 3):
             if not info.isfile():
                 continue
-            if str(name) == "manifest.json":
-                if info.size > MAX_MANIFEST_BYTES:
-                    raise UnsafeArchive("its manifest is too large")
-                manifest = {m["id"]: m for m in json.loads(b"".join(outer.data(info.size)))}
+            if str(name) in ("manifest.json", UNSENT_MEMBER):
+                listed = json_member(outer, info, MAX_MANIFEST_BYTES)
+                if str(name) == "manifest.json":
+                    manifest = {m["id"]: m for m in listed}
+                    continue
+                for entry in listed:
+                    record = self._record_of(str(entry.get("name", "")), actions)
+                    if record is not None and record["student_id"] not in lost:
+                        self._report_lost(record, str(entry.get("message", "")))
+                        lost.append(record["student_id"])
                 continue
             submission_id = int(name.stem)
             record, action = actions[submission_id]
@@ -172,10 +198,17 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 extract_stream(reader, staging)
                 reader.drain()
                 if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
-                    self.fail(f"Submission {submission_id} arrived corrupted; collect again.")
+                    self._report_lost(record, DAMAGED)
+                    lost.append(record["student_id"])
+                    continue
                 self._place(record, action, staging)
                 collected.append(record)
             except UnsafeArchive as exc:
+                reader.drain()  # a damaged archive may fail to unpack: still find its members
+                if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
+                    self._report_lost(record, DAMAGED)
+                    lost.append(record["student_id"])
+                    continue
                 self.log.error(
                     "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
                     "safely: %s. Ask %s to fix the file names and submit again.",
@@ -188,7 +221,24 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 skipped.append(record["student_id"])
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return collected, skipped
+        return collected, skipped, lost
+
+    @staticmethod
+    def _record_of(member: str, actions: dict) -> dict | None:
+        """The record of ``submissions/<id>.tar`` among ``actions``, else None."""
+        stem = PurePosixPath(member).stem
+        if not stem.isdigit() or int(stem) not in actions:
+            return None
+        return actions[int(stem)][0]
+
+    def _report_lost(self, record: dict, reason: str) -> None:
+        self.log.error(
+            "Could not collect the submission of %s (%s, submitted %s): %s",
+            record["student_id"],
+            self.coursedir.assignment_id,
+            record["timestamp"],
+            reason,
+        )
 
     def _place(self, record: dict, action: str, staging: Path) -> None:
         student_id, assignment_id = record["student_id"], self.coursedir.assignment_id

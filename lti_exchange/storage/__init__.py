@@ -6,6 +6,7 @@ from urllib.parse import unquote, urlparse
 
 from lti_exchange.config import Settings, SettingsError
 from lti_exchange.storage.base import (
+    BlobCorrupted,
     BlobInfo,
     BlobNotFound,
     BlobStorage,
@@ -18,6 +19,7 @@ from lti_exchange.storage.base import (
 from lti_exchange.storage.filesystem import FilesystemStorage
 
 __all__ = [
+    "BlobCorrupted",
     "BlobInfo",
     "BlobNotFound",
     "BlobStorage",

@@ -35,6 +35,10 @@ class BlobNotFound(FileNotFoundError):
     """No blob is stored under this key (both backends raise it from ``open`` and ``size``)."""
 
 
+class BlobCorrupted(OSError):
+    """A stored blob's bytes do not match what was recorded (its SHA-256 or its size)."""
+
+
 class StorageUnavailable(ApiError, OSError):
     """503: the blob storage did not answer or refused us; nothing was stored.
 

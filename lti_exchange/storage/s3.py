@@ -46,6 +46,7 @@ from typing import Any, BinaryIO
 
 from lti_exchange.read_streams import ReadStream
 from lti_exchange.storage.base import (
+    BlobCorrupted,
     BlobInfo,
     BlobNotFound,
     HashingCounter,
@@ -81,10 +82,6 @@ CREDENTIAL_CODES = frozenset(
     }
 )
 MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-class BlobCorrupted(OSError):
-    """The bytes read do not hash to the SHA-256 stored with the object."""
 
 
 def storage_error(exc: BaseException, where: str) -> StorageUnavailable:
