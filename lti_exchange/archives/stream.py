@@ -21,7 +21,7 @@ import logging
 import tarfile
 import time
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -56,9 +56,16 @@ def _padding(size: int) -> bytes:
 
 
 def stream_tar(
-    manifest: Any | None, members: list[tuple[str, int, str]], storage: BlobStorage
+    manifest: Any | None,
+    members: list[tuple[str, int, str]],
+    storage: BlobStorage,
+    on_sent: Callable[[set[str]], None] | None = None,
 ) -> Iterator[bytes]:
-    """Yield a tar archive: ``manifest.json`` (when given) then each ``(name, size, blob_key)``."""
+    """Yield a tar archive: ``manifest.json`` (when given) then each ``(name, size, blob_key)``.
+
+    ``on_sent`` is called with the names of the members not sent whole (``missing.json``'s)
+    once the server has taken the last bytes, and not at all if the client went away before.
+    """
     now = time.time()
     pending = b""  # the previous member's padding, sent with the next header
     if manifest is not None:
@@ -84,6 +91,8 @@ def stream_tar(
             yield pending + _header(UNSENT_MEMBER, len(data), now)
             pending = data + _padding(len(data))
         yield pending + bytes(2 * BLOCK)
+        if on_sent is not None:  # the server asks for more only after sending the end
+            on_sent({entry["name"] for entry in unsent})
     finally:
         handles.close()  # blobs opened ahead and not sent are closed
 

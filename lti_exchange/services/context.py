@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,6 +60,20 @@ class ServiceContext:
         database."""
         row = self._event_row(caller, kind, assignment_id, subject_id, details, at)
         self.session.connection().execute(_INSERT_EVENT, row)
+
+    def record_many(
+        self,
+        caller: Caller,
+        kind: str,
+        *,
+        assignment_id: int,
+        subject_ids: Sequence[int],
+        at: datetime,
+    ) -> None:
+        """``record_now`` for many subjects: one multi-row insert, in the session's transaction."""
+        rows = [self._event_row(caller, kind, assignment_id, sid, None, at) for sid in subject_ids]
+        if rows:
+            self.session.connection().execute(_INSERT_EVENT, rows)
 
     def _event_row(
         self,

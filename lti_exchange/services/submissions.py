@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,8 +29,12 @@ from lti_exchange.services.authorisation import (
 )
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.storage import StoredBlob
+from lti_exchange.timestamps import format_timestamp
+
+log = logging.getLogger(__name__)
 
 MAX_COLLECT_IDS = 10_000
+_MARK_BATCH = 1000  # ids per UPDATE … IN (…) when marking submissions collected
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: no PostgreSQL or MariaDB row has a larger one
 SubmissionRows = list[tuple[Submission, User]]  # (the class below has a method named ``list``)
 
@@ -303,21 +308,48 @@ class SubmissionService:
         return list(newest.values())
 
     def collect(self, caller: Caller, name: str, chosen: SubmissionRows) -> Iterator[bytes]:
-        """Mark ``chosen`` collected and return a tar stream: ``manifest.json`` then one member
-        ``submissions/<id>.tar`` per submission holding its stored archive unchanged."""
+        """A tar stream: ``manifest.json`` then one member ``submissions/<id>.tar`` per
+        submission holding its stored archive unchanged. When the whole stream has gone out,
+        the submissions it delivered are marked collected (``collected_at``, a ``collected``
+        event each); one whose archive is missing or damaged in storage, or a stream the
+        client broke off, marks nothing."""
         assignment = self.assignments.find(caller, name)
         now = self.ctx.clock()
+        stamp = format_timestamp(now)
         manifest = []
         for submission, user in chosen:
-            submission.collected_at = now
-            self.ctx.record(
-                caller, "collected", assignment_id=assignment.id, subject_id=submission.id, at=now
-            )
-            manifest.append(submission_json(submission, assignment.name, user, with_feedback=False))
-        self.session.commit()
-        storage = self.ctx.storage
+            entry = submission_json(submission, assignment.name, user, with_feedback=False)
+            entry["collected_at"] = stamp  # as it will read once delivered
+            manifest.append(entry)
         members = [(f"submissions/{s.id}.tar", s.size, s.blob_key) for s, _user in chosen]
-        return stream_tar(manifest, members, storage)
+        by_member = {f"submissions/{s.id}.tar": s.id for s, _user in chosen}
+        assignment_id = assignment.id
+        self.session.commit()  # no transaction stays open while the files stream
+
+        def delivered(unsent: set[str]) -> None:
+            ids = [sid for member, sid in by_member.items() if member not in unsent]
+            self._mark_collected(caller, assignment_id, ids, now)
+
+        return stream_tar(manifest, members, self.ctx.storage, on_sent=delivered)
+
+    def _mark_collected(
+        self, caller: Caller, assignment_id: int, ids: Sequence[int], now: datetime
+    ) -> None:
+        """Mark ``ids`` collected at ``now``, a few statements for any number. The files have
+        gone out already: a failure here is logged, not raised."""
+        try:
+            for start in range(0, len(ids), _MARK_BATCH):
+                batch = ids[start : start + _MARK_BATCH]
+                self.session.execute(
+                    update(Submission).where(Submission.id.in_(batch)).values(collected_at=now)
+                )
+            self.ctx.record_many(
+                caller, "collected", assignment_id=assignment_id, subject_ids=ids, at=now
+            )
+            self.session.commit()
+        except Exception:  # noqa: BLE001 - the download is complete; only the record failed
+            self.session.rollback()
+            log.exception("collected %d submissions but could not mark them collected", len(ids))
 
     def open_archive(self, caller: Caller, submission_id: int) -> tuple[Submission, BinaryIO]:
         submission, _assignment, _user = self.get(caller, submission_id)
@@ -340,7 +372,6 @@ class Submitter(Protocol):
 def submission_json(
     submission: Submission, assignment_name: str, user: Submitter, *, with_feedback: bool = True
 ) -> dict:
-    from lti_exchange.timestamps import format_timestamp
 
     body = {
         "id": submission.id,

@@ -77,3 +77,25 @@ def test_every_blob_missing_gives_a_valid_archive_listing_them(storage):
     files = unpack(stream_tar([], members, storage))
     assert sorted(files) == ["manifest.json", UNSENT_MEMBER]
     assert len(json.loads(files[UNSENT_MEMBER])) == 5
+
+
+def test_on_sent_hears_of_the_unsent_only_after_the_last_bytes(storage):
+    blobs = [write_blob(storage, os.urandom(5000)) for _ in range(3)]
+    storage.delete(blobs[2].key)
+    members = [(f"submissions/{n}.tar", b.size, b.key) for n, b in enumerate(blobs)]
+    heard: list[set[str]] = []
+    stream = stream_tar([], members, storage, on_sent=heard.append)
+    pieces = list(stream)
+    assert heard == [{"submissions/2.tar"}]
+    assert pieces[-1].endswith(bytes(1024))  # the archive's end went out before
+
+
+def test_on_sent_is_not_called_when_the_client_goes_away(storage):
+    blobs = [write_blob(storage, os.urandom(5000)) for _ in range(3)]
+    members = [(f"submissions/{n}.tar", b.size, b.key) for n, b in enumerate(blobs)]
+    heard: list[set[str]] = []
+    stream = stream_tar([], members, storage, on_sent=heard.append)
+    for _ in range(4):
+        next(stream)
+    stream.close()
+    assert heard == []
