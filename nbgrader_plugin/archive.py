@@ -19,7 +19,7 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 CHUNK = 1024 * 1024
 PAGE_CACHE_PIECE = 256 * 1024  # the most one write() of an unpacked file hands the kernel
@@ -688,14 +688,18 @@ def _decode_name(raw: bytes) -> str:
 UNSENT_MEMBER = "missing.json"  # the exchange's list of files it could not send, if any
 
 
-def json_member(archive: TarStream, info: tarfile.TarInfo, limit: int) -> Any:
-    """A small JSON member of a download (``manifest.json``, ``missing.json``), parsed."""
+def json_list_member(archive: TarStream, info: tarfile.TarInfo, limit: int) -> list[dict]:
+    """A small JSON member of a download that lists objects (``manifest.json``,
+    ``missing.json``), parsed; anything else in the list is dropped."""
     if info.size > limit:
         raise UnsafeArchive(f"its {info.name} is too large")
     try:
-        return json.loads(b"".join(archive.data(info.size)))
+        listed = json.loads(b"".join(archive.data(info.size)))
     except ValueError as exc:
         raise UnsafeArchive(f"its {info.name} is not valid JSON") from exc
+    if not isinstance(listed, list):
+        raise UnsafeArchive(f"its {info.name} is not a list")
+    return [entry for entry in listed if isinstance(entry, dict)]
 
 
 class MemberReader:

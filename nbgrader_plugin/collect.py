@@ -19,7 +19,7 @@ from nbgrader_plugin.archive import (
     UnsafeArchive,
     extract_stream,
     iter_safe_members,
-    json_member,
+    json_list_member,
 )
 from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
@@ -180,56 +180,59 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             if not info.isfile():
                 continue
             if str(name) in ("manifest.json", UNSENT_MEMBER):
-                listed = json_member(outer, info, MAX_MANIFEST_BYTES)
+                listed = json_list_member(outer, info, MAX_MANIFEST_BYTES)
                 if str(name) == "manifest.json":
-                    manifest = {m["id"]: m for m in listed}
+                    manifest = {m["id"]: m for m in listed if "id" in m}
                     continue
                 for entry in listed:
-                    record = self._record_of(str(entry.get("name", "")), actions)
+                    unsent_id = self._id_of(str(entry.get("name", "")), actions)
+                    record = actions[unsent_id][0] if unsent_id is not None else None
                     if record is not None and record["student_id"] not in lost:
                         self._report_lost(record, str(entry.get("message", "")))
                         lost.append(record["student_id"])
                 continue
-            submission_id = int(name.stem)
+            submission_id = self._id_of(str(name), actions)
+            if submission_id is None:
+                raise UnsafeArchive(f"it holds {name}, which is no submission asked for")
             record, action = actions[submission_id]
             reader = HashingReader(MemberReader(outer.data(info.size)), progress)
             staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=staging_root))
             try:
-                extract_stream(reader, staging)
-                reader.drain()
-                if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
+                unsafe: UnsafeArchive | None = None
+                try:
+                    extract_stream(reader, staging)
+                except UnsafeArchive as exc:
+                    unsafe = exc
+                reader.drain()  # a damaged archive may fail to unpack: still read all of it
+                expected = manifest.get(submission_id, record).get("sha256", record["sha256"])
+                if reader.sha256.hexdigest() != expected:
                     self._report_lost(record, DAMAGED)
                     lost.append(record["student_id"])
-                    continue
-                self._place(record, action, staging)
-                collected.append(record)
-            except UnsafeArchive as exc:
-                reader.drain()  # a damaged archive may fail to unpack: still find its members
-                if reader.sha256.hexdigest() != manifest.get(submission_id, record)["sha256"]:
-                    self._report_lost(record, DAMAGED)
-                    lost.append(record["student_id"])
-                    continue
-                self.log.error(
-                    "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
-                    "safely: %s. Ask %s to fix the file names and submit again.",
-                    record["student_id"],
-                    self.coursedir.assignment_id,
-                    record["timestamp"],
-                    exc,
-                    record["student_id"],
-                )
-                skipped.append(record["student_id"])
+                elif unsafe is not None:
+                    self.log.error(
+                        "Skipped the submission of %s (%s, submitted %s): it cannot be unpacked "
+                        "safely: %s. Ask %s to fix the file names and submit again.",
+                        record["student_id"],
+                        self.coursedir.assignment_id,
+                        record["timestamp"],
+                        unsafe,
+                        record["student_id"],
+                    )
+                    skipped.append(record["student_id"])
+                else:
+                    self._place(record, action, staging)
+                    collected.append(record)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return collected, skipped, lost
 
     @staticmethod
-    def _record_of(member: str, actions: dict) -> dict | None:
-        """The record of ``submissions/<id>.tar`` among ``actions``, else None."""
+    def _id_of(member: str, actions: dict) -> int | None:
+        """The id of ``submissions/<id>.tar`` if it is among ``actions``, else None."""
         stem = PurePosixPath(member).stem
         if not stem.isdigit() or int(stem) not in actions:
             return None
-        return actions[int(stem)][0]
+        return int(stem)
 
     def _report_lost(self, record: dict, reason: str) -> None:
         self.log.error(

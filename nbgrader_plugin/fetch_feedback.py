@@ -12,7 +12,7 @@ from nbgrader_plugin.archive import (
     TarStream,
     UnsafeArchive,
     iter_safe_members,
-    json_member,
+    json_list_member,
 )
 from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
@@ -44,7 +44,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
                 try:
                     for name, info in iter_safe_members(archive):
                         if str(name) == UNSENT_MEMBER and info.isfile():
-                            unsent = self._unsent(json_member(archive, info, MAX_UNSENT_BYTES))
+                            unsent = self._unsent(json_list_member(archive, info, MAX_UNSENT_BYTES))
                             continue
                         if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
                             continue
@@ -73,12 +73,12 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
         self.log.info("Fetched feedback for %d notebook(s) of %s", len(fetched), assignment_id)
 
     @staticmethod
-    def _unsent(entries: list) -> dict[PurePosixPath, dict]:
+    def _unsent(entries: list[dict]) -> dict[PurePosixPath, dict]:
         """The entries of ``missing.json``, by member name."""
         return {
             PurePosixPath(entry["name"]): entry
             for entry in entries
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+            if isinstance(entry.get("name"), str)
         }
 
     def _report_unsent(self, name: PurePosixPath, entry: dict) -> None:

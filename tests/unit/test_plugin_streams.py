@@ -17,11 +17,13 @@ from nbgrader_plugin.archive import (
     MemberReader,
     PackError,
     TarStream,
+    UnsafeArchive,
     extract_stream,
     iter_safe_members,
+    json_list_member,
     pack_directory,
 )
-from tests.support import recorded_writes
+from tests.support import make_tar, recorded_writes
 
 
 def reference_tar(source, extra: dict[str, bytes], mtime: int) -> bytes:
@@ -167,3 +169,29 @@ def test_unpacked_files_are_written_in_pieces_of_at_most_256_kib(tmp_path, monke
     assert target.read_bytes() == data
     assert target.stat().st_mtime == 1_700_000_000
     assert max(sizes) <= archive.PAGE_CACHE_PIECE == 256 * 1024
+
+
+def json_member_of(data: bytes, limit: int = 1000):
+    stream = TarStream(io.BytesIO(make_tar({"missing.json": data})))
+    info = next(iter(stream))
+    return json_list_member(stream, info, limit)
+
+
+def test_a_listing_member_keeps_its_objects_and_drops_anything_else():
+    data = b'[{"name": "a"}, 3, "x", null, {"name": "b"}]'
+    assert json_member_of(data) == [{"name": "a"}, {"name": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"[{", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"name": "a"}', "not a list"),
+        (b"42", "not a list"),
+        (b"[" + b"{}, " * 400 + b"{}]", "too large"),
+    ],
+)
+def test_a_listing_member_that_is_no_list_of_objects_is_refused(data, words):
+    with pytest.raises(UnsafeArchive, match=words):
+        json_member_of(data)
