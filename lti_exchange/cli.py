@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,24 @@ def _state(settings: Settings | None = None, quiet: bool = False) -> AppObjects:
     if not quiet:
         _note_data_dir(settings)
     return build_app_objects(settings)
+
+
+class _ProgressLine:
+    """``progress(done, total)`` in bytes, as a line on stderr at most every 2 s and at the end."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 2:
+            return
+        self.last = now
+        percent = 100 * done // total if total else 100
+        click.echo(
+            f"{self.verb} {done / 1e6:,.1f} of {total / 1e6:,.1f} MB ({percent} %)", err=True
+        )
 
 
 def _emit(as_json: bool, data: Any, text: str) -> None:
@@ -886,8 +905,15 @@ def storage_sweep(older_than: float | None, as_json: bool) -> None:
 
 @storage.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def storage_check(as_json: bool) -> None:
-    """Report rows whose blob is missing and blobs that no row references (exit 1 if any;
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also read every blob and compare its SHA-256 with its row's (reads all stored "
+    "bytes: progress goes to stderr).",
+)
+def storage_check(as_json: bool, verify: bool) -> None:
+    """Report rows whose blob is missing or damaged (a size other than recorded; with
+    --verify, bytes other than recorded) and blobs that no row references (exit 1 if any;
     blobs younger than LTI_EXCHANGE_PARTIAL_UPLOAD_GRACE are uploads in progress: exit 0)."""
     from lti_exchange.services.blob_inventory import check_inventory
     from lti_exchange.storage import StorageUnavailable
@@ -897,7 +923,9 @@ def storage_check(as_json: bool) -> None:
     grace = settings.partial_upload_grace
     try:
         with state.session_factory() as session:
-            report = check_inventory(session, state.storage, grace)
+            report = check_inventory(
+                session, state.storage, grace, verify=verify, progress=_ProgressLine("verified")
+            )
     except StorageUnavailable as exc:
         raise click.ClickException(f"The storage failed: {exc}.") from exc
     lines = [f"{report.blobs} blob(s) stored, {report.rows} row(s) point to blobs."]
@@ -905,6 +933,11 @@ def storage_check(as_json: bool) -> None:
         f"missing blob: {m['table']} {m['id']} -> {m['key']} (restore the blob, or the database "
         "and bucket from matching backups: see docs/operations.md)"
         for m in report.missing
+    ]
+    lines += [
+        f"damaged blob: {d['table']} {d['id']} -> {d['key']}: {d['reason']} (restore the blob "
+        "from a backup; otherwise it has to be sent again: see docs/operations.md)"
+        for d in report.damaged
     ]
     lines += [
         f"orphan blob: {o['key']} ({o['size']} bytes, {o['age_seconds']} s old, older than "

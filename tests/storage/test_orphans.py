@@ -39,15 +39,20 @@ def state(server, monkeypatch):
     return server.state()
 
 
-def storage_check(server, **env: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        [str(BIN / "lti-exchange"), "storage", "check", "--json"],
+def run_check(server, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``lti-exchange storage check ARGS`` with the server's settings (and ``env``)."""
+    return subprocess.run(
+        [str(BIN / "lti-exchange"), "storage", "check", *args],
         env={**server.env, **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def storage_check(server, **env: str) -> tuple[int, dict]:
+    done = run_check(server, "--json", **env)
     return done.returncode, json.loads(done.stdout)
 
 
@@ -118,16 +123,60 @@ def test_a_row_whose_blob_is_gone_is_reported(server, state, course):
 
 
 def test_the_text_report_says_what_each_finding_means(server, state, course):
-    def check_text() -> subprocess.CompletedProcess:
-        command = [str(BIN / "lti-exchange"), "storage", "check"]
-        return subprocess.run(command, env=server.env, cwd=ROOT, capture_output=True, text=True)
-
-    before = check_text()  # (earlier tests of this module may have left a gap behind)
+    before = run_check(server)  # (earlier tests of this module may have left a gap behind)
     writer = state.storage.writer("submissions")
     writer.write(b"being received")
     young = writer.commit().key
-    after = check_text()
+    after = run_check(server)
     assert after.returncode == before.returncode  # an upload in progress is no problem
     assert f"in progress: {young}" in after.stdout
     assert f"orphan blob: {young}" not in after.stdout
     state.storage.delete(young)
+
+
+def overwrite(storage, key: str, data: bytes, recorded_sha256: str) -> None:
+    """Put other bytes under ``key`` behind the service's back (S3: keeping the object's
+    SHA-256 metadata, as a fault inside the store would)."""
+    if isinstance(storage, FilesystemStorage):
+        storage.path_for(key).write_bytes(data)
+        return
+    storage.client.put_object(
+        Bucket=storage.bucket,
+        Key=storage.object_key(key),
+        Body=data,
+        Metadata={"sha256": recorded_sha256},
+    )
+
+
+def test_damaged_blobs_are_reported_by_size_and_with_verify_by_content(server, state, course):
+    from lti_exchange.models import Release
+
+    release(server, course)
+    with state.session_factory() as session:
+        row = session.query(Release).order_by(Release.id.desc()).first()
+        key, size, sha256 = row.blob_key, row.size, row.sha256
+    with state.storage.open(key) as handle:
+        original = handle.read()
+    try:
+        overwrite(state.storage, key, b"\0" * size, sha256)  # same size, other bytes
+        code, report = storage_check(server)
+        assert key not in [d["key"] for d in report["damaged"]]  # only reading finds it
+        assert report["verified"] is False
+
+        done = run_check(server, "--json", "--verify")
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and report["verified"] is True
+        [finding] = [d for d in report["damaged"] if d["key"] == key]
+        assert finding["table"] == "release" and "SHA-256" in finding["reason"]
+        assert "verified" in done.stderr and "(100 %)" in done.stderr
+
+        overwrite(state.storage, key, b"\0" * (size // 2), sha256)  # shorter
+        code, report = storage_check(server)
+        [finding] = [d for d in report["damaged"] if d["key"] == key]
+        assert code == 1 and finding["reason"] == f"{size // 2} bytes stored, {size} recorded"
+        text = run_check(server).stdout
+        assert f"damaged blob: release {finding['id']} -> {key}" in text
+        assert "restore the blob from a backup" in text
+    finally:
+        overwrite(state.storage, key, original, sha256)
+    assert key not in [d["key"] for d in storage_check(server)[1]["damaged"]]
