@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.retry import is_unavailable
 from lti_exchange.storage import BlobStorage
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _INSERT_EVENT = insert(Event.__table__)  # type: ignore[arg-type]  # a Table: Core, not the ORM
 
@@ -74,6 +76,16 @@ class ServiceContext:
         rows = [self._event_row(caller, kind, assignment_id, sid, None, at) for sid in subject_ids]
         if rows:
             self.session.connection().execute(_INSERT_EVENT, rows)
+
+    def record_after_download(self, what: str, unit: Callable[[], object]) -> None:
+        """Run ``unit`` (rows that record a download which has gone out) and commit. A failure
+        is logged, not raised: the bytes were delivered, only their record is missing."""
+        try:
+            unit()
+            self.session.commit()
+        except Exception:  # noqa: BLE001 - see above
+            self.session.rollback()
+            log.exception("%s went out but could not be recorded", what)
 
     def _event_row(
         self,

@@ -158,7 +158,8 @@ class FeedbackService:
     ) -> Iterator[bytes]:
         """A tar of ``<timestamp>/<notebook>.html`` for every submission of one student.
 
-        Feedback stays available after the assignment is unreleased.
+        Feedback stays available after the assignment is unreleased. With ``record``, a
+        ``feedback_fetched`` event (the files delivered) once the whole stream has gone out.
         """
         assignment = self.assignments.find(caller, name, include_unreleased=True)
         if student is None:
@@ -191,12 +192,21 @@ class FeedbackService:
             }
             for fb, sub in rows
         ]
-        if record:  # not for HEAD, which downloads nothing
-            self.ctx.record(
-                caller,
-                "feedback_fetched",
-                assignment_id=assignment.id,
-                details={"student_id": student, "files": len(members)},
+        assignment_id = assignment.id
+        self.session.commit()  # no transaction stays open while the files stream
+        if not record:  # HEAD downloads nothing
+            return stream_tar(manifest, members, self.ctx.storage)
+
+        def delivered(unsent: set[str]) -> None:
+            files = len(members) - len(unsent)
+            self.ctx.record_after_download(
+                "a feedback download",
+                lambda: self.ctx.record(
+                    caller,
+                    "feedback_fetched",
+                    assignment_id=assignment_id,
+                    details={"student_id": student, "files": files},
+                ),
             )
-            self.session.commit()
-        return stream_tar(manifest, members, self.ctx.storage)
+
+        return stream_tar(manifest, members, self.ctx.storage, on_sent=delivered)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,8 +29,6 @@ from lti_exchange.services.authorisation import (
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.storage import StoredBlob
 from lti_exchange.timestamps import format_timestamp
-
-log = logging.getLogger(__name__)
 
 MAX_COLLECT_IDS = 10_000
 _MARK_BATCH = 1000  # ids per UPDATE … IN (…) when marking submissions collected
@@ -335,9 +332,9 @@ class SubmissionService:
     def _mark_collected(
         self, caller: Caller, assignment_id: int, ids: Sequence[int], now: datetime
     ) -> None:
-        """Mark ``ids`` collected at ``now``, a few statements for any number. The files have
-        gone out already: a failure here is logged, not raised."""
-        try:
+        """Mark ``ids`` collected at ``now``, a few statements for any number."""
+
+        def mark() -> None:
             for start in range(0, len(ids), _MARK_BATCH):
                 batch = ids[start : start + _MARK_BATCH]
                 self.session.execute(
@@ -346,10 +343,8 @@ class SubmissionService:
             self.ctx.record_many(
                 caller, "collected", assignment_id=assignment_id, subject_ids=ids, at=now
             )
-            self.session.commit()
-        except Exception:  # noqa: BLE001 - the download is complete; only the record failed
-            self.session.rollback()
-            log.exception("collected %d submissions but could not mark them collected", len(ids))
+
+        self.ctx.record_after_download(f"a collection of {len(ids)} submissions", mark)
 
     def open_archive(self, caller: Caller, submission_id: int) -> tuple[Submission, BinaryIO]:
         submission, _assignment, _user = self.get(caller, submission_id)
