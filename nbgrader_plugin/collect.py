@@ -182,7 +182,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             if str(name) in ("manifest.json", UNSENT_MEMBER):
                 listed = json_list_member(outer, info, MAX_MANIFEST_BYTES)
                 if str(name) == "manifest.json":
-                    manifest = {m["id"]: m for m in listed if "id" in m}
+                    manifest = {m["id"]: m for m in listed if type(m.get("id")) is int}
                     continue
                 for entry in listed:
                     unsent_id = self._id_of(str(entry.get("name", "")), actions)

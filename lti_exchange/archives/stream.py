@@ -9,7 +9,7 @@ overlap the sending instead of adding up.
 A blob that is gone from storage (``BlobNotFound``) or damaged (shorter than recorded, or not
 matching its SHA-256) does not break the download of the others: a missing one is left out, a
 damaged one is sent with zeros in place of what could not be sent (its header already
-promised the size), and a last member ``missing.json`` lists both (``Unsent``), so the
+promised the size), and a last member ``missing.json`` lists both, so the
 client can say which were not delivered. The server logs each with its blob key.
 """
 

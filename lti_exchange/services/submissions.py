@@ -367,7 +367,6 @@ class Submitter(Protocol):
 def submission_json(
     submission: Submission, assignment_name: str, user: Submitter, *, with_feedback: bool = True
 ) -> dict:
-
     body = {
         "id": submission.id,
         "assignment_id": assignment_name,
