@@ -10,11 +10,12 @@ import hashlib
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lti_exchange.archives.stream import opened
 from lti_exchange.models import Feedback, Release, Submission
 from lti_exchange.storage import BlobCorrupted, BlobNotFound, BlobStorage, is_blob_key
 
@@ -144,28 +145,34 @@ def _verify_contents(
     references: list[Reference],
     progress: Callable[[int, int], None] | None,
 ) -> list[dict[str, Any]]:
-    """Read each blob once and compare its SHA-256 with its row's; the damaged ones."""
+    """Read each blob once and compare its SHA-256 with its row's; the damaged ones. Blobs are
+    opened ahead where the store asks for it (S3: the next GetObjects wait while one is read)."""
+    references = sorted(references, key=lambda r: r.key)
     total = sum(r.size for r in references)
     done = 0
     damaged = []
-    for reference in sorted(references, key=lambda r: r.key):
-        try:
-            found = _sha256_of(storage, reference.key)
-        except BlobNotFound:  # deleted with its row since the listing: no finding
-            found = reference.sha256
-        done += reference.size
-        if progress is not None:
-            progress(done, total)
-        if found != reference.sha256:
-            damaged.append(reference.finding(reason="its bytes differ from the recorded SHA-256"))
+    handles = opened(storage, [r.key for r in references])
+    try:
+        for reference, handle in zip(references, handles, strict=True):
+            # a blob deleted with its row since the listing (BlobNotFound) is no finding
+            found = reference.sha256 if isinstance(handle, BlobNotFound) else _sha256_of(handle)
+            done += reference.size
+            if progress is not None:
+                progress(done, total)
+            if found != reference.sha256:
+                reason = "its bytes differ from the recorded SHA-256"
+                damaged.append(reference.finding(reason=reason))
+    finally:
+        handles.close()
     return damaged
 
 
-def _sha256_of(storage: BlobStorage, key: str) -> str | None:
-    """The blob's SHA-256, or None where the store refused bytes that failed its own check."""
+def _sha256_of(handle: BinaryIO) -> str | None:
+    """The SHA-256 of the rest of ``handle`` (closed after), or None where the store refused
+    bytes that failed its own check."""
     digest = hashlib.sha256()
     try:
-        with storage.open_once(key) as handle:
+        with handle:
             while chunk := handle.read(VERIFY_CHUNK):
                 digest.update(chunk)
     except BlobCorrupted:  # a store that checks as it reads (S3) refused the last bytes
