@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import PurePosixPath
 
@@ -17,7 +18,11 @@ from nbgrader_plugin.archive import (
 from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
-MAX_UNSENT_BYTES = 1024 * 1024
+MAX_LISTING_BYTES = 16 * 1024 * 1024  # manifest.json, missing.json
+DAMAGED = (
+    "what arrived does not match what was released (its copy on the exchange is damaged), so it "
+    "was not kept."
+)
 
 
 class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
@@ -34,6 +39,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
         fetched: list[PurePosixPath] = []
         unsent: dict[PurePosixPath, dict] = {}
+        expected: dict[PurePosixPath, str] = {}  # the manifest's SHA-256 of each file
         with self.failures("Fetching feedback"):
             client = self.client(course_id)
             response = client.download(
@@ -43,22 +49,30 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
                 archive = TarStream(ResponseBody(response))  # our own reader, never tarfile's
                 try:
                     for name, info in iter_safe_members(archive):
-                        if str(name) == UNSENT_MEMBER and info.isfile():
-                            unsent = self._unsent(json_list_member(archive, info, MAX_UNSENT_BYTES))
+                        if str(name) in ("manifest.json", UNSENT_MEMBER) and info.isfile():
+                            listed = json_list_member(archive, info, MAX_LISTING_BYTES)
+                            if str(name) == UNSENT_MEMBER:
+                                unsent.update(self._unsent(listed))
+                            else:
+                                expected = self._expected(listed)
                             continue
                         if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
                             continue
                         target = self.dest_path.joinpath(*name.parts)
                         target.parent.mkdir(parents=True, exist_ok=True)
+                        digest = hashlib.sha256()
                         with open(target, "wb") as out:
                             for piece in archive.data(info.size):
+                                digest.update(piece)
                                 out.write(piece)
                         fetched.append(name)
+                        if expected.get(name, digest.hexdigest()) != digest.hexdigest():
+                            unsent[name] = {"message": DAMAGED}
                 except (UnsafeArchive, tarfile.TarError, EOFError) as exc:
                     self.fail(f"The feedback was refused: {exc}. Tell your instructor.")
         for name, entry in unsent.items():
             self._report_unsent(name, entry)
-            if name in fetched:  # damaged: zeros stand in for part of it
+            if name in fetched:  # damaged: zeros or other bytes stand in for part of it
                 self.dest_path.joinpath(*name.parts).unlink(missing_ok=True)
                 fetched.remove(name)
         if not fetched:
@@ -71,6 +85,15 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
         for name in fetched:
             self.log.info("Fetched feedback: %s", self.dest_path.joinpath(*name.parts))
         self.log.info("Fetched feedback for %d notebook(s) of %s", len(fetched), assignment_id)
+
+    @staticmethod
+    def _expected(entries: list[dict]) -> dict[PurePosixPath, str]:
+        """The manifest's SHA-256 of each file, by member name."""
+        return {
+            PurePosixPath(f"{entry['timestamp']}/{entry['notebook_id']}.html"): entry["sha256"]
+            for entry in entries
+            if all(isinstance(entry.get(k), str) for k in ("timestamp", "notebook_id", "sha256"))
+        }
 
     @staticmethod
     def _unsent(entries: list[dict]) -> dict[PurePosixPath, dict]:

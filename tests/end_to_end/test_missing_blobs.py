@@ -81,6 +81,7 @@ def test_fetch_feedback_takes_what_is_there_and_names_the_missing(live_server, t
             "ann/timestamp.txt": stamp.encode(),
             "ann/ps1.html": b"<p>one</p>",
             "ann/ps2.html": b"<p>two</p>",
+            "ann/ps3.html": b"<p>three</p>",
         }
     )
     answer = live_server.api(
@@ -88,6 +89,8 @@ def test_fetch_feedback_takes_what_is_there_and_names_the_missing(live_server, t
     )
     assert answer.status_code == 201, answer.text
     blob_path(live_server, Feedback, submission_id=submitted["id"], notebook_id="ps2").unlink()
+    rotten = blob_path(live_server, Feedback, submission_id=submitted["id"], notebook_id="ps3")
+    rotten.write_bytes(b"<p>THREE</p>")  # same size, other bytes: only its SHA-256 tells
     ann = Role("ann", tmp_path, live_server.url)
     ann.login(live_server.url, live_server.issue_token("ann", course))
 
@@ -97,6 +100,8 @@ def test_fetch_feedback_takes_what_is_there_and_names_the_missing(live_server, t
     folder = ann.work / "ps1" / "feedback" / stamp
     assert (folder / "ps1.html").read_bytes() == b"<p>one</p>"
     assert not (folder / "ps2.html").exists()
+    assert not (folder / "ps3.html").exists()
     assert done.lines("Could not fetch the feedback ps2.html")
+    assert done.lines("Could not fetch the feedback ps3.html")[0].count("does not match")
     assert done.lines("Tell your instructor")
     assert done.lines("Fetched feedback for 1 notebook(s) of ps1")
