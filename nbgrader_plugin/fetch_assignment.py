@@ -60,7 +60,11 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
                 reader.drain()
         expected = response.headers.get("X-Content-SHA256")
         if expected and reader.sha256.hexdigest() != expected:
-            self.fail("The download was corrupted (checksum mismatch). Please fetch again.")
+            self.fail(
+                "The released files arrived different from what was released (checksum "
+                "mismatch). Fetch again; if it happens again, the exchange's copy is damaged: "
+                "tell your instructor, who can release the assignment again."
+            )
 
     def _copy_missing(self, source: Path, dest: Path) -> None:
         for item in sorted(source.rglob("*")):

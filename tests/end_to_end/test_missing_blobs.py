@@ -8,7 +8,7 @@ import os
 import uuid
 from pathlib import Path
 
-from lti_exchange.models import Feedback, Submission
+from lti_exchange.models import Feedback, Release, Submission
 from tests.end_to_end.helpers import Role, no_traceback
 from tests.support import NOTEBOOK, TAR, make_tar, release_as_teacher
 
@@ -105,3 +105,21 @@ def test_fetch_feedback_takes_what_is_there_and_names_the_missing(live_server, t
     assert done.lines("Could not fetch the feedback ps3.html")[0].count("does not match")
     assert done.lines("Tell your instructor")
     assert done.lines("Fetched feedback for 1 notebook(s) of ps1")
+
+
+def test_a_damaged_release_is_refused_with_what_to_do(live_server, tmp_path):
+    course = f"rot{uuid.uuid4().hex[:6]}"
+    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    with live_server.state().session_factory() as session:
+        key = session.query(Release).order_by(Release.id.desc()).first().blob_key
+    stored = live_server.storage_dir / "blobs" / key
+    stored.write_bytes(stored.read_bytes().replace(b"nbformat", b"NBFORMAT"))  # same size
+    ann = Role("ann", tmp_path, live_server.url)
+    ann.login(live_server.url, live_server.issue_token("ann", course))
+
+    done = ann.nbgrader("fetch_assignment", "ps1", "--course", course, expect=1)
+
+    no_traceback(done)
+    assert done.lines("arrived different from what was released")
+    assert done.lines("tell your instructor, who can release the assignment again")
+    assert list(ann.work.iterdir()) == []  # nothing half-fetched is left, no staging folder
