@@ -6,17 +6,19 @@ the server logged for it can be found (``grep <id>`` in the service log).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from nbgrader_plugin.archive import PackError
 from nbgrader_plugin.tokens import TokenEntry, TokenStore
 from nbgrader_plugin.transport import (
+    NETWORK_ERRORS,
     Connection,
     Response,
     TransportError,
@@ -36,6 +38,7 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 RETRY_STATUSES = frozenset({502, 503, 504})
 UNREACHABLE = "unreachable"  # no answer came: refused, reset, cut off or timed out
 CONNECTION_FAILED = "connection_failed"  # no connection, and none to expect by trying again
+DOWNLOAD_CUT = "download_cut"  # an answer's body stopped half-way
 # A GET (a list, a fetch) is asked again after these waits: shorter, since someone may be
 # looking at a spinner (the Assignments page) while it waits.
 SAFE_RETRY_DELAYS = (1.0, 2.0, 4.0)
@@ -396,16 +399,39 @@ class ExchangeClient:
 
 class ResponseBody:
     """A streamed answer's body as a readable stream: a chunked body is read chunk by chunk
-    (``read1``) instead of gluing chunks into fixed-size reads."""
+    (``read1``) instead of gluing chunks into fixed-size reads. A connection that breaks
+    while the body streams is an ``ExchangeClientError`` (code ``download_cut``) that says so,
+    not a network exception; a body shorter than its ``Content-Length`` simply ends early
+    (``received`` tells how much came)."""
 
     def __init__(self, response: Response) -> None:
         self._raw = response.raw
         self._chunked = bool(getattr(self._raw, "chunked", False))
+        self.received = 0
 
     def read(self, size: int = -1) -> bytes:
-        if self._chunked:
-            return self._raw.read1(size if size and size > 0 else -1)
-        return self._raw.read(size if size and size > 0 else None)
+        with self._cut_off():
+            if self._chunked:
+                data = self._raw.read1(size if size and size > 0 else -1)
+            else:
+                data = self._raw.read(size if size and size > 0 else None)
+        self.received += len(data)
+        return data
 
     def readinto(self, buffer: Any) -> int:
-        return self._raw.readinto(buffer)
+        with self._cut_off():
+            count = self._raw.readinto(buffer)
+        self.received += count
+        return count
+
+    @contextlib.contextmanager
+    def _cut_off(self) -> Iterator[None]:
+        try:
+            yield
+        except NETWORK_ERRORS as exc:
+            raise ExchangeClientError(
+                f"the download broke off after {self.received} bytes (the connection was cut: "
+                f"{exc.__class__.__name__}). Run the command again; if it keeps happening, tell "
+                "your instructor or the exchange's operator.",
+                code=DOWNLOAD_CUT,
+            ) from exc

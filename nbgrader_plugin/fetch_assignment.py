@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from nbgrader.exchange.abc import ExchangeFetchAssignment as ABCExchangeFetchAssignment
 
-from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream
+from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream, read_to_end
 from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
@@ -52,10 +52,17 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
         with response:
             size = int(response.headers.get("Content-Length", 0)) or None
             with self.progress(size, f"fetch {assignment_id}") as progress:
-                reader = HashingReader(ResponseBody(response), progress)
+                body = ResponseBody(response)
+                reader = HashingReader(body, progress)
                 try:
                     extract_stream(reader, staging, skip=lambda name: _ignored(name, ignored))
                 except UnsafeArchive as exc:
+                    if size is not None and read_to_end(reader) < size:
+                        self.fail(
+                            f"The download broke off after {body.received} of {size} bytes (the "
+                            "connection was cut). Fetch again; if it keeps happening, tell your "
+                            "instructor."
+                        )
                     self.fail(f"The released files were refused: {exc}. Tell your instructor.")
                 reader.drain()
         expected = response.headers.get("X-Content-SHA256")
