@@ -8,6 +8,7 @@ import io
 import os
 import socket
 import tarfile
+import threading
 import time
 
 MiB = 1024 * 1024
@@ -92,6 +93,45 @@ def pipe_bytes(source: socket.socket, target: socket.socket) -> None:
         for sock in (source, target):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class LoopbackRelay:
+    """Relays loopback TCP connections to ``upstream`` (``url`` is where to connect), each in
+    a thread of its own through ``relay(client)``, which subclasses define to misbehave."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def before(cls, server) -> LoopbackRelay:
+        """A relay in front of a live test server."""
+        host, port = server.url.removeprefix("http://").split(":")
+        return cls((host, int(port)))
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def relay(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.relay, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def end(sock: socket.socket) -> None:
+        """Shut a connection down (waking a thread blocked on it), then close it."""
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
 
 
 def release_as_teacher(server, course: str, name: str, files: dict[str, bytes]) -> None:

@@ -263,3 +263,19 @@ def submitted_lines(result: Result, course: str, student: str, assignment: str) 
 
 def no_traceback(result: Result) -> None:
     assert "Traceback" not in result.output, result.output[-3000:]
+
+
+def instructor_course(server, base: Path, course: str, url: str | None = None) -> tuple[Role, Path]:
+    """An instructor ``teacher`` logged in to ``course`` (through ``url``, the server's by
+    default) with a bare nbgrader course folder: its ``nbgrader_config.py`` names the course
+    and the root. Returns the role and the course root."""
+    url = url or server.url
+    teacher = Role("teacher", base, url)
+    teacher.login(url, server.issue_token("teacher", course, "Instructor"))
+    root = teacher.work / course
+    root.mkdir()
+    (root / "nbgrader_config.py").write_text(
+        f'c = get_config()\nc.CourseDirectory.course_id = "{course}"\n'
+        f'c.CourseDirectory.root = "{root}"\n'
+    )
+    return teacher, root

@@ -16,36 +16,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.end_to_end.helpers import Role, no_traceback
-from tests.support import NOTEBOOK, TAR, make_tar, pipe_bytes, release_as_teacher
+from tests.end_to_end.helpers import Role, instructor_course, no_traceback
+from tests.support import (
+    NOTEBOOK,
+    TAR,
+    LoopbackRelay,
+    make_tar,
+    pipe_bytes,
+    release_as_teacher,
+)
 
 CUT_AFTER = 64 * 1024  # bytes of the answer that get through
 
 
-class CuttingRelay:
-    """Relays loopback TCP connections to ``upstream`` and cuts each one off once it has
-    passed ``CUT_AFTER`` bytes of answers (small answers on the same kept-alive connection,
-    such as a listing, get through; a download does not)."""
+class CuttingRelay(LoopbackRelay):
+    """Cuts each connection off once it has passed ``CUT_AFTER`` bytes of answers (small
+    answers on the same kept-alive connection, such as a listing, get through; a download
+    does not)."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.cut = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def close(self) -> None:
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
+    def relay(self, client: socket.socket) -> None:
         server = socket.create_connection(self.upstream)
         threading.Thread(target=pipe_bytes, args=(client, server), daemon=True).start()
         passed = 0
@@ -53,17 +46,15 @@ class CuttingRelay:
             while passed < CUT_AFTER and (data := server.recv(CUT_AFTER - passed)):
                 client.sendall(data)
                 passed += len(data)
-        self.cut += passed >= CUT_AFTER
-        for end in (client, server):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
+        with self.lock:
+            self.cut += passed >= CUT_AFTER
+        self.end(client)
+        self.end(server)
 
 
 @pytest.fixture
 def relay(live_server) -> Iterator[CuttingRelay]:
-    host, port = live_server.url.removeprefix("http://").split(":")
-    relay = CuttingRelay((host, int(port)))
+    relay = CuttingRelay.before(live_server)
     yield relay
     relay.close()
 
@@ -94,14 +85,7 @@ def test_a_collection_cut_off_half_way_says_so(live_server, relay, tmp_path: Pat
         path = f"courses/{course}/assignments/ps1/submissions"
         token = live_server.issue_token(student, course)
         assert live_server.api("POST", path, token, data=body, headers=TAR).status_code == 201
-    teacher = Role("teacher", tmp_path, relay.url)
-    teacher.login(relay.url, live_server.issue_token("teacher", course, "Instructor"))
-    root = teacher.work / course
-    root.mkdir()
-    (root / "nbgrader_config.py").write_text(
-        f'c = get_config()\nc.CourseDirectory.course_id = "{course}"\n'
-        f'c.CourseDirectory.root = "{root}"\n'
-    )
+    teacher, root = instructor_course(live_server, tmp_path, course, relay.url)
 
     done = teacher.nbgrader("collect", "ps1", cwd=root, expect=1)
 

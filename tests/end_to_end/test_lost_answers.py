@@ -8,7 +8,6 @@ service and then closes the student's connection instead of passing the answer o
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import uuid
@@ -18,59 +17,36 @@ from pathlib import Path
 import pytest
 
 from tests.end_to_end.helpers import Role, no_traceback, submitted_lines
-from tests.support import NOTEBOOK, pipe_bytes, release_as_teacher
+from tests.support import NOTEBOOK, LoopbackRelay, pipe_bytes, release_as_teacher
 
 
-class AnswerLosingRelay:
-    """Relays loopback TCP connections to ``upstream``; the first connection that starts with
-    a submission (``POST …/submissions``) gets its request through and loses its answer."""
+class AnswerLosingRelay(LoopbackRelay):
+    """The first connection that starts with a submission (``POST …/submissions``) gets its
+    request through and loses its answer; the others are relayed as they are."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.lost = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def close(self) -> None:
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
+    def relay(self, client: socket.socket) -> None:
         server = socket.create_connection(self.upstream)
         first = client.recv(65536)
-        with self._lock:
+        with self.lock:
             lose = self.lost == 0 and first.startswith(b"POST ") and b"/submissions " in first
             self.lost += lose
         server.sendall(first)
         threading.Thread(target=pipe_bytes, args=(client, server), daemon=True).start()
         if lose:
             server.recv(1)  # the service answered: the submission is stored
-            self._end(client)  # ... and the student never hears it
-            self._end(server)
+            self.end(client)  # ... and the student never hears it
+            self.end(server)
             return
         pipe_bytes(server, client)
-
-    @staticmethod
-    def _end(end: socket.socket) -> None:
-        """Shut the connection down (waking a thread blocked on it), then close it."""
-        with contextlib.suppress(OSError):
-            end.shutdown(socket.SHUT_RDWR)
-        end.close()
 
 
 @pytest.fixture
 def relay(live_server) -> Iterator[AnswerLosingRelay]:
-    host, port = live_server.url.removeprefix("http://").split(":")
-    relay = AnswerLosingRelay((host, int(port)))
+    relay = AnswerLosingRelay.before(live_server)
     yield relay
     relay.close()
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from lti_exchange.models import Feedback, Release, Submission
-from tests.end_to_end.helpers import Role, no_traceback
+from tests.end_to_end.helpers import Role, instructor_course, no_traceback
 from tests.support import NOTEBOOK, TAR, make_tar, release_as_teacher
 
 STUDENTS = ("ann", "ben", "cat", "dan")
@@ -29,18 +29,6 @@ def blob_path(live_server, model, **where) -> Path:
     with live_server.state().session_factory() as session:
         row = session.query(model).filter_by(**where).one()
         return live_server.storage_dir / "blobs" / row.blob_key
-
-
-def instructor_course(live_server, tmp_path: Path, course: str) -> tuple[Role, Path]:
-    teacher = Role("teacher", tmp_path, live_server.url)
-    teacher.login(live_server.url, live_server.issue_token("teacher", course, "Instructor"))
-    root = teacher.work / course
-    root.mkdir()
-    (root / "nbgrader_config.py").write_text(
-        f'c = get_config()\nc.CourseDirectory.course_id = "{course}"\n'
-        f'c.CourseDirectory.root = "{root}"\n'
-    )
-    return teacher, root
 
 
 def test_collect_takes_what_is_there_and_names_the_missing_and_damaged(live_server, tmp_path):
