@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from lti_exchange.archives.upload import ArchiveManifest, store_archive
@@ -16,10 +16,9 @@ from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Event, Release, Submission
 from lti_exchange.observability import count_release
 from lti_exchange.services.authorisation import (
+    AssignmentColumns,
     Caller,
     Lookup,
-    assignment_lookup,
-    enrolment_with_assignment,
     not_found,
 )
 from lti_exchange.services.context import ServiceContext
@@ -27,7 +26,7 @@ from lti_exchange.services.retry import run_with_retry
 from lti_exchange.storage import StoredBlob
 
 # The assignment's released file, by course id and name (the fetch path), built once.
-_RELEASE_TO_FETCH_COLUMNS = (
+_RELEASE_TO_FETCH = AssignmentColumns(
     Assignment.id.label("assignment_id"),
     Assignment.released,
     Release.id.label("release_id"),
@@ -35,19 +34,13 @@ _RELEASE_TO_FETCH_COLUMNS = (
     Release.blob_key,
     Release.size,
     Release.sha256,
+    present="release_id",
 )
-_RELEASE_TO_FETCH = (
-    select(*_RELEASE_TO_FETCH_COLUMNS)
-    .join(Release, Release.id == Assignment.current_release_id)
-    .where(Assignment.course_id == bindparam("course_id"), Assignment.name == bindparam("name"))
-)
-# The same columns fetched by the authorising query (a fetch: one query less).
-_RELEASE_TO_FETCH_WITH_ENROLMENT = enrolment_with_assignment(*_RELEASE_TO_FETCH_COLUMNS)
 
 
 def release_to_fetch(name: str) -> Lookup | None:
     """What ``open_current_release`` needs of ``name``, for ``caller_for`` to fetch."""
-    return assignment_lookup(_RELEASE_TO_FETCH_WITH_ENROLMENT, name)
+    return _RELEASE_TO_FETCH.lookup(name)
 
 
 def require_visible(caller: Caller, name: str, released: bool | None) -> None:
@@ -235,15 +228,7 @@ class AssignmentService:
         False for a HEAD request, which downloads nothing). One Core insert, and no query when
         the caller was authorised with ``release_to_fetch(name)``."""
         validate_identifier(name, "assignment")
-        found = caller.found_by(release_to_fetch(name))
-        if found is not None:  # NULLs: no such assignment, or never released
-            row = found if found.release_id is not None else None
-        else:
-            row = (
-                self.session.connection()
-                .execute(_RELEASE_TO_FETCH, {"course_id": caller.course_id, "name": name})
-                .first()
-            )
+        row = _RELEASE_TO_FETCH.row(self.session, caller, name)  # None: never released
         require_visible(caller, name, row.released if row is not None else None)
         assert row is not None
         release = ReleaseFile(

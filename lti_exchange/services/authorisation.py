@@ -128,6 +128,38 @@ def assignment_lookup(statement: Select[Any], name: str) -> Lookup | None:
     return Lookup(statement, {"assignment_name": name})
 
 
+class AssignmentColumns:
+    """Columns a hot path needs of one of the course's assignments, by name, and of its
+    current release. They ride along with the authorising query when the caller was
+    authorised with ``lookup(name)`` (one round trip less); otherwise ``row`` asks for them
+    on their own. Both forms outer-join, so ``present`` (a column label) says whether a row
+    was found: NULL there means none (no such assignment, or a release it needs and lacks)."""
+
+    def __init__(self, *columns: Any, present: str) -> None:
+        self.present = present
+        self.joined = enrolment_with_assignment(*columns)
+        self.alone = (
+            select(*columns)
+            .outerjoin(Release, Release.id == Assignment.current_release_id)
+            .where(
+                Assignment.course_id == bindparam("course_id"),
+                Assignment.name == bindparam("name"),
+            )
+        )
+
+    def lookup(self, name: str) -> Lookup | None:
+        """What ``caller_for`` passes on to fetch these columns with the authorisation."""
+        return assignment_lookup(self.joined, name)
+
+    def row(self, session: Session, caller: Caller, name: str) -> Any:
+        """The columns for assignment ``name`` of the caller's course, or None."""
+        found = caller.found_by(self.lookup(name))
+        if found is None:
+            params = {"course_id": caller.course_id, "name": name}
+            found = session.connection().execute(self.alone, params).first()
+        return found if found is not None and getattr(found, self.present) is not None else None
+
+
 def authorise_course(
     session: Session,
     claims: TokenClaims,

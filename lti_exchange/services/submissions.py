@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -21,10 +21,9 @@ from lti_exchange.models import Assignment, Feedback, Release, Submission, User
 from lti_exchange.observability import count_submission
 from lti_exchange.services.assignments import AssignmentService, require_visible
 from lti_exchange.services.authorisation import (
+    AssignmentColumns,
     Caller,
     Lookup,
-    assignment_lookup,
-    enrolment_with_assignment,
 )
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.storage import StoredBlob
@@ -35,24 +34,18 @@ _MARK_BATCH = 1000  # ids per UPDATE … IN (…) when marking submissions colle
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: no PostgreSQL or MariaDB row has a larger one
 SubmissionRows = list[tuple[Submission, User]]  # (the class below has a method named ``list``)
 
-# The submit path's statements, built once.
-_SUBMIT_TARGET_COLUMNS = (
+# What the submit path needs of the assignment, built once.
+_SUBMIT_TARGET = AssignmentColumns(
     Assignment.id.label("assignment_id"),
     Assignment.released,
     Release.notebooks.label("release_notebooks"),
+    present="assignment_id",
 )
-_SUBMIT_TARGET = (
-    select(*_SUBMIT_TARGET_COLUMNS)
-    .outerjoin(Release, Release.id == Assignment.current_release_id)
-    .where(Assignment.course_id == bindparam("course_id"), Assignment.name == bindparam("name"))
-)
-# The same columns fetched by the authorising query (a submission: one query less).
-_SUBMIT_TARGET_WITH_ENROLMENT = enrolment_with_assignment(*_SUBMIT_TARGET_COLUMNS)
 
 
 def submit_target(name: str) -> Lookup | None:
     """What ``SubmissionService.submit`` needs of ``name``, for ``caller_for`` to fetch."""
-    return assignment_lookup(_SUBMIT_TARGET_WITH_ENROLMENT, name)
+    return _SUBMIT_TARGET.lookup(name)
 
 
 _INSERT_SUBMISSION = insert(Submission.__table__)  # type: ignore[arg-type]  # Core, not the ORM
@@ -91,15 +84,7 @@ class SubmissionService:
         more: the first submission is the receipt (``replayed``).
         """
         validate_identifier(name, "assignment")
-        found = caller.found_by(submit_target(name))
-        if found is not None:  # NULLs: no such assignment
-            target = found if found.assignment_id is not None else None
-        else:
-            target = (
-                self.session.connection()
-                .execute(_SUBMIT_TARGET, {"course_id": caller.course_id, "name": name})
-                .first()
-            )
+        target = _SUBMIT_TARGET.row(self.session, caller, name)
         require_visible(caller, name, target.released if target is not None else None)
         assert target is not None
         if not target.released:
