@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import http.client
 import io
 import json
 import math
@@ -685,15 +683,6 @@ def _decode_name(raw: bytes) -> str:
     except UnicodeDecodeError:
         shown = raw.decode("utf-8", "replace")
         raise UnsafeArchive(f"refused archive member {shown!r} (its name is not UTF-8)") from None
-
-
-def read_to_end(reader: HashingReader) -> int:
-    """Read what is left of ``reader`` and return how many bytes it gave in all; a stream
-    that breaks meanwhile counts as ended (so a caller can tell a cut-off download, which
-    gave fewer bytes than announced, from a whole one it refused)."""
-    with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
-        reader.drain()
-    return reader.size
 
 
 UNSENT_MEMBER = "missing.json"  # the exchange's list of files it could not send, if any

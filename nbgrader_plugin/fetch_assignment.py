@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
 from nbgrader.exchange.abc import ExchangeFetchAssignment as ABCExchangeFetchAssignment
 
-from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream, read_to_end
-from nbgrader_plugin.client import ResponseBody, path
+from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream
+from nbgrader_plugin.client import ExchangeClientError, ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
 
@@ -57,7 +58,9 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
                 try:
                     extract_stream(reader, staging, skip=lambda name: _ignored(name, ignored))
                 except UnsafeArchive as exc:
-                    if size is not None and read_to_end(reader) < size:
+                    with contextlib.suppress(ExchangeClientError):  # it breaks off: see below
+                        reader.drain()  # the rest, to tell a cut-off download from a bad one
+                    if size is not None and body.received < size:
                         self.fail(
                             f"The download broke off after {body.received} of {size} bytes (the "
                             "connection was cut). Fetch again; if it keeps happening, tell your "
