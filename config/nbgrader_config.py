@@ -24,6 +24,8 @@ c.ExchangeFactory.collect = "nbgrader_plugin.ExchangeCollect"
 # c.Exchange.token_file = "~/.lti-exchange/tokens.json"
 # c.Exchange.timeout = 300                    # seconds to wait for the service
 # c.Exchange.progress_threshold = 16777216    # progress bar for transfers >= 16 MiB
+# c.Exchange.download_retry_delays = [1, 2, 4]  # waits before asking again for a download
+#                                               # that broke off half-way; [] = give up at once
 
 # Grades to the LMS: `nbgrader export --exporter=nbgrader_plugin.LtiGradeExporter`
 # c.LtiGradeExporter.import_roster = True      # add the LMS roster's students to the gradebook

@@ -68,6 +68,27 @@ class ExchangeClientError(Exception):
         self.request_id = request_id
 
 
+class DownloadCut(ExchangeClientError):
+    """An answer's body stopped half-way: the connection broke, or it ended before its
+    ``Content-Length``. ``received`` bytes came, of ``expected`` when the answer said."""
+
+    def __init__(self, received: int, expected: int | None, cause: str) -> None:
+        of = f" of {expected}" if expected is not None else ""
+        self.summary = f"the download broke off after {received}{of} bytes ({cause})"
+        super().__init__(
+            f"{self.summary}. Run the command again; if it keeps happening, tell your "
+            "instructor or the exchange's operator.",
+            code=DOWNLOAD_CUT,
+        )
+        self.received = received
+        self.expected = expected
+
+
+def is_cut(error: ExchangeClientError) -> bool:
+    """Whether ``error`` is a download that broke off half-way (asking again may get it all)."""
+    return error.code == DOWNLOAD_CUT
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -303,16 +324,18 @@ class ExchangeClient:
         delays: tuple[float, ...],
         attempt: Callable[[], T],
         on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
+        when: Callable[[ExchangeClientError], bool] = retryable,
     ) -> T:
-        """``attempt()``, and again after each of ``delays`` while it fails with a
-        ``retryable`` error, on a fresh connection. Before each wait ``on_retry(error, delay,
-        next_attempt, attempts)`` is told (without one, the wait is logged as a warning)."""
+        """``attempt()``, and again after each of ``delays`` while it fails with an error
+        ``when`` accepts (``retryable``), on a fresh connection. Before each wait
+        ``on_retry(error, delay, next_attempt, attempts)`` is told (without one, the wait is
+        logged as a warning)."""
         waits, number = iter(delays), 1
         while True:
             try:
                 return attempt()
             except ExchangeClientError as exc:
-                delay = next(waits, None) if retryable(exc) else None
+                delay = next(waits, None) if when(exc) else None
                 if delay is None:
                     raise
                 number += 1
@@ -392,21 +415,34 @@ class ExchangeClient:
 
     def download(self, url_path: str, **kwargs: Any) -> Response:
         """A streamed answer: read it (or ``ResponseBody(response)``), then close it. Asked
-        again like ``call``'s GETs until the answer's head has arrived, not once it streams."""
+        again like ``call``'s GETs until the answer's head has arrived, not once it streams
+        (``again_if_cut`` does that)."""
         delays = self._safe_delays("GET")
         return self._retrying(delays, lambda: self.request("GET", url_path, **kwargs))
+
+    def again_if_cut(
+        self,
+        delays: tuple[float, ...],
+        attempt: Callable[[], T],
+        on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
+    ) -> T:
+        """``attempt()`` (a download and the reading of its body), and again after each of
+        ``delays`` while its body breaks off half-way (``DownloadCut``), on a fresh
+        connection; ``on_retry`` as in ``upload``. Other failures are not asked again here."""
+        return self._retrying(delays, attempt, on_retry, when=is_cut)
 
 
 class ResponseBody:
     """A streamed answer's body as a readable stream: a chunked body is read chunk by chunk
-    (``read1``) instead of gluing chunks into fixed-size reads. A connection that breaks
-    while the body streams is an ``ExchangeClientError`` (code ``download_cut``) that says so,
-    not a network exception; a body shorter than its ``Content-Length`` simply ends early
-    (``received`` tells how much came)."""
+    (``read1``) instead of gluing chunks into fixed-size reads. A body that stops half-way (the
+    connection breaks, or it ends before its ``Content-Length``) raises ``DownloadCut``, not a
+    network exception or a quiet early end; ``received`` tells how much came."""
 
     def __init__(self, response: Response) -> None:
         self._raw = response.raw
         self._chunked = bool(getattr(self._raw, "chunked", False))
+        length = response.headers.get("Content-Length")
+        self.expected = int(length) if not self._chunked and length and length.isdigit() else None
         self.received = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -416,22 +452,27 @@ class ResponseBody:
             else:
                 data = self._raw.read(size if size and size > 0 else None)
         self.received += len(data)
+        if not data and size != 0:
+            self._check_complete()
         return data
 
     def readinto(self, buffer: Any) -> int:
         with self._cut_off():
             count = self._raw.readinto(buffer)
         self.received += count
+        if not count and len(buffer):
+            self._check_complete()
         return count
+
+    def _check_complete(self) -> None:
+        """At the body's end: fewer bytes than its ``Content-Length`` is a cut."""
+        if self.expected is not None and self.received < self.expected:
+            raise DownloadCut(self.received, self.expected, "the connection was cut")
 
     @contextlib.contextmanager
     def _cut_off(self) -> Iterator[None]:
         try:
             yield
         except NETWORK_ERRORS as exc:
-            raise ExchangeClientError(
-                f"the download broke off after {self.received} bytes (the connection was cut: "
-                f"{exc.__class__.__name__}). Run the command again; if it keeps happening, tell "
-                "your instructor or the exchange's operator.",
-                code=DOWNLOAD_CUT,
-            ) from exc
+            cause = f"the connection was cut: {exc.__class__.__name__}"
+            raise DownloadCut(self.received, self.expected, cause) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -21,7 +22,7 @@ from nbgrader_plugin.archive import (
     iter_safe_members,
     json_list_member,
 )
-from nbgrader_plugin.client import ResponseBody, path
+from nbgrader_plugin.client import ExchangeClientError, ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_students
@@ -30,6 +31,17 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DAMAGED = (
     "what arrived does not match what the student submitted (its copy on the exchange is damaged)."
 )
+
+
+@dataclass
+class _Outcome:
+    """What a collect has settled so far, over every try of its download."""
+
+    collected: list[dict] = field(default_factory=list)  # the records placed
+    skipped: list[str] = field(default_factory=list)  # students: cannot be unpacked safely
+    lost: list[str] = field(default_factory=list)  # students: missing or damaged on the exchange
+    settled: set[int] = field(default_factory=set)  # submission ids not to ask for again
+    received: set[int] = field(default_factory=set)  # ... of them, those that arrived whole
 
 
 class ExchangeCollect(Exchange, ABCExchangeCollect):
@@ -115,22 +127,20 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         if not actions:
             self._update_gradebook([])  # extensions granted since the last collect
             return
-        total = sum(r["size"] for r, _ in actions.values())
-        with self.failures("Collecting"):
-            response = self.api.request(
-                "POST",
-                path("courses", course_id, "assignments", assignment_id, "collection"),
-                json_body={"submission_ids": sorted(actions)},
-            )
-            with response, self.progress(total, f"collect {assignment_id}") as progress:
-                try:
-                    collected, skipped, lost = self._unpack(
-                        ResponseBody(response), actions, progress
-                    )
-                except UnsafeArchive as exc:
-                    self.fail(
-                        f"The download of the submissions cannot be read ({exc}); collect again."
-                    )
+        outcome = _Outcome()
+        try:
+            self.again_if_cut(self.api, "Collecting", lambda: self._collect_rest(actions, outcome))
+        except ExchangeClientError as exc:
+            if outcome.collected:  # placed before the last try broke off: keep them recorded
+                self._update_gradebook(outcome.collected)
+                self.log.info(
+                    "Collected %d of %d submission(s) of '%s' before the download broke off",
+                    len(outcome.collected),
+                    len(actions),
+                    assignment_id,
+                )
+            self.fail(f"Collecting failed: {exc}")
+        collected, skipped, lost = outcome.collected, outcome.skipped, outcome.lost
         self._update_gradebook(collected)
         self.log.info(
             "Collected %d submission(s) of '%s' for course '%s'",
@@ -158,7 +168,28 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 ", ".join(sorted(lost)),
             )
 
-    def _unpack(self, stream, actions: dict, progress) -> tuple[list[dict], list[str], list[str]]:
+    def _collect_rest(self, actions: dict, outcome: _Outcome) -> None:
+        """One try: ask for the submissions an earlier, broken-off try did not settle (telling
+        the exchange which it already received, so they are recorded as collected too), and
+        unpack them into ``outcome``."""
+        course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
+        rest = {i: action for i, action in actions.items() if i not in outcome.settled}
+        body: dict = {"submission_ids": sorted(rest)}
+        if outcome.received:
+            body["received_ids"] = sorted(outcome.received)
+        response = self.api.request(
+            "POST",
+            path("courses", course_id, "assignments", assignment_id, "collection"),
+            json_body=body,
+        )
+        total = sum(record["size"] for record, _ in rest.values())
+        with response, self.progress(total, f"collect {assignment_id}") as progress:
+            try:
+                self._unpack(ResponseBody(response), rest, progress, outcome)
+            except UnsafeArchive as exc:
+                self.fail(f"The download of the submissions cannot be read ({exc}); collect again.")
+
+    def _unpack(self, stream, actions: dict, progress, outcome: _Outcome) -> None:
         """Unpack each submission into a fresh staging folder, then move it in place.
 
         The download is a tar of ``manifest.json``, one stored archive per submission and, when
@@ -166,15 +197,13 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         ``code`` and ``message``); each archive is unpacked as it streams past (no copy of it
         is kept). A submission that cannot be unpacked safely, arrives damaged (its SHA-256
         differs from the manifest's) or was not sent is skipped and reported; the others are
-        collected. Returns the records collected, the students skipped as unsafe and the
-        students whose submission is missing or damaged on the exchange.
+        collected. Each submission is added to ``outcome`` once it is settled, so a download
+        that breaks off keeps what came before.
         """
         staging_root = Path(self.coursedir.root, self.coursedir.submitted_directory)
         staging_root.mkdir(parents=True, exist_ok=True)
         manifest: dict[int, dict] = {}
-        collected: list[dict] = []
-        skipped: list[str] = []
-        lost: list[str] = []
+        collected, skipped, lost = outcome.collected, outcome.skipped, outcome.lost
         outer = TarStream(stream)
         for name, info in iter_safe_members(outer, max_members=2 * len(actions) + 3):
             if not info.isfile():
@@ -190,6 +219,8 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                     if record is not None and record["student_id"] not in lost:
                         self._report_lost(record, str(entry.get("message", "")))
                         lost.append(record["student_id"])
+                    if unsent_id is not None:
+                        outcome.settled.add(unsent_id)
                 continue
             submission_id = self._id_of(str(name), actions)
             if submission_id is None:
@@ -222,9 +253,10 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 else:
                     self._place(record, action, staging)
                     collected.append(record)
+                outcome.settled.add(submission_id)
+                outcome.received.add(submission_id)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return collected, skipped, lost
 
     @staticmethod
     def _id_of(member: str, actions: dict) -> int | None:

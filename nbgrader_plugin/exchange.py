@@ -7,15 +7,24 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from textwrap import dedent
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from jupyter_core.paths import jupyter_data_dir
 from nbgrader.exchange.abc import Exchange as ABCExchange
 from nbgrader.utils import ignore_patterns
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
-from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
+from nbgrader_plugin.client import (
+    SAFE_RETRY_DELAYS,
+    DownloadCut,
+    ExchangeClient,
+    ExchangeClientError,
+)
 from nbgrader_plugin.tokens import TOKEN_ENV, URL_ENV, TokenEntry, TokenStore
+
+T = TypeVar("T")
+MAX_RETRIES = 10  # download_retry_delays: at most this many waits ...
+MAX_RETRY_WAIT = 600.0  # ... of at most this many seconds each
 
 
 class Exchange(ABCExchange):
@@ -53,9 +62,27 @@ class Exchange(ABCExchange):
 
     timeout = Float(300.0, help="Seconds to wait for the service to answer.").tag(config=True)
 
+    download_retry_delays = List(
+        Float(),
+        default_value=list(SAFE_RETRY_DELAYS),
+        help="Seconds to wait before each new try of a download that broke off half-way "
+        "(fetch_assignment, fetch_feedback, collect): one more try per value; [] gives up at "
+        "the first break.",
+    ).tag(config=True)
+
     progress_threshold = Integer(
         16 * 1024 * 1024, help="Show a progress bar for transfers of at least this many bytes."
     ).tag(config=True)
+
+    @validate("download_retry_delays")
+    def _check_retry_delays(self, proposal: dict) -> list[float]:
+        delays = [float(d) for d in proposal["value"]]
+        if len(delays) > MAX_RETRIES or not all(0 <= d <= MAX_RETRY_WAIT for d in delays):
+            raise TraitError(
+                f"c.Exchange.download_retry_delays must hold at most {MAX_RETRIES} waits of 0 "
+                f"to {MAX_RETRY_WAIT:g} seconds each, such as [1, 2, 4]; it is {delays}."
+            )
+        return delays
 
     @default("cache")
     def _cache_default(self) -> str:
@@ -167,6 +194,23 @@ class Exchange(ABCExchange):
             yield
         except ExchangeClientError as exc:
             self.fail(f"{action} failed: {exc}")
+
+    def again_if_cut(self, client: ExchangeClient, action: str, attempt: Callable[[], T]) -> T:
+        """``attempt()`` (a download and the reading of its body) and, while the body breaks
+        off half-way, again after each of ``download_retry_delays``, saying so each time."""
+
+        def tell(error: ExchangeClientError, delay: float, number: int, attempts: int) -> None:
+            what = error.summary if isinstance(error, DownloadCut) else str(error)
+            self.log.warning(
+                "%s: %s. Trying again in %g s (attempt %d of %d).",
+                action,
+                what,
+                delay,
+                number,
+                attempts,
+            )
+
+        return client.again_if_cut(tuple(self.download_retry_delays), attempt, tell)
 
     # -- local paths --------------------------------------------------------------------------
     def local_assignment_path(self, course_id: str, assignment_id: str) -> Path:

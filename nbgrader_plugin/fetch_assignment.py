@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -10,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from nbgrader.exchange.abc import ExchangeFetchAssignment as ABCExchangeFetchAssignment
 
 from nbgrader_plugin.archive import HashingReader, UnsafeArchive, extract_stream
-from nbgrader_plugin.client import ExchangeClientError, ResponseBody, path
+from nbgrader_plugin.client import ExchangeClient, ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
 
@@ -45,27 +44,29 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
         self.log.info("Fetched as: %s %s", course_id, assignment_id)
 
     def _download(self, course_id: str, assignment_id: str, staging: Path) -> None:
+        """The release into ``staging``, asked again (from the start) while it breaks off."""
         client = self.client(course_id)
-        response = client.download(
-            path("courses", course_id, "assignments", assignment_id, "archive")
-        )
+        url = path("courses", course_id, "assignments", assignment_id, "archive")
+
+        def attempt() -> None:
+            shutil.rmtree(staging)  # what an earlier, broken-off try left
+            staging.mkdir()
+            self._download_once(client, url, assignment_id, staging)
+
+        self.again_if_cut(client, "Fetching the assignment", attempt)
+
+    def _download_once(
+        self, client: ExchangeClient, url: str, assignment_id: str, staging: Path
+    ) -> None:
         ignored = self.coursedir.ignore
-        with response:
-            size = int(response.headers.get("Content-Length", 0)) or None
-            with self.progress(size, f"fetch {assignment_id}") as progress:
-                body = ResponseBody(response)
+        with client.download(url) as response:
+            body = ResponseBody(response)  # a body that stops half-way raises DownloadCut
+            with self.progress(body.expected, f"fetch {assignment_id}") as progress:
                 reader = HashingReader(body, progress)
                 try:
                     extract_stream(reader, staging, skip=lambda name: _ignored(name, ignored))
                 except UnsafeArchive as exc:
-                    with contextlib.suppress(ExchangeClientError):  # it breaks off: see below
-                        reader.drain()  # the rest, to tell a cut-off download from a bad one
-                    if size is not None and body.received < size:
-                        self.fail(
-                            f"The download broke off after {body.received} of {size} bytes (the "
-                            "connection was cut). Fetch again; if it keeps happening, tell your "
-                            "instructor."
-                        )
+                    reader.drain()  # the rest: a download cut off is asked again, not refused
                     self.fail(f"The released files were refused: {exc}. Tell your instructor.")
                 reader.drain()
         expected = response.headers.get("X-Content-SHA256")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from nbgrader.exchange.abc import ExchangeFetchFeedback as ABCExchangeFetchFeedback
 
@@ -15,7 +15,7 @@ from nbgrader_plugin.archive import (
     iter_safe_members,
     json_list_member,
 )
-from nbgrader_plugin.client import ResponseBody, path
+from nbgrader_plugin.client import ExchangeClient, ResponseBody, path
 from nbgrader_plugin.exchange import Exchange
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024  # manifest.json, missing.json
@@ -37,39 +37,12 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
 
     def copy_files(self) -> None:
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
-        fetched: list[PurePosixPath] = []
-        unsent: dict[PurePosixPath, dict] = {}
-        expected: dict[PurePosixPath, str] = {}  # the manifest's SHA-256 of each file
         with self.failures("Fetching feedback"):
             client = self.client(course_id)
-            response = client.download(
-                path("courses", course_id, "assignments", assignment_id, "feedback")
+            url = path("courses", course_id, "assignments", assignment_id, "feedback")
+            fetched, unsent = self.again_if_cut(
+                client, "Fetching feedback", lambda: self._download(client, url)
             )
-            with response:
-                archive = TarStream(ResponseBody(response))  # our own reader, never tarfile's
-                try:
-                    for name, info in iter_safe_members(archive):
-                        if str(name) in ("manifest.json", UNSENT_MEMBER) and info.isfile():
-                            listed = json_list_member(archive, info, MAX_LISTING_BYTES)
-                            if str(name) == UNSENT_MEMBER:
-                                unsent.update(self._unsent(listed))
-                            else:
-                                expected = self._expected(listed)
-                            continue
-                        if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
-                            continue
-                        target = self.dest_path.joinpath(*name.parts)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        digest = hashlib.sha256()
-                        with open(target, "wb") as out:
-                            for piece in archive.data(info.size):
-                                digest.update(piece)
-                                out.write(piece)
-                        fetched.append(name)
-                        if expected.get(name, digest.hexdigest()) != digest.hexdigest():
-                            unsent[name] = {"message": DAMAGED}
-                except (UnsafeArchive, tarfile.TarError, EOFError) as exc:
-                    self.fail(f"The feedback was refused: {exc}. Tell your instructor.")
         for name, entry in unsent.items():
             self._report_unsent(name, entry)
             if name in fetched:  # damaged: zeros or other bytes stand in for part of it
@@ -85,6 +58,51 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
         for name in fetched:
             self.log.info("Fetched feedback: %s", self.dest_path.joinpath(*name.parts))
         self.log.info("Fetched feedback for %d notebook(s) of %s", len(fetched), assignment_id)
+
+    def _download(
+        self, client: ExchangeClient, url: str
+    ) -> tuple[list[PurePosixPath], dict[PurePosixPath, dict]]:
+        """One try: the files written (each checked against the manifest's SHA-256 as it is
+        written), and those the exchange could not send or that arrived damaged."""
+        fetched: list[PurePosixPath] = []
+        unsent: dict[PurePosixPath, dict] = {}
+        expected: dict[PurePosixPath, str] = {}  # the manifest's SHA-256 of each file
+        with client.download(url) as response:
+            archive = TarStream(ResponseBody(response))  # our own reader, never tarfile's
+            try:
+                for name, info in iter_safe_members(archive):
+                    if str(name) in ("manifest.json", UNSENT_MEMBER) and info.isfile():
+                        listed = json_list_member(archive, info, MAX_LISTING_BYTES)
+                        if str(name) == UNSENT_MEMBER:
+                            unsent.update(self._unsent(listed))
+                        else:
+                            expected = self._expected(listed)
+                        continue
+                    if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
+                        continue
+                    digest = self._write(archive, info, self.dest_path.joinpath(*name.parts))
+                    fetched.append(name)
+                    if expected.get(name, digest) != digest:
+                        unsent[name] = {"message": DAMAGED}
+            except (UnsafeArchive, tarfile.TarError, EOFError) as exc:
+                self.fail(f"The feedback was refused: {exc}. Tell your instructor.")
+        return fetched, unsent
+
+    @staticmethod
+    def _write(archive: TarStream, info: tarfile.TarInfo, target: Path) -> str:
+        """Write one member's bytes to ``target``; its SHA-256. A write that does not finish
+        (the download breaks off) leaves no part of the file behind."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        try:
+            with open(target, "wb") as out:
+                for piece in archive.data(info.size):
+                    digest.update(piece)
+                    out.write(piece)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return digest.hexdigest()
 
     @staticmethod
     def _expected(entries: list[dict]) -> dict[PurePosixPath, str]:

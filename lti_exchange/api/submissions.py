@@ -84,14 +84,19 @@ def collect(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
     body = json_body()
     ids = body.get("submission_ids")
+    received = body.get("received_ids")
     students = body.get("student_ids")
     since = body.get("since")
-    if ids is not None and (
-        not isinstance(ids, list) or not all(type(i) is int and 0 < i <= MAX_ID for i in ids)
-    ):
-        raise InvalidRequest(
-            f"'submission_ids' must be a list of submission ids (integers from 1 to {MAX_ID})."
-        )
+    for key, value in (("submission_ids", ids), ("received_ids", received)):
+        if value is not None and (
+            not isinstance(value, list)
+            or len(value) > MAX_COLLECT_IDS
+            or not all(type(i) is int and 0 < i <= MAX_ID for i in value)
+        ):
+            raise InvalidRequest(
+                f"'{key}' must be a list of at most {MAX_COLLECT_IDS} submission ids "
+                f"(integers from 1 to {MAX_ID})."
+            )
     if students is not None and (
         not isinstance(students, list)
         or len(students) > MAX_COLLECT_IDS
@@ -110,4 +115,4 @@ def collect(course_id: str, assignment_id: str):
         students=students,
         since=parse_timestamp(since) if since else None,
     )
-    return tar_stream_response(service.collect(caller, assignment_id, chosen))
+    return tar_stream_response(service.collect(caller, assignment_id, chosen, received or ()))

@@ -289,13 +289,18 @@ class SubmissionService:
             newest.setdefault(user.id, (submission, user))
         return list(newest.values())
 
-    def collect(self, caller: Caller, name: str, chosen: SubmissionRows) -> Iterator[bytes]:
+    def collect(
+        self, caller: Caller, name: str, chosen: SubmissionRows, received: Sequence[int] = ()
+    ) -> Iterator[bytes]:
         """A tar stream: ``manifest.json`` then one member ``submissions/<id>.tar`` per
         submission holding its stored archive unchanged. When the whole stream has gone out,
         the submissions it delivered are marked collected (``collected_at``, a ``collected``
-        event each); one whose archive is missing or damaged in storage, or a stream the
-        client broke off, marks nothing."""
+        event each), and with them those of ``received`` (ids the client already holds from an
+        earlier collection that broke off) that are submissions of this assignment; one whose
+        archive is missing or damaged in storage, or a stream the client broke off, marks
+        nothing."""
         assignment = self.assignments.find(caller, name)
+        held = self._submissions_of(assignment.id, received) if received else []
         now = self.ctx.clock()
         stamp = format_timestamp(now)
         manifest = []
@@ -310,9 +315,24 @@ class SubmissionService:
 
         def delivered(unsent: set[str]) -> None:
             ids = [sid for member, sid in by_member.items() if member not in unsent]
+            sent = set(ids)
+            ids += [sid for sid in held if sid not in sent]
             self._mark_collected(caller, assignment_id, ids, now)
 
         return stream_tar(manifest, members, self.ctx.storage, on_sent=delivered)
+
+    def _submissions_of(self, assignment_id: int, ids: Sequence[int]) -> Sequence[int]:
+        """Those of ``ids`` that are submissions of the assignment (one query per 1000)."""
+        unique = sorted(set(ids))
+        batches = (unique[i : i + _MARK_BATCH] for i in range(0, len(unique), _MARK_BATCH))
+        where = Submission.assignment_id == assignment_id
+        return [
+            found
+            for batch in batches
+            for found in self.session.scalars(
+                select(Submission.id).where(where, Submission.id.in_(batch))
+            )
+        ]
 
     def _mark_collected(
         self, caller: Caller, assignment_id: int, ids: Sequence[int], now: datetime

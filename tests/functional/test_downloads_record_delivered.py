@@ -94,3 +94,44 @@ def test_a_feedback_download_records_the_files_it_sent(live_server, course):
             .all()
         )
     assert [e.details for e in events] == [{"student_id": "ann", "files": 2}]
+
+
+def test_received_ids_are_marked_with_the_delivered_and_checked(live_server, course):
+    """A collect asked again after a broken-off download names what it already holds
+    (``received_ids``): those of this assignment are marked with the ones sent now; another
+    assignment's are left alone; a malformed list is refused before anything is sent."""
+    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    release_as_teacher(live_server, course, "ps2", {"ps2.ipynb": NOTEBOOK})
+    ids = [submit(live_server, course, student)["id"] for student in ("ann", "ben", "cat")]
+    other = live_server.api(
+        "POST",
+        f"courses/{course}/assignments/ps2/submissions",
+        live_server.issue_token("dan", course),
+        data=make_tar({"ps2.ipynb": NOTEBOOK}),
+        headers=TAR,
+    ).json()["id"]
+    teacher = live_server.issue_token("teacher", course, "Instructor")
+    url = f"courses/{course}/assignments/ps1/collection"
+    for bad in ("1,2", [0], [True], ["7"], [1] * 10_001):
+        refused = live_server.api("POST", url, teacher, json={"received_ids": bad})
+        assert refused.status_code == 400, bad
+        assert "'received_ids' must be a list" in refused.json()["error"]["message"]
+
+    answer = live_server.api(
+        "POST",
+        url,
+        teacher,
+        json={"submission_ids": [ids[2]], "received_ids": [ids[0], ids[2], other, 999_999]},
+    )
+
+    assert answer.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(answer.content)) as archive:
+        assert archive.getnames() == ["manifest.json", f"submissions/{ids[2]}.tar"]
+    ps1 = live_server.api("GET", f"courses/{course}/submissions", teacher).json()["submissions"]
+    marked = {s["id"] for s in ps1 if s["collected_at"]}
+    assert marked == {ids[0], ids[2]} and other not in marked
+    with live_server.state().session_factory() as session:
+        events = session.query(Event.subject_id).filter(Event.kind == "collected").all()
+    assert sorted(e.subject_id for e in events if e.subject_id in (*ids, other)) == sorted(
+        [ids[0], ids[2]]
+    )

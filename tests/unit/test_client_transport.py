@@ -9,6 +9,7 @@ import base64
 import http.server
 import io
 import json
+import os
 import socket
 import ssl
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from nbgrader_plugin.client import ExchangeClient, ExchangeClientError
+from nbgrader_plugin.client import DownloadCut, ExchangeClient, ExchangeClientError, ResponseBody
 from nbgrader_plugin.connect import LoginProblem, check_login
 from nbgrader_plugin.tokens import TokenEntry
 from nbgrader_plugin.transport import (
@@ -65,7 +66,8 @@ class Origin(LoopbackServer):
         self.connections = 0
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         # Per path, what the next requests get before the route's answer: "drop" (the body is
-        # read, then the connection closed unanswered: a lost answer) or an HTTP status.
+        # read, then the connection closed unanswered: a lost answer), "short" (half the
+        # route's answer, then the connection closed) or an HTTP status.
         self.scripts: dict[str, list[str]] = {}
 
     def get_request(self):  # type: ignore[no-untyped-def]
@@ -90,6 +92,14 @@ class OriginHandler(QuietHandler):
         if script:
             step = script.pop(0)
             if step == "drop":
+                self.close_connection = True
+                return
+            if step == "short":  # the route's head, half its body, then the connection ends
+                _status, headers, answer = self.server.routes[path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer[: len(answer) // 2])
                 self.close_connection = True
                 return
             self._error(int(step))
@@ -355,6 +365,62 @@ def test_a_get_gives_up_after_its_waits_and_other_requests_are_sent_once(origin)
     assert [seen["path"] for seen in origin.seen] == ["/api/v1/me"] * 3 + [
         "/api/v1/courses/c1/grades"
     ]
+
+
+def read_whole(client: ExchangeClient, url_path: str, into: bool = False) -> bytes:
+    """A download read to its end through ``ResponseBody`` (by ``read`` or ``readinto``)."""
+    with client.download(url_path) as response:
+        body, parts = ResponseBody(response), []
+        while True:
+            if into:
+                buffer = bytearray(7000)
+                count = body.readinto(buffer)
+                part = bytes(buffer[:count])
+            else:
+                part = body.read(7000)
+            if not part:
+                return b"".join(parts)
+            parts.append(part)
+
+
+@pytest.mark.parametrize("into", [False, True])
+def test_a_download_that_ends_short_is_a_cut_asked_again_from_the_start(origin, into):
+    whole = os.urandom(100_000)
+    origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, whole)
+    origin.scripts["/api/v1/archive"] = ["short", "short", "short"]
+    told: list[tuple[str, float, int, int]] = []
+    with client_for(origin.url) as client:
+        with pytest.raises(DownloadCut) as cut:
+            read_whole(client, "archive", into)
+        assert (cut.value.received, cut.value.expected) == (50_000, 100_000)
+        assert cut.value.code == "download_cut"
+        assert str(cut.value).startswith(
+            "the download broke off after 50000 of 100000 bytes (the connection was cut). "
+            "Run the command again"
+        )
+        got = client.again_if_cut(
+            (0.01, 0.01),
+            lambda: read_whole(client, "archive", into),
+            lambda error, delay, number, attempts: told.append(
+                (error.summary, delay, number, attempts)
+            ),
+        )
+    assert got == whole
+    assert [t[1:] for t in told] == [(0.01, 2, 3), (0.01, 3, 3)]
+    assert all(t[0].startswith("the download broke off after 50000 of 100000") for t in told)
+
+
+def test_only_a_cut_is_asked_again_by_again_if_cut(origin):
+    origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, b"x" * 10)
+    origin.scripts["/api/v1/archive"] = ["404", "short"]
+    with client_for(origin.url) as client:
+        client.safe_retry_delays = ()
+        with pytest.raises(ExchangeClientError) as refused:
+            client.again_if_cut((0.01, 0.01), lambda: read_whole(client, "archive"))
+        assert refused.value.status == 404
+        with pytest.raises(DownloadCut):
+            client.again_if_cut((), lambda: read_whole(client, "archive"))
+    assert len(origin.seen) == 2
 
 
 def test_an_answer_sent_before_the_upload_ended_is_what_the_user_sees(origin):

@@ -195,3 +195,28 @@ def test_a_listing_member_keeps_its_objects_and_drops_anything_else():
 def test_a_listing_member_that_is_no_list_of_objects_is_refused(data, words):
     with pytest.raises(UnsafeArchive, match=words):
         json_member_of(data)
+
+
+@pytest.mark.parametrize("delays", [[-1], [601], [1.0] * 11])
+def test_download_retry_delays_out_of_bounds_are_refused_with_what_to_set(delays):
+    from traitlets import TraitError
+    from traitlets.config import Config
+
+    from nbgrader_plugin import ExchangeFetchAssignment
+
+    config = Config()
+    config.Exchange.download_retry_delays = delays
+    with pytest.raises(TraitError) as refused:
+        ExchangeFetchAssignment(config=config)
+    assert "c.Exchange.download_retry_delays must hold at most 10 waits" in str(refused.value)
+
+
+def test_download_retry_delays_default_and_none():
+    from traitlets.config import Config
+
+    from nbgrader_plugin import ExchangeCollect
+
+    assert ExchangeCollect().download_retry_delays == [1.0, 2.0, 4.0]
+    config = Config()
+    config.Exchange.download_retry_delays = []
+    assert ExchangeCollect(config=config).download_retry_delays == []
