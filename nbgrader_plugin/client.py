@@ -413,12 +413,13 @@ class ExchangeClient:
                 code="folder_changed",
             ) from exc
 
-    def download(self, url_path: str, **kwargs: Any) -> Response:
+    def download(self, url_path: str, *, method: str = "GET", **kwargs: Any) -> Response:
         """A streamed answer: read it (or ``ResponseBody(response)``), then close it. Asked
         again like ``call``'s GETs until the answer's head has arrived, not once it streams
-        (``again_if_cut`` does that)."""
-        delays = self._safe_delays("GET")
-        return self._retrying(delays, lambda: self.request("GET", url_path, **kwargs))
+        (``again_if_cut`` does that). ``method`` may be POST only for a request that changes
+        nothing until its answer has gone out whole (a collection)."""
+        delays = self.safe_retry_delays
+        return self._retrying(delays, lambda: self.request(method, url_path, **kwargs))
 
     def again_if_cut(
         self,

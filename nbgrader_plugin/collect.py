@@ -177,9 +177,9 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         body: dict = {"submission_ids": sorted(rest)}
         if outcome.received:
             body["received_ids"] = sorted(outcome.received)
-        response = self.api.request(
-            "POST",
+        response = self.api.download(  # asked again if no answer comes: nothing is marked yet
             path("courses", course_id, "assignments", assignment_id, "collection"),
+            method="POST",
             json_body=body,
         )
         total = sum(record["size"] for record, _ in rest.values())

@@ -410,6 +410,17 @@ def test_a_download_that_ends_short_is_a_cut_asked_again_from_the_start(origin, 
     assert all(t[0].startswith("the download broke off after 50000 of 100000") for t in told)
 
 
+def test_a_post_download_is_asked_again_until_its_head_arrives(origin):
+    """A collection (a POST that marks nothing until its answer has gone out whole)."""
+    origin.routes["/api/v1/collection"] = (200, {"Content-Type": "application/x-tar"}, b"tar")
+    origin.scripts["/api/v1/collection"] = ["drop", "503"]
+    with client_for(origin.url) as client:
+        client.safe_retry_delays = (0.01, 0.01)
+        with client.download("collection", method="POST", json_body={"x": 1}) as response:
+            assert response.read() == b"tar"
+    assert [(seen["method"], seen["body"]) for seen in origin.seen] == [("POST", b'{"x": 1}')] * 3
+
+
 def test_only_a_cut_is_asked_again_by_again_if_cut(origin):
     origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, b"x" * 10)
     origin.scripts["/api/v1/archive"] = ["404", "short"]
