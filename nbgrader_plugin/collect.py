@@ -26,6 +26,7 @@ from nbgrader_plugin.client import ExchangeClientError, ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_students
+from nbgrader_plugin.local_errors import describe
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DAMAGED = (
@@ -45,6 +46,8 @@ class _Outcome:
 
 
 class ExchangeCollect(Exchange, ABCExchangeCollect):
+    action = "Collecting"
+
     def init_src(self) -> None:
         course_id = self.require_course()
         assignment_id = self.coursedir.assignment_id
@@ -130,16 +133,17 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         outcome = _Outcome()
         try:
             self.again_if_cut(self.api, "Collecting", lambda: self._collect_rest(actions, outcome))
-        except ExchangeClientError as exc:
-            if outcome.collected:  # placed before the last try broke off: keep them recorded
+        except (ExchangeClientError, OSError) as exc:
+            if outcome.collected:  # placed before the download or the disk failed: record them
                 self._update_gradebook(outcome.collected)
                 self.log.info(
-                    "Collected %d of %d submission(s) of '%s' before the download broke off",
+                    "Collected %d of %d submission(s) of '%s' before this failure",
                     len(outcome.collected),
                     len(actions),
                     assignment_id,
                 )
-            self.fail(f"Collecting failed: {exc}")
+            reason = describe(exc) if isinstance(exc, OSError) else str(exc)
+            self.fail(f"Collecting failed: {reason}")
         collected, skipped, lost = outcome.collected, outcome.skipped, outcome.lost
         self._update_gradebook(collected)
         self.log.info(

@@ -20,6 +20,7 @@ from nbgrader_plugin.client import (
     ExchangeClient,
     ExchangeClientError,
 )
+from nbgrader_plugin.local_errors import describe
 from nbgrader_plugin.tokens import TOKEN_ENV, URL_ENV, TokenEntry, TokenStore
 
 T = TypeVar("T")
@@ -29,6 +30,8 @@ MAX_RETRY_WAIT = 600.0  # ... of at most this many seconds each
 
 class Exchange(ABCExchange):
     """Settings shared by all lti-exchange plugin classes (``c.Exchange.*``)."""
+
+    action = "The exchange operation"  # what the user asked for, as messages name it
 
     if TYPE_CHECKING:  # nbgrader is untyped; its ``fail`` logs and raises ``ExchangeError``
 
@@ -134,6 +137,8 @@ class Exchange(ABCExchange):
     def start(self) -> object:
         try:
             return super().start()
+        except OSError as exc:  # the user's own disk: full, over quota, not theirs, read-only
+            self.fail(f"{self.action} failed: {describe(exc)}")
         finally:
             self.close_clients()
 

@@ -14,6 +14,8 @@ from nbgrader_plugin.exchange import Exchange
 
 
 class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
+    action = "Fetching the assignment"
+
     def init_src(self) -> None:
         self.require_course()
 

@@ -26,6 +26,8 @@ DAMAGED = (
 
 
 class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
+    action = "Fetching feedback"
+
     def init_src(self) -> None:
         self.require_course()
 

@@ -32,6 +32,8 @@ def _sha256(file: Path) -> str:
 
 
 class ExchangeList(ABCExchangeList, Exchange):
+    action = "Listing"
+
     def start(self) -> object:
         try:
             return super().start()  # nbgrader's lists and removes after the base class's start

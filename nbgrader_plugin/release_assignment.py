@@ -29,6 +29,8 @@ def assignment_points(db_url: str, course_id: str, assignment_id: str) -> float 
 
 
 class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
+    action = "Releasing the assignment"
+
     def init_src(self) -> None:
         assignment_id = self.coursedir.assignment_id
         self.src_path = Path(

@@ -19,6 +19,8 @@ from nbgrader_plugin.exchange import Exchange
 
 
 class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
+    action = "Releasing feedback"
+
     def init_src(self) -> None:
         student = self.coursedir.student_id or "*"
         pattern = self.coursedir.format_path(

@@ -25,6 +25,8 @@ def not_released(assignment_id: str, course_id: str) -> str:
 
 
 class ExchangeSubmit(Exchange, ABCExchangeSubmit):
+    action = "Submitting the assignment"
+
     def init_src(self) -> None:
         course_id = self.require_course()
         self.src_path = self.local_assignment_path(
@@ -153,4 +155,10 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
             Path(target, "timestamp.txt").write_text(timestamp)
             Path(target, "submission_secret.txt").write_text(secret)
         except OSError as exc:
-            self.log.warning("Submitted, but could not keep a local copy in %s: %s", target, exc)
+            shutil.rmtree(target, ignore_errors=True)  # no half copy for `nbgrader list --cached`
+            self.log.warning(
+                "Submitted: the exchange has your submission. Only the local copy nbgrader keeps "
+                "of it (in %s) could not be written: %s. No need to submit again.",
+                target,
+                exc.strerror or exc,
+            )
