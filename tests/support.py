@@ -10,6 +10,7 @@ import socket
 import tarfile
 import threading
 import time
+from typing import Any, Self
 
 MiB = 1024 * 1024
 TAR = {"Content-Type": "application/x-tar"}
@@ -107,10 +108,10 @@ class LoopbackRelay:
         threading.Thread(target=self._accept, daemon=True).start()
 
     @classmethod
-    def before(cls, server) -> LoopbackRelay:
-        """A relay in front of a live test server."""
+    def before(cls, server, **options: Any) -> Self:
+        """A relay in front of a live test server (``options`` go to the subclass)."""
         host, port = server.url.removeprefix("http://").split(":")
-        return cls((host, int(port)))
+        return cls((host, int(port)), **options)
 
     def close(self) -> None:
         self.listener.close()

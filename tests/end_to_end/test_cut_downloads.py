@@ -75,11 +75,6 @@ class CuttingRelay(LoopbackRelay):
             return True
 
 
-def relay_for(server, **kwargs) -> CuttingRelay:
-    host, port = server.url.removeprefix("http://").split(":")
-    return CuttingRelay((host, int(port)), **kwargs)
-
-
 @pytest.fixture
 def relays(live_server) -> Iterator[list[CuttingRelay]]:
     made: list[CuttingRelay] = []
@@ -104,7 +99,7 @@ def submit_as(live_server, course: str, student: str, size: int) -> int:
 
 def student_with_release(live_server, relays, tmp_path: Path, **cutting) -> tuple[Role, str, bytes]:
     """``ann``, connected through a cutting relay to a course with a 1 MiB release ``ps1``."""
-    relays.append(relay := relay_for(live_server, **cutting))
+    relays.append(relay := CuttingRelay.before(live_server, **cutting))
     course = f"cut{uuid.uuid4().hex[:6]}"
     data = os.urandom(1024 * 1024)
     release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK, "data.bin": data})
@@ -151,7 +146,7 @@ def test_a_collection_cut_off_asks_again_for_the_rest_only(live_server, relays, 
     ids = {
         student: submit_as(live_server, course, student, 512 * 1024) for student in ("ann", "ben")
     }
-    relays.append(relay := relay_for(live_server, cut_after=800 * 1024, cuts=1))
+    relays.append(relay := CuttingRelay.before(live_server, cut_after=800 * 1024, cuts=1))
     teacher, root = instructor_course(live_server, tmp_path, course, relay.url)
     quick_retries(teacher)
 
@@ -174,7 +169,7 @@ def test_a_collection_cut_off_every_time_says_so(live_server, relays, tmp_path: 
     release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
     for student in ("ann", "ben"):
         submit_as(live_server, course, student, 512 * 1024)
-    relays.append(relay := relay_for(live_server))
+    relays.append(relay := CuttingRelay.before(live_server))
     teacher, root = instructor_course(live_server, tmp_path, course, relay.url)
     quick_retries(teacher)
 
@@ -186,9 +181,8 @@ def test_a_collection_cut_off_every_time_says_so(live_server, relays, tmp_path: 
     assert "Run the command again" in said
     submitted = root / "submitted"
     assert not submitted.exists() or not list(submitted.iterdir())
-    token = live_server.issue_token("teacher", course, "Instructor")
-    listed = live_server.api("GET", f"courses/{course}/submissions", token).json()["submissions"]
-    assert not [s for s in listed if s["collected_at"]]  # nothing arrived: nothing recorded
+    # (whether the service marked them collected depends on whether its last bytes fitted in
+    # the sockets' buffers before the relay cut: "sent" is all a server can know)
 
 
 @pytest.mark.parametrize("cuts", [1, None])
@@ -214,7 +208,7 @@ def test_feedback_cut_off_is_fetched_again_or_leaves_no_part(
     path = f"courses/{course}/assignments/ps1/feedback"
     answer = live_server.api("POST", path, teacher, data=feedback, headers=TAR)
     assert answer.status_code == 201, answer.text
-    relays.append(relay := relay_for(live_server, cut_after=400 * 1024, cuts=cuts))
+    relays.append(relay := CuttingRelay.before(live_server, cut_after=400 * 1024, cuts=cuts))
     ann = Role("ann", tmp_path, relay.url)
     ann.login(relay.url, token)
     quick_retries(ann)
