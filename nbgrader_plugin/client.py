@@ -7,6 +7,7 @@ the server logged for it can be found (``grep <id>`` in the service log).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import time
@@ -447,13 +448,15 @@ class ResponseBody:
         self.received = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
         with self._cut_off():
             if self._chunked:
                 data = self._raw.read1(size if size and size > 0 else -1)
             else:
                 data = self._raw.read(size if size and size > 0 else None)
         self.received += len(data)
-        if not data and size != 0:
+        if not data:
             self._check_complete()
         return data
 
@@ -475,5 +478,7 @@ class ResponseBody:
         try:
             yield
         except NETWORK_ERRORS as exc:
+            if isinstance(exc, http.client.IncompleteRead):  # what came of a read to the end
+                self.received += len(exc.partial)
             cause = f"the connection was cut: {exc.__class__.__name__}"
             raise DownloadCut(self.received, self.expected, cause) from exc

@@ -133,17 +133,13 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         outcome = _Outcome()
         try:
             self.again_if_cut(self.api, "Collecting", lambda: self._collect_rest(actions, outcome))
-        except (ExchangeClientError, OSError) as exc:
-            if outcome.collected:  # placed before the download or the disk failed: record them
-                self._update_gradebook(outcome.collected)
-                self.log.info(
-                    "Collected %d of %d submission(s) of '%s' before this failure",
-                    len(outcome.collected),
-                    len(actions),
-                    assignment_id,
-                )
-            reason = describe(exc) if isinstance(exc, OSError) else str(exc)
-            self.fail(f"Collecting failed: {reason}")
+        except Exception as exc:
+            self._record_placed(outcome.collected, len(actions))
+            if isinstance(exc, OSError):
+                self.fail(f"Collecting failed: {describe(exc)}")
+            if isinstance(exc, ExchangeClientError):
+                self.fail(f"Collecting failed: {exc}")
+            raise
         collected, skipped, lost = outcome.collected, outcome.skipped, outcome.lost
         self._update_gradebook(collected)
         self.log.info(
@@ -172,12 +168,34 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
                 ", ".join(sorted(lost)),
             )
 
+    def _record_placed(self, placed: list[dict], asked: int) -> None:
+        """After a failure: record in the gradebook the submissions placed before it (a
+        gradebook that cannot be written then, on a full disk, is logged, not raised)."""
+        if not placed:
+            return
+        self.log.info(
+            "Collected %d of %d submission(s) of '%s' before this failure",
+            len(placed),
+            asked,
+            self.coursedir.assignment_id,
+        )
+        try:
+            self._update_gradebook(placed)
+        except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+            self.log.warning(
+                "Could not record these students in the gradebook (%s); `nbgrader collect` "
+                "records them when it runs again.",
+                exc,
+            )
+
     def _collect_rest(self, actions: dict, outcome: _Outcome) -> None:
         """One try: ask for the submissions an earlier, broken-off try did not settle (telling
         the exchange which it already received, so they are recorded as collected too), and
         unpack them into ``outcome``."""
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
         rest = {i: action for i, action in actions.items() if i not in outcome.settled}
+        if not rest and not outcome.received:
+            return  # an earlier try settled everything (the exchange had none of them)
         body: dict = {"submission_ids": sorted(rest)}
         if outcome.received:
             body["received_ids"] = sorted(outcome.received)
@@ -190,6 +208,9 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         with response, self.progress(total, f"collect {assignment_id}") as progress:
             try:
                 self._unpack(ResponseBody(response), rest, progress, outcome)
+                left_out = len(set(rest) - outcome.settled)
+                if left_out:  # it ended cleanly without them (a proxy that cut it short)
+                    raise UnsafeArchive(f"it ended without {left_out} of the submissions")
             except UnsafeArchive as exc:
                 self.fail(f"The download of the submissions cannot be read ({exc}); collect again.")
 

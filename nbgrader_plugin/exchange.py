@@ -32,6 +32,7 @@ class Exchange(ABCExchange):
     """Settings shared by all lti-exchange plugin classes (``c.Exchange.*``)."""
 
     action = "The exchange operation"  # what the user asked for, as messages name it
+    student_side = False  # a student's command: a full disk's advice names ``cache``
 
     if TYPE_CHECKING:  # nbgrader is untyped; its ``fail`` logs and raises ``ExchangeError``
 
@@ -138,7 +139,8 @@ class Exchange(ABCExchange):
         try:
             return super().start()
         except OSError as exc:  # the user's own disk: full, over quota, not theirs, read-only
-            self.fail(f"{self.action} failed: {describe(exc)}")
+            cache = self.cache if self.student_side else None
+            self.fail(f"{self.action} failed: {describe(exc, cache)}")
         finally:
             self.close_clients()
 

@@ -15,6 +15,7 @@ from nbgrader_plugin.exchange import Exchange
 
 class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
     action = "Fetching the assignment"
+    student_side = True
 
     def init_src(self) -> None:
         self.require_course()

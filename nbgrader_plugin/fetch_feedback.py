@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +28,7 @@ DAMAGED = (
 
 class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
     action = "Fetching feedback"
+    student_side = True
 
     def init_src(self) -> None:
         self.require_course()
@@ -92,17 +94,20 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
 
     @staticmethod
     def _write(archive: TarStream, info: tarfile.TarInfo, target: Path) -> str:
-        """Write one member's bytes to ``target``; its SHA-256. A write that does not finish
-        (the download breaks off) leaves no part of the file behind."""
+        """Write one member's bytes to ``target`` (through a temporary name, so a write that
+        does not finish, the download breaking off or the disk full, leaves ``target`` as it
+        was and no part file); its SHA-256."""
         target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.part")
         digest = hashlib.sha256()
         try:
-            with open(target, "wb") as out:
+            with open(part, "wb") as out:
                 for piece in archive.data(info.size):
                     digest.update(piece)
                     out.write(piece)
+            os.replace(part, target)
         except BaseException:
-            target.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             raise
         return digest.hexdigest()
 

@@ -21,6 +21,7 @@ from nbgrader.exchange.abc import ExchangeList as ABCExchangeList
 
 from nbgrader_plugin.client import ExchangeClient, path
 from nbgrader_plugin.exchange import Exchange
+from nbgrader_plugin.local_errors import describe
 
 
 def _sha256(file: Path) -> str:
@@ -37,6 +38,8 @@ class ExchangeList(ABCExchangeList, Exchange):
     def start(self) -> object:
         try:
             return super().start()  # nbgrader's lists and removes after the base class's start
+        except OSError as exc:  # the user's own disk (a cached submission it may not read)
+            self.fail(f"{self.action} failed: {describe(exc)}")
         finally:
             self.close_clients()
 

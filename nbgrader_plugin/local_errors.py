@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import errno
 
-FREE_SPACE = (
-    "Delete files you no longer need (old assignment folders, or the cache of your submissions "
-    "in ~/.local/share/jupyter/nbgrader_cache), or ask your administrator for more space, then "
-    "try again."
-)
+
+def free_space(cache: str | None) -> str:
+    """What to do about a full disk (``cache``: where a student's submission copies are)."""
+    examples = (
+        f" (old assignment folders, or the copies of your submissions nbgrader keeps in {cache})"
+        if cache
+        else ""
+    )
+    return (
+        f"Delete files you no longer need{examples}, or ask your administrator for more space, "
+        "then try again."
+    )
 
 
-def describe(exc: OSError) -> str:
-    """A sentence or two for ``exc``: what happened to which file, and what to do next."""
+def describe(exc: OSError, cache: str | None = None) -> str:
+    """A sentence or two for ``exc``: what happened to which file, and what to do next
+    (``cache``, for a student's command, is named among what may be deleted)."""
     where = f" {exc.filename}" if exc.filename else ""
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
-        return f"the disk is full: there was no room to write{where} ({reason}). {FREE_SPACE}"
-    if exc.errno == errno.EDQUOT:
-        return f"your disk quota is used up: there was no room to write{where} ({reason}). " + (
-            FREE_SPACE
-        )
+        full = "the disk is full"
+    elif exc.errno == errno.EDQUOT:
+        full = "your disk quota is used up"
+    else:
+        full = ""
+    if full:
+        return f"{full}: there was no room to write{where} ({reason}). {free_space(cache)}"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (
             f"permission was refused for{where or ' a local file'} ({reason}). Check that you "

@@ -26,6 +26,7 @@ def not_released(assignment_id: str, course_id: str) -> str:
 
 class ExchangeSubmit(Exchange, ABCExchangeSubmit):
     action = "Submitting the assignment"
+    student_side = True
 
     def init_src(self) -> None:
         course_id = self.require_course()
@@ -160,5 +161,14 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                 "Submitted: the exchange has your submission. Only the local copy nbgrader keeps "
                 "of it (in %s) could not be written: %s. No need to submit again.",
                 target,
-                exc.strerror or exc,
+                _copy_failure(exc),
             )
+
+
+def _copy_failure(exc: OSError) -> str:
+    """A short reason: ``copytree`` gathers one error per file into a ``shutil.Error``."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        failures = exc.args[0]
+        first = failures[0][2] if failures and len(failures[0]) == 3 else "unknown"
+        return f"{len(failures)} file(s) could not be copied, the first: {first}"
+    return exc.strerror or str(exc)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -296,11 +296,11 @@ class SubmissionService:
         submission holding its stored archive unchanged. When the whole stream has gone out,
         the submissions it delivered are marked collected (``collected_at``, a ``collected``
         event each), and with them those of ``received`` (ids the client already holds from an
-        earlier collection that broke off) that are submissions of this assignment; one whose
-        archive is missing or damaged in storage, or a stream the client broke off, marks
-        nothing."""
+        earlier collection that broke off) that are submissions of this assignment not marked
+        yet; one whose archive is missing or damaged in storage, or a stream the client broke
+        off, marks nothing."""
         assignment = self.assignments.find(caller, name)
-        held = self._submissions_of(assignment.id, received) if received else []
+        held = self._not_yet_collected(assignment.id, received) if received else []
         now = self.ctx.clock()
         stamp = format_timestamp(now)
         manifest = []
@@ -313,19 +313,25 @@ class SubmissionService:
         assignment_id = assignment.id
         self.session.commit()  # no transaction stays open while the files stream
 
+        asked = set(by_member.values())
+        held = [sid for sid in held if sid not in asked]  # those follow what this answer sends
+
         def delivered(unsent: set[str]) -> None:
             ids = [sid for member, sid in by_member.items() if member not in unsent]
-            sent = set(ids)
-            ids += [sid for sid in held if sid not in sent]
-            self._mark_collected(caller, assignment_id, ids, now)
+            self._mark_collected(caller, assignment_id, ids + held, now)
 
         return stream_tar(manifest, members, self.ctx.storage, on_sent=delivered)
 
-    def _submissions_of(self, assignment_id: int, ids: Sequence[int]) -> Sequence[int]:
-        """Those of ``ids`` that are submissions of the assignment (one query per 1000)."""
+    def _not_yet_collected(self, assignment_id: int, ids: Sequence[int]) -> Sequence[int]:
+        """Those of ``ids`` that are submissions of the assignment, not removed and not marked
+        collected yet (an earlier answer that went out whole did; one query per 1000)."""
         unique = sorted(set(ids))
         batches = (unique[i : i + _MARK_BATCH] for i in range(0, len(unique), _MARK_BATCH))
-        where = Submission.assignment_id == assignment_id
+        where = and_(
+            Submission.assignment_id == assignment_id,
+            Submission.removed_at.is_(None),
+            Submission.collected_at.is_(None),
+        )
         return [
             found
             for batch in batches

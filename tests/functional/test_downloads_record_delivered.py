@@ -127,11 +127,31 @@ def test_received_ids_are_marked_with_the_delivered_and_checked(live_server, cou
     assert answer.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(answer.content)) as archive:
         assert archive.getnames() == ["manifest.json", f"submissions/{ids[2]}.tar"]
-    ps1 = live_server.api("GET", f"courses/{course}/submissions", teacher).json()["submissions"]
-    marked = {s["id"] for s in ps1 if s["collected_at"]}
-    assert marked == {ids[0], ids[2]} and other not in marked
+    listed = live_server.api("GET", f"courses/{course}/submissions", teacher).json()
+    marked = {s["id"]: s["collected_at"] for s in listed["submissions"] if s["collected_at"]}
+    assert set(marked) == {ids[0], ids[2]} and other not in marked
+    assert collected_events(live_server, (*ids, other)) == sorted([ids[0], ids[2]])
+
+    # Asked again: one already marked keeps its time and event; a removed one and one this
+    # answer could not send (its archive is gone) are not marked through received_ids.
+    remove = f"courses/{course}/submissions/{ids[1]}"
+    assert live_server.api("DELETE", remove, teacher).status_code in (200, 204)
+    fourth = submit(live_server, course, "dan")["id"]
+    lose_blob(live_server, Submission, id=fourth)
+    again = live_server.api(
+        "POST",
+        url,
+        teacher,
+        json={"submission_ids": [fourth], "received_ids": [ids[0], ids[1], fourth]},
+    )
+    assert again.status_code == 200
+    listed = live_server.api("GET", f"courses/{course}/submissions", teacher).json()
+    after = {s["id"]: s["collected_at"] for s in listed["submissions"] if s["collected_at"]}
+    assert after == {ids[0]: marked[ids[0]], ids[2]: marked[ids[2]]}
+    assert collected_events(live_server, (*ids, other, fourth)) == sorted([ids[0], ids[2]])
+
+
+def collected_events(live_server, subject_ids) -> list[int]:
     with live_server.state().session_factory() as session:
         events = session.query(Event.subject_id).filter(Event.kind == "collected").all()
-    assert sorted(e.subject_id for e in events if e.subject_id in (*ids, other)) == sorted(
-        [ids[0], ids[2]]
-    )
+    return sorted(e.subject_id for e in events if e.subject_id in subject_ids)

@@ -421,6 +421,17 @@ def test_a_post_download_is_asked_again_until_its_head_arrives(origin):
     assert [(seen["method"], seen["body"]) for seen in origin.seen] == [("POST", b'{"x": 1}')] * 3
 
 
+def test_a_short_body_read_to_its_end_at_once_counts_what_came(origin):
+    origin.routes["/api/v1/archive"] = (200, {}, b"x" * 100_000)
+    origin.scripts["/api/v1/archive"] = ["short"]
+    with client_for(origin.url) as client, client.download("archive") as response:
+        body = ResponseBody(response)
+        assert body.read(0) == b""
+        with pytest.raises(DownloadCut) as cut:
+            body.read()
+    assert (cut.value.received, cut.value.expected) == (50_000, 100_000)
+
+
 def test_only_a_cut_is_asked_again_by_again_if_cut(origin):
     origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, b"x" * 10)
     origin.scripts["/api/v1/archive"] = ["404", "short"]

@@ -38,3 +38,12 @@ def test_a_failure_without_a_file_still_reads_well():
     assert describe(OSError(errno.EIO, "Input/output error")).startswith(
         "a local file could not be used (Input/output error)."
     )
+
+
+def test_a_full_disk_names_the_students_cache_only_when_given():
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), FILE)
+    assert "nbgrader keeps in /home/jovyan/.cache/nb" in describe(full, "/home/jovyan/.cache/nb")
+    assert "nbgrader keeps" not in describe(full)  # an instructor's collect: no such copies
+    assert describe(full).endswith(
+        "Delete files you no longer need, or ask your administrator for more space, then try again."
+    )
