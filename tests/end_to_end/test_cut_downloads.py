@@ -227,11 +227,13 @@ def test_feedback_cut_off_is_fetched_again_or_leaves_no_part(
     ann = Role("ann", tmp_path, relay.url)
     ann.login(relay.url, token)
     quick_retries(ann)
+    folder = ann.work / "ps1" / "feedback" / stamp
+    folder.mkdir(parents=True)
+    (folder / "ps2.html").write_bytes(b"<p>fetched before</p>")  # an earlier fetch's copy
 
     done = ann.nbgrader("fetch_feedback", "ps1", "--course", course, expect=0 if cuts else 1)
 
     no_traceback(done)
-    folder = ann.work / "ps1" / "feedback" / stamp
     if cuts:
         assert relay.cut == 1
         assert done.lines("Fetching feedback: the download broke off after")
@@ -239,5 +241,9 @@ def test_feedback_cut_off_is_fetched_again_or_leaves_no_part(
     else:
         assert relay.cut == 3
         assert done.lines("Fetching feedback failed: the download broke off after")
-        # ps1.html arrived whole and checked; the half of ps2.html that came is not kept
-        assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"ps1.html": pages["ps1.html"]}
+        # ps1.html arrived whole and checked; the half of ps2.html that came replaced nothing
+        # (the earlier copy stays) and left no part file
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == {
+            "ps1.html": pages["ps1.html"],
+            "ps2.html": b"<p>fetched before</p>",
+        }
