@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from nbgrader_plugin.portable_names import UnportableNames, unportable_names
+
 CHUNK = 1024 * 1024
 PAGE_CACHE_PIECE = 256 * 1024  # the most one write() of an unpacked file hands the kernel
 # The most one archive may hold. The exchange caps its settings (LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS,
@@ -197,9 +199,11 @@ def pack_directory(
 
     ``ignore`` has the signature of ``shutil.copytree``'s ignore callable; ``extra`` adds small
     top-level files (name → contents) that are not in the folder. The files are listed and
-    their sizes taken now; their contents are read when the pack is read.
+    their sizes taken now; their contents are read when the pack is read. Names the exchange
+    would refuse (``portable_names``) raise ``UnportableNames``, listing them all, first.
     """
     members = []
+    names: list[str] = []
     now = int(time.time())
     for name, data in (extra or {}).items():
         info = tarfile.TarInfo(name)
@@ -223,13 +227,17 @@ def pack_directory(
                 continue
             if include is not None and not include(Path(file)):
                 continue
-            info = tarfile.TarInfo(str(rel_dir / name))
+            names.append(str(rel_dir / name))
+            info = tarfile.TarInfo(names[-1])
             info.mode = status.st_mode  # as TarFile.gettarinfo (the header keeps 0o7777)
             info.size = status.st_size
             info.mtime = status.st_mtime
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             members.append(_Member(_header(info), status.st_size, file, None))
+    problems = unportable_names(names)
+    if problems:
+        raise UnportableNames(problems)
     pack = TarPack(members)
     return pack, pack.size
 

@@ -7,13 +7,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from textwrap import dedent
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from jupyter_core.paths import jupyter_data_dir
 from nbgrader.exchange.abc import Exchange as ABCExchange
 from nbgrader.utils import ignore_patterns
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
+from nbgrader_plugin.archive import TarPack, pack_directory
 from nbgrader_plugin.client import (
     SAFE_RETRY_DELAYS,
     DownloadCut,
@@ -21,6 +22,7 @@ from nbgrader_plugin.client import (
     ExchangeClientError,
 )
 from nbgrader_plugin.local_errors import describe
+from nbgrader_plugin.portable_names import UnportableNames
 from nbgrader_plugin.tokens import TOKEN_ENV, URL_ENV, TokenEntry, TokenStore
 
 T = TypeVar("T")
@@ -218,6 +220,19 @@ class Exchange(ABCExchange):
             )
 
         return client.again_if_cut(tuple(self.download_retry_delays), attempt, tell)
+
+    def pack_folder(self, source: Path, again: str, **options: Any) -> tuple[TarPack, int]:
+        """``pack_directory(source, **options)``; names the exchange would refuse fail here,
+        all listed, before anything is sent (``again``: what the user then runs again)."""
+        try:
+            return pack_directory(source, **options)
+        except UnportableNames as exc:
+            self.fail(
+                f"{self.action} failed: {len(exc.problems)} file or folder name(s) in {source} "
+                "cannot be sent (the exchange keeps only names that unpack the same way on "
+                f"Windows, macOS and Linux):\n{exc}\nRename them, or move them out of the "
+                f"folder, then {again}. Nothing was sent."
+            )
 
     # -- local paths --------------------------------------------------------------------------
     def local_assignment_path(self, course_id: str, assignment_id: str) -> Path:

@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 
 from nbgrader.exchange.abc import ExchangeReleaseAssignment as ABCExchangeReleaseAssignment
 
-from nbgrader_plugin.archive import pack_directory
 from nbgrader_plugin.client import path
 from nbgrader_plugin.exchange import Exchange
 
@@ -58,7 +57,7 @@ class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
         self.log.info("Source: %s", self.src_path)
         points = assignment_points(self.coursedir.db_url, course_id, assignment_id)
         query = "?" + urlencode({"max_score": repr(points)}) if points is not None else ""
-        handle, size = pack_directory(self.src_path, ignore=self.ignore())
+        handle, size = self.pack_folder(self.src_path, "release again", ignore=self.ignore())
         with handle, self.failures("Releasing the assignment"):
             client = self.client(course_id)
             with self.progress(size, f"release {assignment_id}") as progress:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from nbgrader.exchange.abc import ExchangeSubmit as ABCExchangeSubmit
 
-from nbgrader_plugin.archive import pack_directory
 from nbgrader_plugin.client import UNREACHABLE, ExchangeClient, ExchangeClientError, path
 from nbgrader_plugin.exchange import Exchange
 
@@ -85,8 +84,9 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
             if self.strict:  # missing notebooks refuse the submission: check before sending
                 self.check_filename_diff(self._released_notebooks(client))
             secret = secrets.token_hex(64)
-            handle, size = pack_directory(
+            handle, size = self.pack_folder(
                 self.src_path,
+                "submit again",
                 ignore=self.ignore(),
                 extra={"submission_secret.txt": secret.encode()},
             )
