@@ -49,7 +49,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
             )
         for name, entry in unsent.items():
             self._report_unsent(name, entry)
-            if name in fetched:  # damaged: zeros or other bytes stand in for part of it
+            if name in fetched:  # named damaged by the exchange though the manifest agreed
                 self.dest_path.joinpath(*name.parts).unlink(missing_ok=True)
                 fetched.remove(name)
         if not fetched:
@@ -84,19 +84,21 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
                         continue
                     if name.name == "manifest.json" or info.isdir() or len(name.parts) != 2:
                         continue
-                    digest = self._write(archive, info, self.dest_path.joinpath(*name.parts))
-                    fetched.append(name)
-                    if expected.get(name, digest) != digest:
+                    target = self.dest_path.joinpath(*name.parts)
+                    if self._write(archive, info, target, expected.get(name)):
+                        fetched.append(name)
+                    else:  # not what was released: an earlier copy, if any, stays
                         unsent[name] = {"message": DAMAGED}
             except (UnsafeArchive, tarfile.TarError, EOFError) as exc:
                 self.fail(f"The feedback was refused: {exc}. Tell your instructor.")
         return fetched, unsent
 
     @staticmethod
-    def _write(archive: TarStream, info: tarfile.TarInfo, target: Path) -> str:
-        """Write one member's bytes to ``target`` (through a temporary name, so a write that
-        does not finish, the download breaking off or the disk full, leaves ``target`` as it
-        was and no part file); its SHA-256."""
+    def _write(archive: TarStream, info: tarfile.TarInfo, target: Path, sha256: str | None) -> bool:
+        """Write one member's bytes to ``target`` through a temporary name; whether it was
+        kept. Bytes whose SHA-256 is not ``sha256`` (when the manifest gave one), or a write
+        that does not finish (the download breaks off, the disk is full), leave ``target`` as
+        it was and no part file."""
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(f".{target.name}.part")
         digest = hashlib.sha256()
@@ -105,11 +107,14 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
                 for piece in archive.data(info.size):
                     digest.update(piece)
                     out.write(piece)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                part.unlink()
+                return False
             os.replace(part, target)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        return digest.hexdigest()
+        return True
 
     @staticmethod
     def _expected(entries: list[dict]) -> dict[PurePosixPath, str]:

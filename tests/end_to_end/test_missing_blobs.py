@@ -81,14 +81,17 @@ def test_fetch_feedback_takes_what_is_there_and_names_the_missing(live_server, t
     rotten.write_bytes(b"<p>THREE</p>")  # same size, other bytes: only its SHA-256 tells
     ann = Role("ann", tmp_path, live_server.url)
     ann.login(live_server.url, live_server.issue_token("ann", course))
+    folder = ann.work / "ps1" / "feedback" / stamp
+    folder.mkdir(parents=True)
+    (folder / "ps3.html").write_bytes(b"<p>three</p>")  # fetched whole before the damage
 
     done = ann.nbgrader("fetch_feedback", "ps1", "--course", course)
 
     no_traceback(done)
-    folder = ann.work / "ps1" / "feedback" / stamp
     assert (folder / "ps1.html").read_bytes() == b"<p>one</p>"
     assert not (folder / "ps2.html").exists()
-    assert not (folder / "ps3.html").exists()
+    assert (folder / "ps3.html").read_bytes() == b"<p>three</p>"  # not replaced by the damage
+    assert sorted(p.name for p in folder.iterdir()) == ["ps1.html", "ps3.html"]  # no part file
     assert done.lines("Could not fetch the feedback ps2.html")
     assert done.lines("Could not fetch the feedback ps3.html")[0].count("does not match")
     assert done.lines("Tell your instructor")
