@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.end_to_end.helpers import Role, no_traceback
+from tests.end_to_end.helpers import Role, instructor_course, no_traceback
 from tests.support import NOTEBOOK, release_as_teacher
 
 
@@ -42,3 +42,21 @@ def test_a_submission_with_names_the_exchange_refuses_lists_them_all_first(live_
         (folder / name).unlink()
     (folder / "r\udce9sum\udce9.txt").unlink()
     ann.nbgrader("submit", "ps1", "--course", course)  # renamed: it goes through
+
+
+def test_a_release_with_such_names_is_refused_before_sending(live_server, tmp_path):
+    course = f"namesr{uuid.uuid4().hex[:6]}"
+    teacher, root = instructor_course(live_server, tmp_path, course)
+    (root / "release" / "ps1").mkdir(parents=True)
+    (root / "release" / "ps1" / "ps1.ipynb").write_bytes(NOTEBOOK)
+    (root / "release" / "ps1" / "con.txt").write_text("data\n")
+
+    done = teacher.nbgrader("release_assignment", "ps1", cwd=root, expect=1)
+
+    no_traceback(done)
+    assert done.lines("Releasing the assignment failed: 1 file or folder name(s) in")
+    assert done.lines("  - con.txt: 'con' is a reserved name on Windows")
+    assert done.lines("then release again. Nothing was sent.")
+    token = live_server.issue_token("ann", course)
+    listed = live_server.api("GET", f"courses/{course}/assignments", token).json()
+    assert listed["assignments"] == []
