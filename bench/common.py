@@ -511,6 +511,21 @@ def workers_cpu(server: Server) -> dict[int, tuple[float, float]]:
     return {pid: cpu_split(pid) for pid in server.worker_pids()}
 
 
+def postgres_cpu() -> dict[int, tuple[float, float]]:
+    """User and system CPU seconds of each PostgreSQL process on this machine (backends, WAL
+    writer, checkpointer …), by pid: the database's share of a burst's CPU."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.index("(") + 1 :].startswith("postgres"):
+                found[int(entry.name)] = cpu_split(int(entry.name))
+    return found
+
+
 def cpu_used(
     before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]
 ) -> tuple[float, float]:
