@@ -238,6 +238,9 @@ class Response:
             raise TransportError(f"the connection broke: {exc.__class__.__name__}", exc) from exc
         if len(data) > MAX_JSON_BYTES:
             raise ValueError("the answer is larger than a JSON answer may be")
+        if self.raw.length:  # fewer bytes than its Content-Length: cut off, not "not JSON"
+            cut = http.client.IncompleteRead(data, self.raw.length)
+            raise TransportError("the connection broke: the answer ended early", cut)
         return json.loads(data)
 
     def json_or_none(self) -> Any:

@@ -432,6 +432,24 @@ def test_a_short_body_read_to_its_end_at_once_counts_what_came(origin):
     assert (cut.value.received, cut.value.expected) == (50_000, 100_000)
 
 
+def test_a_json_answer_cut_short_is_asked_again_not_called_not_json(origin):
+    origin.routes["/api/v1/me"] = (
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps({"ok": True, "pad": "x" * 5000}).encode(),
+    )
+    origin.scripts["/api/v1/me"] = ["short", "short"]
+    with client_for(origin.url) as client:
+        client.safe_retry_delays = (0.01, 0.01)
+        assert client.get_json("me")["ok"] is True  # the third answer came whole
+        origin.scripts["/api/v1/me"] = ["short"]
+        client.safe_retry_delays = ()
+        with pytest.raises(ExchangeClientError) as failed:
+            client.get_json("me")
+    assert failed.value.code == "unreachable"
+    assert "the answer ended early" in str(failed.value)
+
+
 def test_only_a_cut_is_asked_again_by_again_if_cut(origin):
     origin.routes["/api/v1/archive"] = (200, {"Content-Type": "application/x-tar"}, b"x" * 10)
     origin.scripts["/api/v1/archive"] = ["404", "short"]
