@@ -291,16 +291,22 @@ def child_pids(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
         return [int(p) for p in text.split()]
     except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan /proc
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-        return found
+        return [child for child, stat in processes() if _parent(stat) == pid]
+
+
+def _parent(stat: str) -> int:
+    """The parent pid in a ``/proc/<pid>/stat`` line."""
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def processes() -> Iterator[tuple[int, str]]:
+    """Each process on the machine: its pid and its ``/proc/<pid>/stat`` line."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "stat").read_text()
+            except OSError:  # it ended meanwhile
+                continue
 
 
 def _rss(pid: int) -> int:
@@ -514,16 +520,11 @@ def workers_cpu(server: Server) -> dict[int, tuple[float, float]]:
 def postgres_cpu() -> dict[int, tuple[float, float]]:
     """User and system CPU seconds of each PostgreSQL process on this machine (backends, WAL
     writer, checkpointer …), by pid: the database's share of a burst's CPU."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if stat[stat.index("(") + 1 :].startswith("postgres"):
-                found[int(entry.name)] = cpu_split(int(entry.name))
-    return found
+    return {
+        pid: cpu_split(pid)
+        for pid, stat in processes()
+        if stat[stat.index("(") + 1 :].startswith("postgres")
+    }
 
 
 def cpu_used(
