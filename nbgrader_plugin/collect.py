@@ -22,11 +22,10 @@ from nbgrader_plugin.archive import (
     iter_safe_members,
     json_list_member,
 )
-from nbgrader_plugin.client import ExchangeClientError, ResponseBody, path
+from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_students
-from nbgrader_plugin.local_errors import describe
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DAMAGED = (
@@ -131,15 +130,12 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             self._update_gradebook([])  # extensions granted since the last collect
             return
         outcome = _Outcome()
-        try:
-            self.again_if_cut(self.api, "Collecting", lambda: self._collect_rest(actions, outcome))
-        except Exception as exc:
-            self._record_placed(outcome.collected, len(actions))
-            if isinstance(exc, OSError):
-                self.fail(f"Collecting failed: {describe(exc)}")
-            if isinstance(exc, ExchangeClientError):
-                self.fail(f"Collecting failed: {exc}")
-            raise
+        with self.failures("Collecting"):  # a full disk's OSError: ``Exchange.start`` says it
+            try:
+                self.again_if_cut(self.api, lambda: self._collect_rest(actions, outcome))
+            except Exception:
+                self._record_placed(outcome.collected, len(actions))
+                raise
         collected, skipped, lost = outcome.collected, outcome.skipped, outcome.lost
         self._update_gradebook(collected)
         self.log.info(

@@ -140,11 +140,15 @@ class Exchange(ABCExchange):
     def start(self) -> object:
         try:
             return super().start()
-        except OSError as exc:  # the user's own disk: full, over quota, not theirs, read-only
-            cache = self.cache if self.student_side else None
-            self.fail(f"{self.action} failed: {describe(exc, cache)}")
+        except OSError as exc:
+            self.fail_locally(exc)
         finally:
             self.close_clients()
+
+    def fail_locally(self, exc: OSError) -> NoReturn:
+        """Fail with what the user's own disk did (full, over quota, not theirs, read-only)."""
+        cache = self.cache if self.student_side else None
+        self.fail(f"{self.action} failed: {describe(exc, cache)}")
 
     def close_clients(self) -> None:
         """Close the connections of the clients this operation opened."""
@@ -204,7 +208,7 @@ class Exchange(ABCExchange):
         except ExchangeClientError as exc:
             self.fail(f"{action} failed: {exc}")
 
-    def again_if_cut(self, client: ExchangeClient, action: str, attempt: Callable[[], T]) -> T:
+    def again_if_cut(self, client: ExchangeClient, attempt: Callable[[], T]) -> T:
         """``attempt()`` (a download and the reading of its body) and, while the body breaks
         off half-way, again after each of ``download_retry_delays``, saying so each time."""
 
@@ -212,7 +216,7 @@ class Exchange(ABCExchange):
             what = error.summary if isinstance(error, DownloadCut) else str(error)
             self.log.warning(
                 "%s: %s. Trying again in %g s (attempt %d of %d).",
-                action,
+                self.action,
                 what,
                 delay,
                 number,

@@ -56,7 +56,7 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
             staging.mkdir()
             self._download_once(client, url, assignment_id, staging)
 
-        self.again_if_cut(client, "Fetching the assignment", attempt)
+        self.again_if_cut(client, attempt)
 
     def _download_once(
         self, client: ExchangeClient, url: str, assignment_id: str, staging: Path

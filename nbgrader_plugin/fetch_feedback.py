@@ -44,9 +44,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
         with self.failures("Fetching feedback"):
             client = self.client(course_id)
             url = path("courses", course_id, "assignments", assignment_id, "feedback")
-            fetched, unsent = self.again_if_cut(
-                client, "Fetching feedback", lambda: self._download(client, url)
-            )
+            fetched, unsent = self.again_if_cut(client, lambda: self._download(client, url))
         for name, entry in unsent.items():
             self._report_unsent(name, entry)
             if name in fetched:  # named damaged by the exchange though the manifest agreed

@@ -21,7 +21,6 @@ from nbgrader.exchange.abc import ExchangeList as ABCExchangeList
 
 from nbgrader_plugin.client import ExchangeClient, path
 from nbgrader_plugin.exchange import Exchange
-from nbgrader_plugin.local_errors import describe
 
 
 def _sha256(file: Path) -> str:
@@ -38,8 +37,8 @@ class ExchangeList(ABCExchangeList, Exchange):
     def start(self) -> object:
         try:
             return super().start()  # nbgrader's lists and removes after the base class's start
-        except OSError as exc:  # the user's own disk (a cached submission it may not read)
-            self.fail(f"{self.action} failed: {describe(exc)}")
+        except OSError as exc:  # nbgrader lists after the base class's start has returned
+            self.fail_locally(exc)
         finally:
             self.close_clients()
 
