@@ -300,7 +300,6 @@ class SubmissionService:
         yet; one whose archive is missing or damaged in storage, or a stream the client broke
         off, marks nothing."""
         assignment = self.assignments.find(caller, name)
-        held = self._not_yet_collected(assignment.id, received) if received else []
         now = self.ctx.clock()
         stamp = format_timestamp(now)
         manifest = []
@@ -311,22 +310,19 @@ class SubmissionService:
         members = [(f"submissions/{s.id}.tar", s.size, s.blob_key) for s, _user in chosen]
         by_member = {f"submissions/{s.id}.tar": s.id for s, _user in chosen}
         assignment_id = assignment.id
+        asked = set(by_member.values())  # the received ones this answer sends follow it
+        held = self._not_yet_collected(assignment_id, [i for i in received if i not in asked])
         self.session.commit()  # no transaction stays open while the files stream
-
-        asked = set(by_member.values())
-        held = [sid for sid in held if sid not in asked]  # those follow what this answer sends
 
         def delivered(unsent: set[str]) -> None:
             ids = [sid for member, sid in by_member.items() if member not in unsent]
-            self._mark_collected(caller, assignment_id, ids + held, now)
+            self._mark_collected(caller, assignment_id, [*ids, *held], now)
 
         return stream_tar(manifest, members, self.ctx.storage, on_sent=delivered)
 
     def _not_yet_collected(self, assignment_id: int, ids: Sequence[int]) -> Sequence[int]:
         """Those of ``ids`` that are submissions of the assignment, not removed and not marked
         collected yet (an earlier answer that went out whole did; one query per 1000)."""
-        unique = sorted(set(ids))
-        batches = (unique[i : i + _MARK_BATCH] for i in range(0, len(unique), _MARK_BATCH))
         where = and_(
             Submission.assignment_id == assignment_id,
             Submission.removed_at.is_(None),
@@ -334,7 +330,7 @@ class SubmissionService:
         )
         return [
             found
-            for batch in batches
+            for batch in _batches(sorted(set(ids)))
             for found in self.session.scalars(
                 select(Submission.id).where(where, Submission.id.in_(batch))
             )
@@ -346,8 +342,7 @@ class SubmissionService:
         """Mark ``ids`` collected at ``now``, a few statements for any number."""
 
         def mark() -> None:
-            for start in range(0, len(ids), _MARK_BATCH):
-                batch = ids[start : start + _MARK_BATCH]
+            for batch in _batches(ids):
                 self.session.execute(
                     update(Submission).where(Submission.id.in_(batch)).values(collected_at=now)
                 )
@@ -360,6 +355,12 @@ class SubmissionService:
     def open_archive(self, caller: Caller, submission_id: int) -> tuple[Submission, BinaryIO]:
         submission, _assignment, _user = self.get(caller, submission_id)
         return submission, self.ctx.storage.open(submission.blob_key)
+
+
+def _batches(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """``ids`` in slices of ``_MARK_BATCH``, one ``IN (…)`` each."""
+    for start in range(0, len(ids), _MARK_BATCH):
+        yield ids[start : start + _MARK_BATCH]
 
 
 class Submitter(Protocol):
