@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
+from lti_exchange import direct_sql
+from lti_exchange.direct_sql import DirectStatement
 from lti_exchange.errors import Forbidden, NotFound, Unauthenticated
 from lti_exchange.identifiers import is_valid_identifier, validate_identifier
 from lti_exchange.models import STAFF_ROLES, Assignment, Course, Enrolment, Release, User
@@ -71,14 +73,14 @@ class Lookup:
     """Columns a hot path needs, fetched by the authorising statement itself (one round trip
     instead of two): ``statement`` is from ``enrolment_with_assignment``, ``params`` binds it."""
 
-    statement: Select[Any]
+    statement: DirectStatement
     params: dict[str, Any]
 
 
 # Built once: the enrolment's columns with its user's and course's in one statement, as plain
-# values (no ORM objects to build per request), so each request only binds values to a cached
-# compiled form.
-_ENROLMENT = (
+# values (no ORM objects to build per request), compiled once per dialect and run on the DBAPI
+# cursor (``direct_sql``): each request only binds its values.
+_ENROLMENT_SELECT = (
     select(
         Enrolment.user_id,
         User.username,
@@ -100,6 +102,7 @@ _ENROLMENT = (
         User.org_id == bindparam("org_id"),
     )
 )
+_ENROLMENT = DirectStatement(_ENROLMENT_SELECT)
 
 
 def enrolment_with_assignment(*columns: Any) -> Select[Any]:
@@ -107,7 +110,7 @@ def enrolment_with_assignment(*columns: Any) -> Select[Any]:
     the bind parameter ``assignment_name`` and of its current release (NULL where there is
     none). Build it once, at import; label the columns apart from the enrolment's."""
     return (
-        _ENROLMENT.add_columns(*columns)
+        _ENROLMENT_SELECT.add_columns(*columns)
         .outerjoin(
             Assignment,
             and_(
@@ -119,7 +122,7 @@ def enrolment_with_assignment(*columns: Any) -> Select[Any]:
     )
 
 
-def assignment_lookup(statement: Select[Any], name: str) -> Lookup | None:
+def assignment_lookup(statement: DirectStatement, name: str) -> Lookup | None:
     """``statement`` (from ``enrolment_with_assignment``) for the assignment ``name``; None for
     a name that is no identifier (it reaches no SQL: the service refuses it after the
     authorisation, as without a lookup)."""
@@ -137,7 +140,7 @@ class AssignmentColumns:
 
     def __init__(self, *columns: Any, present: str) -> None:
         self.present = present
-        self.joined = enrolment_with_assignment(*columns)
+        self.joined = DirectStatement(enrolment_with_assignment(*columns))
         self.alone = (
             select(*columns)
             .outerjoin(Release, Release.id == Assignment.current_release_id)
@@ -189,7 +192,7 @@ def authorise_course(
     statement = _ENROLMENT
     if lookup is not None:
         statement, params = lookup.statement, {**params, **lookup.params}
-    enrolment = session.connection().execute(statement, params).one_or_none()
+    enrolment = direct_sql.first(session, statement, params)
     if enrolment is None:
         raise Forbidden(
             f"You are not enrolled in course '{course_code}'. {RELAUNCH_HINT}", code="not_enrolled"

@@ -13,7 +13,9 @@ from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from lti_exchange import direct_sql
 from lti_exchange.archives.upload import ArchiveLimits
+from lti_exchange.direct_sql import DirectStatement
 from lti_exchange.models import Event
 from lti_exchange.models.types import utcnow
 from lti_exchange.services.authorisation import Caller
@@ -23,6 +25,7 @@ from lti_exchange.storage import BlobStorage
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _INSERT_EVENT = insert(Event.__table__)  # type: ignore[arg-type]  # a Table: Core, not the ORM
+_DIRECT_INSERT_EVENT = DirectStatement(_INSERT_EVENT)  # the hot paths' (``direct_sql``)
 
 
 @dataclass
@@ -58,10 +61,10 @@ class ServiceContext:
         details: dict[str, Any] | None = None,
     ) -> None:
         """Insert an audit event at once, in the session's transaction, without the ORM's unit
-        of work (the hot paths: fetch and submit). Rows it refers to must already be in the
-        database."""
+        of work or ``Connection.execute`` (the hot paths: fetch and submit; ``direct_sql``).
+        Rows it refers to must already be in the database."""
         row = self._event_row(caller, kind, assignment_id, subject_id, details, at)
-        self.session.connection().execute(_INSERT_EVENT, row)
+        direct_sql.insert(self.session, _DIRECT_INSERT_EVENT, row)
 
     def record_many(
         self,

@@ -12,9 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from lti_exchange import direct_sql
 from lti_exchange.archives.stream import stream_tar
 from lti_exchange.archives.upload import store_archive
 from lti_exchange.db import make_durable
+from lti_exchange.direct_sql import DirectStatement
 from lti_exchange.errors import ApiError, Conflict, Forbidden, InvalidRequest, NotFound
 from lti_exchange.identifiers import validate_identifier
 from lti_exchange.models import Assignment, Feedback, Release, Submission, User
@@ -48,7 +50,11 @@ def submit_target(name: str) -> Lookup | None:
     return _SUBMIT_TARGET.lookup(name)
 
 
-_INSERT_SUBMISSION = insert(Submission.__table__)  # type: ignore[arg-type]  # Core, not the ORM
+# Core, not the ORM, compiled once per dialect and run on the DBAPI cursor (``direct_sql``).
+_INSERT_SUBMISSION = DirectStatement(
+    insert(Submission.__table__),  # type: ignore[arg-type]
+    primary_key=Submission.__table__.c.id,
+)
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,7 @@ class SubmissionService:
         }
         replayed = False
         try:
-            inserted = self.session.connection().execute(_INSERT_SUBMISSION, values)
-            submission_id: int = inserted.inserted_primary_key[0]  # type: ignore[index]
+            submission_id: int = direct_sql.insert(self.session, _INSERT_SUBMISSION, values)
             self.ctx.record_now(
                 caller,
                 "submitted",
