@@ -10,7 +10,10 @@ from typing import IO, Any, BinaryIO
 
 from flask import Response, request, stream_with_context
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length, get_input_stream, wrap_file
 
+from lti_exchange.app_objects import AppObjects
 from lti_exchange.archives.reader import readinto_of
 from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
@@ -25,6 +28,7 @@ ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/octet-str
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BLOB_BUFFER = 1024 * 1024  # bytes per read where the server has no sendfile
 
 
 def context() -> ServiceContext:
@@ -35,7 +39,14 @@ def context() -> ServiceContext:
 
 def archive_body() -> BinaryIO:
     """The request body as a stream, after checking it is declared as a tar archive."""
-    mimetype = request.mimetype or ""
+    return upload_stream(request.environ, app_objects())
+
+
+def upload_stream(environ: dict[str, Any], objects: AppObjects) -> BinaryIO:
+    """``archive_body`` from the WSGI environ (``web.hot_routes`` has no Flask request): the
+    declared type and length checked (415, 413), room in the store (507), then the body."""
+    mimetype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()
+    content_length = get_content_length(environ)
     if mimetype not in ARCHIVE_TYPES:
         raise InvalidRequest(
             f"Send the archive as the request body with Content-Type application/x-tar or "
@@ -43,18 +54,19 @@ def archive_body() -> BinaryIO:
             code="unsupported_media_type",
             status=415,
         )
-    limit = app_objects().settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
+    limit = objects.settings.max_upload_bytes
+    if content_length is not None and content_length > limit:
         raise PayloadTooLarge(
-            f"The upload ({request.content_length} bytes) is larger than the limit of {limit} "
+            f"The upload ({content_length} bytes) is larger than the limit of {limit} "
             "bytes. Remove large files from the folder, or ask your operator to raise "
             "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
             details={"limit": limit},
         )
-    app_objects().storage.ensure_room(request.content_length or 0)  # 507 before reading a byte
-    if request.content_length is not None:
-        return _DeclaredLengthStream(request.environ["wsgi.input"], request.content_length)  # type: ignore[return-value]  # read like a file
-    return _ChunkedStream(request.stream)  # type: ignore[return-value]
+    objects.storage.ensure_room(content_length or 0)  # 507 before reading a byte
+    if content_length is not None:
+        return _DeclaredLengthStream(environ["wsgi.input"], content_length)  # type: ignore[return-value]  # read like a file
+    # As Flask's request.stream: archive uploads have no max_content_length (body_limits).
+    return _ChunkedStream(get_input_stream(environ, max_content_length=None))  # type: ignore[return-value]
 
 
 class _ChunkedStream(io.RawIOBase):
@@ -127,21 +139,31 @@ class _DeclaredLengthStream(io.RawIOBase):
 
 def blob_response(handle: BinaryIO, size: int, sha256: str, **headers: str) -> Response:
     """Stream a stored blob with its length and checksum (sendfile where the server can)."""
-    from werkzeug.wsgi import wrap_file
-
-    magic = _peek(handle, 2)
-    response = Response(
-        wrap_file(request.environ, handle, buffer_size=1024 * 1024),
-        mimetype="application/gzip" if magic == b"\x1f\x8b" else "application/x-tar",
+    return Response(
+        blob_body(request.environ, handle),
+        headers=blob_headers(handle, size, sha256, **headers),
         direct_passthrough=True,
     )
-    response.headers["Content-Length"] = str(size)
-    response.headers["X-Content-SHA256"] = sha256
-    response.headers["ETag"] = f'"{sha256}"'
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        response.headers[name.replace("_", "-")] = value
-    return response
+
+
+def blob_body(environ: dict[str, Any], handle: BinaryIO) -> Any:
+    """The blob as a WSGI body: the server's ``wsgi.file_wrapper`` (sendfile) where it has one."""
+    return wrap_file(environ, handle, buffer_size=BLOB_BUFFER)
+
+
+def blob_headers(handle: BinaryIO, size: int, sha256: str, **headers: str) -> list[tuple[str, str]]:
+    """A stored blob's answer headers: its type (gzip or tar, by its first bytes), length and
+    checksum, no caching; ``headers`` add to them (``X_Release_Version``: ``X-Release-Version``).
+    """
+    kind = "application/gzip" if _peek(handle, 2) == b"\x1f\x8b" else "application/x-tar"
+    return [
+        ("Content-Type", kind),
+        ("Content-Length", str(size)),
+        ("X-Content-SHA256", sha256),
+        ("ETag", f'"{sha256}"'),
+        ("Cache-Control", "no-store"),
+        *((name.replace("_", "-"), value) for name, value in headers.items()),
+    ]
 
 
 def _peek(handle: BinaryIO, size: int) -> bytes:
@@ -170,7 +192,11 @@ def bool_arg(name: str) -> bool:
 def idempotency_key() -> str | None:
     """The request's ``Idempotency-Key`` (1-64 letters, digits, ``-`` or ``_``), if it sent one:
     a client that sends an upload again after losing the answer sends the same key."""
-    value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    return checked_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+
+
+def checked_idempotency_key(value: str | None) -> str | None:
+    """``value`` of an ``Idempotency-Key`` header, refused (400) unless it is a sane key."""
     if value is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(value):

@@ -76,12 +76,18 @@ def lms_page(response: Response, origins: list[str]) -> Response:
     return response
 
 
+# What every answer carries unless it set its own (a page the LMS frames sets its framing).
+ALWAYS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+NOT_FRAMED = ((CSP, NO_FRAMING), ("X-Frame-Options", "DENY"))
+DEFAULT_HEADERS = ALWAYS + NOT_FRAMED  # an answer that sets none of them (``web.hot_routes``)
+
+
 def _everywhere(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    for name, value in ALWAYS:
+        response.headers.setdefault(name, value)
     if CSP not in response.headers:
-        response.headers[CSP] = NO_FRAMING
-        response.headers["X-Frame-Options"] = "DENY"
+        for name, value in NOT_FRAMED:
+            response.headers[name] = value
     return response
 
 

@@ -21,6 +21,7 @@ from lti_exchange.storage import StorageUnavailable
 from lti_exchange.web.body_limits import install_body_limits
 from lti_exchange.web.current import EXTENSION, close_request_session, install_query_counter
 from lti_exchange.web.errors import register_error_handlers
+from lti_exchange.web.hot_routes import HotRoutes
 from lti_exchange.web.request_id import install_request_id
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(lti_bp)
     app.register_blueprint(lti_register_bp)  # /lti/register: LTI Dynamic Registration
     app.register_blueprint(dashboard_bp)  # /lti/dashboard, /lti/my-assignments
+    # Fetch and submit without Flask's per-request machinery (the deadline's two requests).
+    app.wsgi_app = HotRoutes(app, objects)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -13,7 +13,11 @@ from lti_exchange.web.current import app_objects, get_session
 
 
 def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
+    return token_from_header(request.headers.get("Authorization", ""))
+
+
+def token_from_header(header: str) -> str:
+    """The token of an ``Authorization: Bearer …`` value (401 for anything else)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated(
@@ -27,6 +31,14 @@ def current_claims() -> TokenClaims:
     """The verified claims of the request's access token (verified once per request)."""
     if "token_claims" not in g:
         g.token_claims = app_objects().tokens.verify(bearer_token())
+    return g.token_claims
+
+
+def claims_of(authorization: str) -> TokenClaims:
+    """``current_claims`` from an ``Authorization`` value (``web.hot_routes``: no Flask
+    request, an app context)."""
+    if "token_claims" not in g:
+        g.token_claims = app_objects().tokens.verify(token_from_header(authorization))
     return g.token_claims
 
 

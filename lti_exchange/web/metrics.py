@@ -113,17 +113,22 @@ def _scrape(outbox: CollectorRegistry) -> Response:
     return response
 
 
-def _note(response: Response) -> Response:
-    """after_request: what the middleware labels and logs (route, ids), read from Flask."""
-    rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-    notes = request.environ.setdefault(_NOTES, {})
-    notes["route"] = rule
-    notes["request_id"] = g.get("request_id")
-    claims = g.get("token_claims")
+def note_request(environ: dict[str, Any], route: str, request_id: str | None, claims: Any) -> None:
+    """What the middleware labels and logs a request with: its route rule, its id and, once
+    its token was verified, who made it (the Flask hook below, and ``web.hot_routes``)."""
+    notes = environ.setdefault(_NOTES, {})
+    notes["route"] = route
+    notes["request_id"] = request_id
     if claims is not None:
         notes["user"] = claims.username
         notes["course"] = claims.course_code
         notes["org_id"] = claims.org_id
+
+
+def _note(response: Response) -> Response:
+    """after_request: what the middleware labels and logs (route, ids), read from Flask."""
+    rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    note_request(request.environ, rule, g.get("request_id"), g.get("token_claims"))
     if rule in _LAUNCH_RULES:
         outcome = g.get("launch_outcome") or (
             "refused" if response.status_code >= 400 else "unbound"
