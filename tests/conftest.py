@@ -151,7 +151,7 @@ class LiveServer:
         return issue_access_token(self.state(), username, course, role, org=org, ttl=ttl, **profile)
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
-        headers = kwargs.pop("headers", {})
+        headers = dict(kwargs.pop("headers", {}))  # the caller's (often a shared constant) kept
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return requests.request(

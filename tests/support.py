@@ -10,11 +10,14 @@ import socket
 import tarfile
 import threading
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
 MiB = 1024 * 1024
-TAR = {"Content-Type": "application/x-tar"}
-GZIP = {"Content-Type": "application/gzip"}
+# Read-only: a helper that adds a header to one of these would send it with every later request.
+TAR: Mapping[str, str] = MappingProxyType({"Content-Type": "application/x-tar"})
+GZIP: Mapping[str, str] = MappingProxyType({"Content-Type": "application/gzip"})
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
 
