@@ -138,6 +138,21 @@ class LoopbackRelay:
         sock.close()
 
 
+def add_unreleased_assignment(server, course: str, name: str) -> None:
+    """An assignment ``name`` in ``course`` that was never released (no API makes one: nbgrader
+    only ever releases), written as the service's own models."""
+    from lti_exchange.api.common import ANY_ROLE
+    from lti_exchange.models import Assignment
+    from lti_exchange.services.authorisation import authorise_course
+
+    state = server.state()
+    claims = state.tokens.verify(server.issue_token("teacher", course, "Instructor"))
+    with state.session_factory() as session:
+        caller = authorise_course(session, claims, course, ANY_ROLE)
+        session.add(Assignment(course_id=caller.course_id, name=name, released=False))
+        session.commit()
+
+
 def release_as_teacher(server, course: str, name: str, files: dict[str, bytes]) -> None:
     """Release ``files`` as assignment ``name`` of ``course``, as its instructor ``teacher``."""
     teacher = server.issue_token("teacher", course, "Instructor")

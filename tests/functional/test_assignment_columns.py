@@ -6,21 +6,17 @@ to), and a name that is no assignment."""
 from __future__ import annotations
 
 from lti_exchange.api.common import ANY_ROLE
-from lti_exchange.models import Assignment
 from lti_exchange.services.assignments import _RELEASE_TO_FETCH
 from lti_exchange.services.authorisation import authorise_course
 from lti_exchange.services.submissions import _SUBMIT_TARGET
-from tests.support import NOTEBOOK, release_as_teacher
+from tests.support import NOTEBOOK, add_unreleased_assignment, release_as_teacher
 
 
 def test_a_row_with_the_authorisation_is_the_row_asked_for_alone(live_server, course):
     release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    add_unreleased_assignment(live_server, course, "draft")
     state = live_server.state()
     claims = state.tokens.verify(live_server.issue_token("teacher", course, "Instructor"))
-    with state.session_factory() as session:
-        caller = authorise_course(session, claims, course, ANY_ROLE)
-        session.add(Assignment(course_id=caller.course_id, name="draft", released=False))
-        session.commit()
     expected = {  # (columns, name) -> whether a row is found
         (_RELEASE_TO_FETCH, "ps1"): True,
         (_RELEASE_TO_FETCH, "draft"): False,  # nothing was ever released

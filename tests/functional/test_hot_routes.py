@@ -13,13 +13,17 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from lti_exchange import create_app
-from lti_exchange.api.common import ANY_ROLE
 from lti_exchange.config import load_settings
-from lti_exchange.models import Assignment
-from lti_exchange.services.authorisation import authorise_course
 from lti_exchange.web.hot_routes import HotRoutes
 from lti_exchange.web.metrics import _NOTES
-from tests.support import NOTEBOOK, TAR, make_tar, make_tgz, release_as_teacher
+from tests.support import (
+    NOTEBOOK,
+    TAR,
+    add_unreleased_assignment,
+    make_tar,
+    make_tgz,
+    release_as_teacher,
+)
 
 REQUEST_ID = "hot-routes-test"
 
@@ -109,12 +113,7 @@ def two_ways(live_server):
 def ps1(live_server, course):
     """``course`` with a released 'ps1' and a 'draft' that was never released."""
     release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK, "data.txt": b"x" * 300})
-    state = live_server.state()
-    claims = state.tokens.verify(live_server.issue_token("teacher", course, "Instructor"))
-    with state.session_factory() as session:
-        caller = authorise_course(session, claims, course, ANY_ROLE)
-        session.add(Assignment(course_id=caller.course_id, name="draft", released=False))
-        session.commit()
+    add_unreleased_assignment(live_server, course, "draft")
     return course
 
 
