@@ -6,12 +6,15 @@ a deadline burst runs two statements and a submission three. A :class:`DirectSta
 compiled once per dialect and then runs on the **session's own DBAPI connection**: the same
 transaction, commit, rollback and pool as the rest of the request, with the column types' own
 bind and result processors (UTC instants, JSON, booleans come out as ``Connection.execute``
-gives them) and the engine's ``before_cursor_execute`` listeners told of every statement
-(``X-Query-Count``). Driver errors become SQLAlchemy's (``IntegrityError``,
-``OperationalError`` ...) as they would through ``Connection.execute``, and a connection the
-driver reports lost is invalidated, so the pool never hands it out again.
+gives them). The statement itself goes through SQLAlchemy's own path for raw statements
+(``Connection._cursor_execute``, which SQLAlchemy uses for sequences and column defaults): the
+engine's ``before_cursor_execute`` listeners (``X-Query-Count``) and ``echo``, and on failure
+SQLAlchemy's error handling, so driver errors become ``IntegrityError``,
+``OperationalError`` ... and a lost connection is invalidated together with the rest of its
+pool, as through ``Connection.execute``.
 
-Only for the hot paths' simple statements: no expanding ``IN``, no post-compile parameters.
+Only for the hot paths' simple statements: no expanding ``IN``, no post-compile parameters,
+inserts given every column whose default is computed in Python (all refused when planned).
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Insert, Select
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 Processor = Callable[[Any], Any] | None
@@ -57,22 +60,34 @@ class DirectStatement:
     def __init__(self, statement: Any, primary_key: Any = None) -> None:
         self.statement = statement
         self.primary_key = primary_key  # inserts: the column whose new value ``insert`` returns
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        # Per dialect object (an engine's own: its server version, JSON serialiser, quoting),
+        # then per set of columns given to an insert. Two threads may compile the same plan
+        # once each; either is right.
+        self._plans: WeakKeyDictionary[Dialect, dict[frozenset[str], _Plan]] = WeakKeyDictionary()
 
     def plan(self, dialect: Dialect, keys: frozenset[str] = frozenset()) -> _Plan:
-        key = (dialect.name, dialect.paramstyle, dialect.insert_returning, keys)
-        plan = self._plans.get(key)
+        plans = self._plans.get(dialect)
+        if plans is None:
+            plans = self._plans.setdefault(dialect, {})
+        plan = plans.get(keys)
         if plan is None:
-            plan = self._plans[key] = self._compile(dialect, keys)
+            plan = plans[keys] = self._compile(dialect, keys)
         return plan
 
     def _compile(self, dialect: Dialect, keys: frozenset[str]) -> _Plan:
         statement: Any = self.statement
         returning = False
         if isinstance(statement, Insert):
+            statement = statement.inline()  # no implicit RETURNING of the key unless asked for
             if self.primary_key is not None and dialect.insert_returning:
                 statement, returning = statement.returning(self.primary_key), True
             compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
+            if compiled.insert_prefetch or compiled.postfetch:
+                # Column defaults computed in Python, or read back: Connection.execute's work.
+                raise ValueError(
+                    "a DirectStatement insert must be given every column that has a default "
+                    f"computed in Python ({', '.join(c.name for c in compiled.insert_prefetch)})"
+                )
         else:
             compiled = statement.compile(dialect=dialect)
         sql = compiled.string
@@ -141,31 +156,18 @@ def insert(session: Session, statement: DirectStatement, values: Mapping[str, An
 
 
 def _run(connection: Connection, plan: _Plan, params: Mapping[str, Any]) -> Any:
-    """Execute ``plan`` on the connection's DBAPI cursor; driver errors as SQLAlchemy's."""
-    dialect = connection.dialect
-    dbapi_connection = connection.connection.dbapi_connection
-    arguments = plan.arguments(params)
+    """Execute ``plan`` on the connection's DBAPI cursor, the way SQLAlchemy runs its own raw
+    statements (``Connection._cursor_execute``: the engine's and dialect's events, ``echo``,
+    and on failure its error handling: SQLAlchemy's exceptions, the cursor closed, a lost
+    connection invalidated with every other connection of the pool)."""
     cursor = None
     try:
-        cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
-        connection.dispatch.before_cursor_execute(  # the engine's listeners (query counts)
-            connection, cursor, plan.sql, arguments, None, False
-        )
-        cursor.execute(plan.sql, arguments)
-    except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
+        arguments = plan.arguments(params)
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    except BaseException as exc:  # noqa: BLE001 - handled (and raised) as SQLAlchemy does
         if cursor is not None:
-            with contextlib.suppress(Exception):  # a lost connection's cursor may not close
+            with contextlib.suppress(Exception):
                 cursor.close()
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            plan.sql,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
+        connection._handle_dbapi_exception(exc, plan.sql, params, None, None)  # noqa: SLF001
+    connection._cursor_execute(cursor, plan.sql, arguments)  # noqa: SLF001
     return cursor

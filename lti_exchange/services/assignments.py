@@ -240,13 +240,17 @@ class AssignmentService:
         )
         handle = self.ctx.storage.open(release.blob_key)
         if record:
-            self.ctx.record_now(
-                caller,
-                "fetched",
-                assignment_id=row.assignment_id,
-                subject_id=release.id,
-                at=self.ctx.clock(),
-                details={"version": release.version},
-            )
-            self.session.commit()
+            try:
+                self.ctx.record_now(
+                    caller,
+                    "fetched",
+                    assignment_id=row.assignment_id,
+                    subject_id=release.id,
+                    at=self.ctx.clock(),
+                    details={"version": release.version},
+                )
+                self.session.commit()
+            except BaseException:  # the database failed: nothing is sent, the file is closed
+                handle.close()
+                raise
         return release, handle

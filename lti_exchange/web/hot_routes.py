@@ -73,8 +73,8 @@ class HotRoutes:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         route = self.routes.get(environ.get("REQUEST_METHOD", ""))
         match = route[0].fullmatch(environ.get("PATH_INFO", "")) if route else None
-        if route is None or match is None:
-            return self.app(environ, start_response)
+        if route is None or match is None or (route[0] is FETCH and _has_body(environ)):
+            return self.app(environ, start_response)  # a GET with a body: Flask bounds it
         _, serve, rule = route
         request_id = request_id_from(environ.get(_REQUEST_ID_KEY))
         set_request_id(request_id)
@@ -94,8 +94,10 @@ class HotRoutes:
             start_response(status, headers)
             return body
         finally:
-            app_context.pop()  # teardown: the session closed
-            set_request_id("-")
+            try:
+                app_context.pop()  # teardown: the session closed
+            finally:
+                set_request_id("-")
 
     def _fail(
         self, environ: dict[str, Any], start_response: Callable[..., Any], error: Exception
@@ -118,9 +120,13 @@ class HotRoutes:
         """``api.assignments.download_assignment`` for a GET."""
         caller = self._caller(environ, course, release_to_fetch(name))
         release, handle = AssignmentService(context()).open_current_release(caller, name)
-        version = str(release.version)
-        headers = blob_headers(handle, release.size, release.sha256, X_Release_Version=version)
-        return "200 OK", headers, blob_body(environ, handle)
+        try:
+            version = str(release.version)
+            headers = blob_headers(handle, release.size, release.sha256, X_Release_Version=version)
+            return "200 OK", headers, blob_body(environ, handle)
+        except BaseException:
+            handle.close()
+            raise
 
     def _submit(self, environ: dict[str, Any], course: str, name: str) -> Answer:
         """``api.submissions.submit``."""
@@ -141,6 +147,12 @@ class HotRoutes:
 
 
 _REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request declares a body (a length other than 0, or chunks)."""
+    length = environ.get("CONTENT_LENGTH", "")
+    return length not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def _wsgi_text(segment: str) -> str:

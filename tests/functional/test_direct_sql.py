@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import bindparam, event, select, text, update
+from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import NullPool
 
 from lti_exchange import direct_sql
 from lti_exchange.api.common import ANY_ROLE
@@ -175,9 +176,42 @@ def test_a_connection_the_database_dropped_is_not_used_again(student, course, ba
     assert found.user_id == claims.user_id
 
 
+def test_a_lost_connection_recycles_the_rest_of_the_pool(student, course, backend):
+    """A database that dropped one connection (a restart, a failover) dropped the others too:
+    the pool must not hand out the ones that were resting in it, as Connection.execute's own
+    error handling ensures."""
+    state, claims = student
+    params = params_of(claims, course)
+    with state.session_factory() as session, state.session_factory() as resting:
+        used = session.connection().connection.dbapi_connection
+        resting_connection = resting.connection().connection.dbapi_connection
+        resting.close()  # back in the pool, where a restart kills it too
+        drop_connection(state.engine, backend, resting_connection)
+        drop_connection(state.engine, backend, used)
+        with pytest.raises(DBAPIError) as refused:
+            direct_sql.first(session, _ENROLMENT, params)
+        assert refused.value.connection_invalidated
+        session.rollback()
+    with state.session_factory() as session:
+        found = direct_sql.first(session, _ENROLMENT, params)
+        fresh = session.connection().connection.dbapi_connection
+    assert fresh is not used and fresh is not resting_connection
+    assert found.user_id == claims.user_id
+
+
+def test_inserts_that_would_lose_python_defaults_are_refused_when_planned(student):
+    state, _claims = student
+    from lti_exchange.models import Grade  # noqa: PLC0415 - only for this check
+
+    defaults = [c.name for c in Grade.__table__.columns if c.default is not None]
+    assert defaults, "the check needs a table with a column default computed in Python"
+    with pytest.raises(ValueError, match="default"):
+        DirectStatement(insert(Grade.__table__)).plan(state.engine.dialect)
+
+
 def drop_connection(engine, backend: str, dbapi_connection) -> None:
     """End ``dbapi_connection`` as the database would: closed (SQLite), or killed by the server
-    from another connection (PostgreSQL, MariaDB)."""
+    from a connection of its own, outside the pool (PostgreSQL, MariaDB)."""
     if backend == "sqlite":
         dbapi_connection.close()
         return
@@ -188,6 +222,10 @@ def drop_connection(engine, backend: str, dbapi_connection) -> None:
     cursor.close()
     dbapi_connection.commit()
     kill = "SELECT pg_terminate_backend(:id)" if backend == "postgresql" else "KILL :id"
-    with engine.connect() as other:
-        other.execute(text(kill), {"id": server_id})
-        other.commit()
+    killer = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with killer.connect() as other:
+            other.execute(text(kill), {"id": server_id})
+            other.commit()
+    finally:
+        killer.dispose()

@@ -106,7 +106,9 @@ class TwoWays:
 
 @pytest.fixture
 def two_ways(live_server):
-    return TwoWays(live_server)
+    both = TwoWays(live_server)
+    yield both
+    both.app.extensions["lti_exchange"].engine.dispose()
 
 
 @pytest.fixture
@@ -245,3 +247,11 @@ def test_other_requests_go_to_flask(live_server, two_ways, ps1):
         before = two_ways.flask_calls
         two_ways._call(method, path, token=token)
         assert two_ways.flask_calls == before + 1, (method, path)
+
+
+def test_a_fetch_that_declares_a_body_is_flasks_to_bound(live_server, two_ways, ps1):
+    token = live_server.issue_token("ada", ps1)
+    before = two_ways.flask_calls
+    answer = two_ways._call("GET", archive(ps1), token=token, body=b"x", length=2_000_000)
+    assert two_ways.flask_calls == before + 1
+    assert answer.status.startswith("413") and answer.json()["error"]["code"] == "payload_too_large"
