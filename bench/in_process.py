@@ -1,11 +1,12 @@
 """The service's own CPU per request, without HTTP: fetch and submit through the WSGI app.
 
-One thread calls the Flask app directly (no gunicorn, no sockets, no other threads), so what is
-left is what the service itself does per request: Flask, the token, SQL, the archive check,
-hashing and writing the blob. Each request's thread CPU (``time.thread_time``) is measured; the
-lowest and highest fifth are dropped and the rest averaged. The result moves far less between
-runs than a burst's server CPU (which also holds gunicorn, the kernel's sockets and the threads
-handing the GIL to each other), so it is the number for A/B runs of a change to the service.
+One thread calls the app's WSGI entry directly (no gunicorn, no sockets, no other threads), so
+what is left is what the service itself does per request: its hot routes (or Flask), the token,
+SQL, the archive check, hashing and writing the blob. Each request's thread CPU
+(``time.thread_time``) is measured; the lowest and highest fifth are dropped and the rest
+averaged. The result moves far less between runs than a burst's server CPU (which also holds
+gunicorn, the kernel's sockets and the threads handing the GIL to each other), so it is the
+number for A/B runs of a change to the service.
 
 A download is answered with ``wsgi.file_wrapper`` as gunicorn answers it (``sendfile``: the
 file is not read in Python), so a fetch here is the service's work before the bytes move.
