@@ -28,6 +28,7 @@ ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/octet-str
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_IDEMPOTENCY_KEY_ENVIRON = "HTTP_" + IDEMPOTENCY_KEY_HEADER.upper().replace("-", "_")
 BLOB_BUFFER = 1024 * 1024  # bytes per read where the server has no sendfile
 
 
@@ -189,14 +190,11 @@ def bool_arg(name: str) -> bool:
     return value in ("1", "true", "yes")
 
 
-def idempotency_key() -> str | None:
+def idempotency_key(environ: dict[str, Any]) -> str | None:
     """The request's ``Idempotency-Key`` (1-64 letters, digits, ``-`` or ``_``), if it sent one:
-    a client that sends an upload again after losing the answer sends the same key."""
-    return checked_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-
-
-def checked_idempotency_key(value: str | None) -> str | None:
-    """``value`` of an ``Idempotency-Key`` header, refused (400) unless it is a sane key."""
+    a client that sends an upload again after losing the answer sends the same key. Any other
+    value is refused (400)."""
+    value = environ.get(_IDEMPOTENCY_KEY_ENVIRON)
     if value is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(value):

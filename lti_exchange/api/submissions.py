@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import jsonify, request
 
 from lti_exchange.api import bp
@@ -9,15 +11,16 @@ from lti_exchange.api.common import (
     ANY_ROLE,
     REPLAYED_HEADER,
     STAFF,
-    archive_body,
     blob_response,
     bool_arg,
     context,
     idempotency_key,
     json_body,
     tar_stream_response,
+    upload_stream,
 )
 from lti_exchange.errors import InvalidRequest
+from lti_exchange.services.authorisation import Caller
 from lti_exchange.services.submissions import (
     MAX_COLLECT_IDS,
     MAX_ID,
@@ -28,19 +31,31 @@ from lti_exchange.services.submissions import (
 from lti_exchange.timestamps import parse_timestamp
 from lti_exchange.web.bearer import caller_for
 from lti_exchange.web.body_limits import archive_upload
+from lti_exchange.web.current import app_objects
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")
 @archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE, submit_target(assignment_id))
-    key = idempotency_key()
-    receipt = SubmissionService(context()).submit(caller, assignment_id, archive_body(), key)
-    body = submission_json(receipt.submission, receipt.assignment_name, caller, with_feedback=False)
-    body["release_notebooks"] = receipt.release_notebooks
-    if receipt.replayed:  # the first attempt's submission, as its 201 said
+    body, replayed = store_submission(caller, assignment_id, request.environ)
+    if replayed:  # the first attempt's submission, as its 201 said
         return jsonify(body), 200, {REPLAYED_HEADER: "true"}
     return jsonify(body), 201
+
+
+def store_submission(caller: Caller, name: str, environ: dict[str, Any]) -> tuple[dict, bool]:
+    """The submission in ``environ``'s body stored for ``caller`` (its ``Idempotency-Key``
+    and body checked first): its JSON, and whether it repeated a stored one. Shared with
+    ``web.hot_routes``."""
+    key = idempotency_key(environ)
+    body = upload_stream(environ, app_objects())
+    receipt = SubmissionService(context()).submit(caller, name, body, key)
+    answer = submission_json(
+        receipt.submission, receipt.assignment_name, caller, with_feedback=False
+    )
+    answer["release_notebooks"] = receipt.release_notebooks
+    return answer, receipt.replayed
 
 
 @bp.get("/courses/<path:course_id>/submissions")

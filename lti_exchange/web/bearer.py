@@ -12,10 +12,6 @@ from lti_exchange.tokens.access import TokenClaims
 from lti_exchange.web.current import app_objects, get_session
 
 
-def bearer_token() -> str:
-    return token_from_header(request.headers.get("Authorization", ""))
-
-
 def token_from_header(header: str) -> str:
     """The token of an ``Authorization: Bearer …`` value (401 for anything else)."""
     scheme, _, token = header.partition(" ")
@@ -29,14 +25,12 @@ def token_from_header(header: str) -> str:
 
 def current_claims() -> TokenClaims:
     """The verified claims of the request's access token (verified once per request)."""
-    if "token_claims" not in g:
-        g.token_claims = app_objects().tokens.verify(bearer_token())
-    return g.token_claims
+    return claims_of(request.headers.get("Authorization", ""))
 
 
 def claims_of(authorization: str) -> TokenClaims:
-    """``current_claims`` from an ``Authorization`` value (``web.hot_routes``: no Flask
-    request, an app context)."""
+    """The verified claims of an ``Authorization`` value, kept on ``g`` (verified once per
+    request; ``web.hot_routes`` has an app context and no Flask request)."""
     if "token_claims" not in g:
         g.token_claims = app_objects().tokens.verify(token_from_header(authorization))
     return g.token_claims
@@ -45,4 +39,11 @@ def claims_of(authorization: str) -> TokenClaims:
 def caller_for(course_code: str, roles: Iterable[str], lookup: Lookup | None = None) -> Caller:
     """The caller acting in ``course_code`` with one of ``roles`` (401/403/404 otherwise); a
     ``lookup`` rides along with the authorising query (``Caller.found_by``)."""
-    return authorise_course(get_session(), current_claims(), course_code, roles, lookup)
+    return caller_of(request.headers.get("Authorization", ""), course_code, roles, lookup)
+
+
+def caller_of(
+    authorization: str, course_code: str, roles: Iterable[str], lookup: Lookup | None = None
+) -> Caller:
+    """``caller_for`` from an ``Authorization`` value (``web.hot_routes``)."""
+    return authorise_course(get_session(), claims_of(authorization), course_code, roles, lookup)

@@ -11,10 +11,11 @@ MiB), on a service whose target is 3 ms per request. :class:`HotRoutes` wraps th
 
 itself when the path's segments are plain (none empty, no control characters: Flask answers
 those), with the same services under an app context (``g``: the session, the token's claims,
-the query count; the app context's teardown closes the session), the same body checks
-(``api.common.upload_stream``), and the headers Flask's hooks add: the request id, the
-security headers (``lti.headers.DEFAULT_HEADERS``), ``X-Query-Count`` where enabled, and the
-metrics' labels (``web.metrics.note_request``). A request that fails is answered by Flask
+the query count; the app context's teardown closes the session), the Flask views' own caller
+and submission code (``web.bearer.caller_of``, ``api.submissions.store_submission``), and the
+headers Flask's hooks add: the request id, the security headers
+(``lti.headers.DEFAULT_HEADERS``), ``X-Query-Count`` where enabled, and the metrics' labels
+(``web.metrics.note_request``). A request that fails is answered by Flask
 itself: its error handlers and after-request hooks run in a request context built from the
 same environ, so every refusal is Flask's, byte for byte. Every other request (HEAD, other
 routes) goes straight to Flask. ``tests/functional/test_hot_routes.py`` holds the two paths
@@ -29,23 +30,14 @@ from typing import Any
 
 from flask import Flask, g
 
-from lti_exchange.api.common import (
-    ANY_ROLE,
-    REPLAYED_HEADER,
-    blob_body,
-    blob_headers,
-    checked_idempotency_key,
-    context,
-    upload_stream,
-)
+from lti_exchange.api.common import ANY_ROLE, REPLAYED_HEADER, blob_body, blob_headers, context
+from lti_exchange.api.submissions import store_submission
 from lti_exchange.app_objects import AppObjects
 from lti_exchange.logging_setup import request_id_from, set_request_id
 from lti_exchange.lti.headers import DEFAULT_HEADERS
 from lti_exchange.services.assignments import AssignmentService, release_to_fetch
-from lti_exchange.services.authorisation import Caller, Lookup, authorise_course
-from lti_exchange.services.submissions import SubmissionService, submission_json, submit_target
-from lti_exchange.web.bearer import claims_of
-from lti_exchange.web.current import get_session
+from lti_exchange.services.submissions import submit_target
+from lti_exchange.web.bearer import caller_of
 from lti_exchange.web.metrics import note_request
 from lti_exchange.web.request_id import HEADER as REQUEST_ID_HEADER
 
@@ -63,7 +55,6 @@ class HotRoutes:
     def __init__(self, flask_app: Flask, objects: AppObjects) -> None:
         self.flask_app = flask_app
         self.app = flask_app.wsgi_app  # the next layer: Flask's own WSGI entry
-        self.objects = objects
         self.expose_query_count = objects.settings.expose_query_count
         self.routes: dict[str, tuple[re.Pattern[str], Callable[..., Answer], str]] = {
             "GET": (FETCH, self._fetch, _rule(flask_app, "api.download_assignment")),
@@ -112,13 +103,11 @@ class HotRoutes:
                 response = app.handle_exception(unhandled)
             return response(environ, start_response)
 
-    def _caller(self, environ: dict[str, Any], course: str, lookup: Lookup | None) -> Caller:
-        claims = claims_of(environ.get("HTTP_AUTHORIZATION", ""))
-        return authorise_course(get_session(), claims, course, ANY_ROLE, lookup)
-
     def _fetch(self, environ: dict[str, Any], course: str, name: str) -> Answer:
         """``api.assignments.download_assignment`` for a GET."""
-        caller = self._caller(environ, course, release_to_fetch(name))
+        caller = caller_of(
+            environ.get("HTTP_AUTHORIZATION", ""), course, ANY_ROLE, release_to_fetch(name)
+        )
         release, handle = AssignmentService(context()).open_current_release(caller, name)
         try:
             version = str(release.version)
@@ -130,18 +119,14 @@ class HotRoutes:
 
     def _submit(self, environ: dict[str, Any], course: str, name: str) -> Answer:
         """``api.submissions.submit``."""
-        caller = self._caller(environ, course, submit_target(name))
-        key = checked_idempotency_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
-        body = upload_stream(environ, self.objects)
-        receipt = SubmissionService(context()).submit(caller, name, body, key)
-        answer = submission_json(
-            receipt.submission, receipt.assignment_name, caller, with_feedback=False
+        caller = caller_of(
+            environ.get("HTTP_AUTHORIZATION", ""), course, ANY_ROLE, submit_target(name)
         )
-        answer["release_notebooks"] = receipt.release_notebooks
+        answer, replayed = store_submission(caller, name, environ)
         json: Any = self.flask_app.json.response(answer)  # jsonify's bytes and type
         payload = json.get_data()
         headers = [("Content-Type", json.content_type or ""), ("Content-Length", str(len(payload)))]
-        if receipt.replayed:  # the first attempt's submission, as its 201 said
+        if replayed:  # the first attempt's submission, as its 201 said
             return "200 OK", [*headers, (REPLAYED_HEADER, "true")], [payload]
         return "201 CREATED", headers, [payload]
 
