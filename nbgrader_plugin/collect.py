@@ -51,7 +51,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         course_id = self.require_course()
         assignment_id = self.coursedir.assignment_id
         student = self.coursedir.student_id if self.coursedir.student_id not in ("", "*") else None
-        with self.failures("Collecting"):
+        with self.failures():
             self.api = self.client(course_id)
             listing = self.api.get_json(
                 path("courses", course_id, "submissions"),
@@ -130,7 +130,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             self._update_gradebook([])  # extensions granted since the last collect
             return
         outcome = _Outcome()
-        with self.failures("Collecting"):  # a full disk's OSError: ``Exchange.start`` says it
+        with self.failures():  # a full disk's OSError: ``Exchange.start`` says it
             try:
                 self.again_if_cut(self.api, lambda: self._collect_rest(actions, outcome))
             except Exception:

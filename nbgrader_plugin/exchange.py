@@ -201,12 +201,13 @@ class Exchange(ABCExchange):
         return stored or configured
 
     @contextlib.contextmanager
-    def failures(self, action: str) -> Iterator[None]:
-        """Turn client errors into ``ExchangeError`` with a message the user understands."""
+    def failures(self, action: str | None = None) -> Iterator[None]:
+        """Turn client errors into ``ExchangeError`` with a message the user understands
+        ("<action> failed: …"; the class's own ``action`` unless a step names itself)."""
         try:
             yield
         except ExchangeClientError as exc:
-            self.fail(f"{action} failed: {exc}")
+            self.fail(f"{action or self.action} failed: {exc}")
 
     def again_if_cut(self, client: ExchangeClient, attempt: Callable[[], T]) -> T:
         """``attempt()`` (a download and the reading of its body) and, while the body breaks

@@ -35,7 +35,7 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
         self.dest_path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.dest_path.parent))
         try:
-            with self.failures("Fetching the assignment"):
+            with self.failures():
                 self._download(course_id, assignment_id, staging)
             if self.dest_path.is_dir():
                 self._copy_missing(staging, self.dest_path)

@@ -41,7 +41,7 @@ class ExchangeFetchFeedback(Exchange, ABCExchangeFetchFeedback):
 
     def copy_files(self) -> None:
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
-        with self.failures("Fetching feedback"):
+        with self.failures():
             client = self.client(course_id)
             url = path("courses", course_id, "assignments", assignment_id, "feedback")
             fetched, unsent = self.again_if_cut(client, lambda: self._download(client, url))

@@ -58,7 +58,7 @@ class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
         points = assignment_points(self.coursedir.db_url, course_id, assignment_id)
         query = "?" + urlencode({"max_score": repr(points)}) if points is not None else ""
         handle, size = self.pack_folder(self.src_path, "release again", ignore=self.ignore())
-        with handle, self.failures("Releasing the assignment"):
+        with handle, self.failures():
             client = self.client(course_id)
             with self.progress(size, f"release {assignment_id}") as progress:
                 answer = client.upload(

@@ -50,7 +50,7 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
             count = self._pack(handle)
             size = handle.tell()
             handle.seek(0)
-            with self.failures("Releasing feedback"):
+            with self.failures():
                 client = self.client(course_id)
                 answer = client.upload(
                     "POST",

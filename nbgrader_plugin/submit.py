@@ -79,7 +79,7 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
         self.check_size(self.src_path)
         self.log.info("Source: %s", self.src_path)
-        with self.failures("Submitting the assignment"):
+        with self.failures():
             client = self.client(course_id)
             if self.strict:  # missing notebooks refuse the submission: check before sending
                 self.check_filename_diff(self._released_notebooks(client))
