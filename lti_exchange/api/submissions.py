@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import BinaryIO
 
 from flask import jsonify, request
 
@@ -11,13 +11,13 @@ from lti_exchange.api.common import (
     ANY_ROLE,
     REPLAYED_HEADER,
     STAFF,
+    archive_body,
     blob_response,
     bool_arg,
     context,
     idempotency_key,
     json_body,
     tar_stream_response,
-    upload_stream,
 )
 from lti_exchange.errors import InvalidRequest
 from lti_exchange.services.authorisation import Caller
@@ -31,25 +31,24 @@ from lti_exchange.services.submissions import (
 from lti_exchange.timestamps import parse_timestamp
 from lti_exchange.web.bearer import caller_for
 from lti_exchange.web.body_limits import archive_upload
-from lti_exchange.web.current import app_objects
 
 
 @bp.post("/courses/<path:course_id>/assignments/<path:assignment_id>/submissions")
 @archive_upload
 def submit(course_id: str, assignment_id: str):
     caller = caller_for(course_id, ANY_ROLE, submit_target(assignment_id))
-    body, replayed = store_submission(caller, assignment_id, request.environ)
+    key = idempotency_key(request.environ)
+    body, replayed = store_submission(caller, assignment_id, archive_body(), key)
     if replayed:  # the first attempt's submission, as its 201 said
         return jsonify(body), 200, {REPLAYED_HEADER: "true"}
     return jsonify(body), 201
 
 
-def store_submission(caller: Caller, name: str, environ: dict[str, Any]) -> tuple[dict, bool]:
-    """The submission in ``environ``'s body stored for ``caller`` (its ``Idempotency-Key``
-    and body checked first): its JSON, and whether it repeated a stored one. Shared with
-    ``web.hot_routes``."""
-    key = idempotency_key(environ)
-    body = upload_stream(environ, app_objects())
+def store_submission(
+    caller: Caller, name: str, body: BinaryIO, key: str | None
+) -> tuple[dict, bool]:
+    """Store ``body`` as ``caller``'s submission to ``name``: its JSON, and whether it repeated
+    a stored one (the same ``key``). Shared with ``web.hot_routes``."""
     receipt = SubmissionService(context()).submit(caller, name, body, key)
     answer = submission_json(
         receipt.submission, receipt.assignment_name, caller, with_feedback=False

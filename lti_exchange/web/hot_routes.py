@@ -12,8 +12,9 @@ MiB), on a service whose target is 3 ms per request. :class:`HotRoutes` wraps th
 itself when the path's segments are plain (none empty, no control characters: Flask answers
 those), with the same services under an app context (``g``: the session, the token's claims,
 the query count; the app context's teardown closes the session), the Flask views' own caller
-and submission code (``web.bearer.caller_of``, ``api.submissions.store_submission``), and the
-headers Flask's hooks add: the request id, the security headers
+and submission code (``web.bearer.caller_of``, ``api.submissions.store_submission``; the body
+checked by ``api.common.upload_stream``, as the view's ``archive_body``), and the headers Flask's
+hooks add: the request id, the security headers
 (``lti.headers.DEFAULT_HEADERS``), ``X-Query-Count`` where enabled, and the metrics' labels
 (``web.metrics.note_request``). A request that fails is answered by Flask
 itself: its error handlers and after-request hooks run in a request context built from the
@@ -30,7 +31,15 @@ from typing import Any
 
 from flask import Flask, g
 
-from lti_exchange.api.common import ANY_ROLE, REPLAYED_HEADER, blob_body, blob_headers, context
+from lti_exchange.api.common import (
+    ANY_ROLE,
+    REPLAYED_HEADER,
+    blob_body,
+    blob_headers,
+    context,
+    idempotency_key,
+    upload_stream,
+)
 from lti_exchange.api.submissions import store_submission
 from lti_exchange.app_objects import AppObjects
 from lti_exchange.logging_setup import request_id_from, set_request_id
@@ -55,6 +64,7 @@ class HotRoutes:
     def __init__(self, flask_app: Flask, objects: AppObjects) -> None:
         self.flask_app = flask_app
         self.app = flask_app.wsgi_app  # the next layer: Flask's own WSGI entry
+        self.objects = objects
         self.expose_query_count = objects.settings.expose_query_count
         self.routes: dict[str, tuple[re.Pattern[str], Callable[..., Answer], str]] = {
             "GET": (FETCH, self._fetch, _rule(flask_app, "api.download_assignment")),
@@ -122,7 +132,9 @@ class HotRoutes:
         caller = caller_of(
             environ.get("HTTP_AUTHORIZATION", ""), course, ANY_ROLE, submit_target(name)
         )
-        answer, replayed = store_submission(caller, name, environ)
+        key = idempotency_key(environ)
+        upload = upload_stream(environ, self.objects)
+        answer, replayed = store_submission(caller, name, upload, key)
         json: Any = self.flask_app.json.response(answer)  # jsonify's bytes and type
         payload = json.get_data()
         headers = [("Content-Type", json.content_type or ""), ("Content-Length", str(len(payload)))]
