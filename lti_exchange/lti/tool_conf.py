@@ -24,11 +24,9 @@ def private_pem(key: SigningKey) -> str:
 
 
 def public_pem(key: SigningKey) -> str:
-    return (
-        key.private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    return key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def tool_jwks(keys: KeyRing) -> dict[str, Any]:

@@ -219,7 +219,7 @@ class TokenService:
             )
         issuer = self.settings.token_issuer if self.settings.base_url else None
         try:
-            jws.check_signature(key.private_key.public_key(), head, body, signature)
+            jws.check_signature(key.public_key, head, body, signature)
             claims = jws.json_object(body, "payload")
             jws.check_claims(
                 claims, audience=AUDIENCE, issuer=issuer, now=time.time(), leeway=LEEWAY_SECONDS
