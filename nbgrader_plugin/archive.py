@@ -113,28 +113,38 @@ class TarPack:
     def __len__(self) -> int:
         return self.size
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (``CHUNK`` when negative); b"" at the end."""
+    def read(self, size: int = -1) -> bytearray:
+        """Up to ``size`` bytes (``CHUNK`` when negative); empty at the end (``readinto`` into a
+        buffer of the size returned)."""
         want = size if size is not None and size > 0 else CHUNK
-        parts: list[Chunk] = []
-        piece: Chunk
+        buffer = bytearray(min(want, self.size - self._position))
+        count = self.readinto(buffer)
+        return buffer if count == len(buffer) else buffer[:count]
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` with the next bytes (fewer only at the end); how many.
+
+        Headers and padding are copied in, file data is read straight into it: nothing is
+        joined. Joining a header to a file's data held two large objects at once, so each
+        read took fresh pages: 1.1 ms per MiB on a VM whose freed memory goes back to its
+        host, a third of an upload's CPU."""
         total = 0
-        while total < want:
-            if self._small:
-                piece = self._small[: want - total]
-                self._small = self._small[len(piece) :]
-            elif self._left:
-                piece = self._read_data(min(want - total, self._left))
-            elif not self._advance():
-                break
-            else:
-                continue
-            parts.append(piece)
-            total += len(piece)
+        with memoryview(buffer) as view:
+            while total < len(view):
+                room = len(view) - total
+                if self._small:
+                    count = min(room, len(self._small))
+                    view[total : total + count] = self._small[:count]
+                    self._small = self._small[count:]
+                elif self._left:
+                    count = self._read_data(view[total : total + min(room, self._left)])
+                elif not self._advance():
+                    break
+                else:
+                    continue
+                total += count
         self._position += total
-        if len(parts) == 1 and isinstance(parts[0], bytes):
-            return parts[0]
-        return b"".join(parts)
+        return total
 
     def close(self) -> None:
         if getattr(self, "_file", None) is not None:
@@ -172,21 +182,22 @@ class TarPack:
                 raise PackError(f"cannot read {member.path} ({exc.strerror or exc})") from exc
         return True
 
-    def _read_data(self, size: int) -> bytes:
+    def _read_data(self, target: memoryview) -> int:
+        """Fill ``target`` with the current member's next bytes; their count (all of it)."""
         assert self._file is not None
+        done = 0
         try:
-            data = self._file.read(size)
-            while data is not None and 0 < len(data) < size:  # a short read is not the end
-                more = self._file.read(size - len(data))
-                if not more:
+            while done < len(target):
+                count = self._file.readinto(target[done:])
+                if not count:  # a short read is not the end; nothing at all is
                     break
-                data += more
+                done += count
         except OSError as exc:
             raise PackError(f"cannot read {self._file.name} ({exc.strerror or exc})") from exc
-        if not data or len(data) < size:
+        if done < len(target):
             raise PackError(f"{self._file.name} became shorter while it was being sent")
-        self._left -= len(data)
-        return data
+        self._left -= done
+        return done
 
 
 def pack_directory(

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from nbgrader_plugin.transport import (
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
+KEPT_SEND_BUFFERS = 4  # UPLOAD_CHUNK-sized buffers kept for the next uploads of this process
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # An upload with an idempotency key is sent again after these waits (seconds) when its answer
@@ -102,27 +104,64 @@ def answered_id(response: Response, sent: str) -> str:
 class UploadSource(Protocol):
     """What ``upload`` sends: a file, or a folder packed as it is read (``TarPack``)."""
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes | bytearray: ...
 
     def tell(self) -> int: ...
 
     def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
+class _SendBuffers:
+    """``UPLOAD_CHUNK``-sized buffers that uploads read into, kept for the next ones. In a
+    long-lived process (the Jupyter server running the Assignments tab) a new 1 MiB buffer
+    per read takes fresh pages each time, which costs more than the copy on a virtual
+    machine that gives freed memory back to its host."""
+
+    def __init__(self) -> None:
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(UPLOAD_CHUNK)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < KEPT_SEND_BUFFERS:
+                self._free.append(buffer)
+
+
+_SEND_BUFFERS = _SendBuffers()
+
+
 class _UploadBody:
-    """A sized, chunked view of a file for the connection, reporting progress as it is read."""
+    """A sized, chunked view of a file for the connection, reporting progress as it is read.
+
+    A handle with ``readinto`` is read into one reused buffer: ``read`` then returns a view
+    of it that is valid until the next ``read`` (the connection sends each before asking for
+    the next). ``close`` gives the buffer back."""
 
     def __init__(self, handle: UploadSource, size: int, progress: Callable[[int], object] | None):
         self._handle = handle
         self._size = size
         self._progress = progress
+        self._buffer: bytearray | None = None
         self.sent = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(max(size, UPLOAD_CHUNK))
+    def read(self, size: int = -1) -> bytes | bytearray | memoryview:
+        readinto = getattr(self._handle, "readinto", None)
+        data: bytes | bytearray | memoryview
+        if readinto is None:
+            data = self._handle.read(max(size, UPLOAD_CHUNK))
+        else:
+            if self._buffer is None:
+                self._buffer = _SEND_BUFFERS.take()
+            data = memoryview(self._buffer)[: readinto(self._buffer) or 0]
         if data and self._progress:
             self._progress(len(data))
         self.sent += len(data)
@@ -133,6 +172,11 @@ class _UploadBody:
         if self.sent and self._progress:
             self._progress(-self.sent)
         self.sent = 0
+
+    def close(self) -> None:
+        buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            _SEND_BUFFERS.give(buffer)
 
 
 def retryable(error: ExchangeClientError) -> bool:
@@ -384,7 +428,10 @@ class ExchangeClient:
             return self._upload_once(method, url_path, handle, start, body, headers)
 
         delays = self.retry_delays if idempotency_key is not None else ()
-        return self._retrying(delays, once, on_retry)
+        try:
+            return self._retrying(delays, once, on_retry)
+        finally:
+            body.close()
 
     def _upload_once(
         self,

@@ -75,7 +75,7 @@ def is_transient(exc: TransportError) -> bool:
 
 
 class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes | bytearray | memoryview: ...
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,56 @@ def test_a_packed_folder_is_the_tar_tarfile_writes(folder, monkeypatch, read_siz
     assert size == len(data)
 
 
+@pytest.mark.parametrize("buffer_size", [1, 513, 64 * 1024, 1024 * 1024])
+def test_readinto_fills_a_reused_buffer_with_the_same_tar(folder, monkeypatch, buffer_size):
+    monkeypatch.setattr(archive.time, "time", lambda: 1_700_000_000.5)
+    pack, size = pack_directory(folder)
+    buffer = bytearray(buffer_size)
+    parts = []
+    with pack:
+        while count := pack.readinto(buffer):
+            assert count == buffer_size or pack.tell() == size  # short only at the end
+            parts.append(bytes(buffer[:count]))
+    assert b"".join(parts) == reference_tar(folder, {}, 1_700_000_000)
+
+
+def test_a_read_holds_one_chunk_at_a_time(folder):
+    """A header and a file's data are not joined after reading (two large objects at once
+    took fresh pages on every read): a 1 MiB read allocates about 1 MiB."""
+    import tracemalloc
+
+    pack, _size = pack_directory(folder)
+    with pack:
+        pack.read(4096)  # into the big file's data
+        tracemalloc.start()
+        try:
+            while chunk := pack.read(1024 * 1024):
+                del chunk
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 1.25 * 1024 * 1024
+
+
+def test_an_upload_reads_into_one_buffer_and_gives_it_back(folder):
+    from nbgrader_plugin import client
+
+    pack, size = pack_directory(folder)
+    body = client._UploadBody(pack, size, None)  # noqa: SLF001 - the connection's view
+    sent = []
+    with pack:
+        while data := body.read(client.UPLOAD_CHUNK):
+            assert isinstance(data, memoryview) and data.obj is body._buffer  # noqa: SLF001
+            sent.append(bytes(data))
+    used = body._buffer  # noqa: SLF001
+    body.close()
+    again, _size = pack_directory(folder)
+    with again:
+        assert b"".join(sent) == again.read(10 * size)
+    assert body.sent == size
+    assert client._SEND_BUFFERS.take() is used  # noqa: SLF001 - kept for the next upload
+
+
 def test_a_file_that_shrinks_while_it_is_sent_fails_the_pack(folder):
     pack, _size = pack_directory(folder)
     (folder / "sub" / "data.bin").write_bytes(b"short now")
