@@ -24,6 +24,11 @@ class ExchangeFetchAssignment(Exchange, ABCExchangeFetchAssignment):
         course_id, assignment_id = self.coursedir.course_id, self.coursedir.assignment_id
         relative = self.local_assignment_path(course_id, assignment_id)
         self.dest_path = relative.resolve()
+        if self.dest_path.exists() and not self.dest_path.is_dir():
+            self.fail(
+                f"{relative} is a file, not a folder, so the assignment cannot be fetched into "
+                "it. Rename or move that file, then fetch again."
+            )
         if self.dest_path.is_dir() and not self.replace_missing_files:
             self.fail(
                 "You already have a copy of the assignment in this directory: "

@@ -70,7 +70,7 @@ class ExchangeList(ABCExchangeList, Exchange):
         name = assignment["assignment_id"]
         local = self.local_assignment_path(course_id, name)
         info = {"course_id": course_id, "assignment_id": name}
-        if local.exists():
+        if local.is_dir():  # a file of that name is in the way, not a fetched copy
             info["status"] = "fetched"
             info["path"] = os.path.abspath(local)
             info["notebooks"] = [

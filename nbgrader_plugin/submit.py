@@ -33,6 +33,12 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
             course_id, self.coursedir.assignment_id
         ).resolve()
         self.coursedir.assignment_id = self.src_path.name
+        if self.src_path.exists() and not self.src_path.is_dir():
+            self.fail(
+                f"{self.src_path} is a file, not the assignment's folder. Rename or move that "
+                f"file, fetch the assignment with `nbgrader fetch_assignment "
+                f"{self.coursedir.assignment_id}`, then submit from its folder."
+            )
         if not self.src_path.is_dir():
             self.fail(
                 f"Assignment not found at: {self.src_path}. Fetch it first with "

@@ -1,0 +1,41 @@
+"""A file where the assignment's folder goes (``ps1`` saved as a file, a download named like the
+assignment): ``nbgrader list`` and the Assignments tab do not call it fetched, and
+``fetch_assignment`` and ``submit`` name that file and what to do, instead of failing on a
+temporary folder's name or saying the assignment is missing."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.end_to_end.helpers import Role, no_traceback
+from tests.support import NOTEBOOK, release_as_teacher
+
+
+def test_a_file_named_like_the_assignment_is_not_a_fetched_copy(live_server, tmp_path):
+    course = f"inway{uuid.uuid4().hex[:6]}"
+    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    ann = Role("ann", tmp_path, live_server.url)
+    ann.login(live_server.url, live_server.issue_token("ann", course))
+    in_the_way = ann.work / "ps1"
+    in_the_way.write_text("notes, not a folder\n")
+
+    listed = ann.nbgrader("list", "--course", course)
+    assert listed.lines(f"{course} ps1") and not listed.lines("already downloaded")
+    [row] = ann.ui_listing(course)["value"]
+    assert (row["status"], [nb["notebook_id"] for nb in row["notebooks"]]) == ("released", ["ps1"])
+
+    fetched = ann.nbgrader("fetch_assignment", "ps1", "--course", course, expect=1)
+    no_traceback(fetched)
+    assert fetched.lines(
+        "ps1 is a file, not a folder, so the assignment cannot be fetched into it. Rename or "
+        "move that file, then fetch again."
+    )
+    submitted = ann.nbgrader("submit", "ps1", "--course", course, expect=1)
+    no_traceback(submitted)
+    assert submitted.lines(f"{in_the_way} is a file, not the assignment's folder.")
+    assert in_the_way.read_text() == "notes, not a folder\n"  # left as it was
+
+    in_the_way.rename(ann.work / "ps1-notes.txt")
+    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    assert (ann.work / "ps1" / "ps1.ipynb").read_bytes() == NOTEBOOK
+    assert ann.nbgrader("list", "--course", course).lines("already downloaded")
