@@ -89,6 +89,7 @@ class TarPack:
 
     def __init__(self, members: list[_Member]) -> None:
         self._members = members
+        self.links_left_out: list[str] = []  # symbolic links in the folder, not packed
         body = sum(len(m.header) + m.size + _padding(m.size) for m in members)
         end = body + 2 * tarfile.BLOCKSIZE
         self._trailer = bytes(2 * tarfile.BLOCKSIZE + (-end % tarfile.RECORDSIZE))
@@ -210,11 +211,14 @@ def pack_directory(
 
     ``ignore`` has the signature of ``shutil.copytree``'s ignore callable; ``extra`` adds small
     top-level files (name → contents) that are not in the folder. The files are listed and
-    their sizes taken now; their contents are read when the pack is read. Names the exchange
-    would refuse (``portable_names``) raise ``UnportableNames``, listing them all, first.
+    their sizes taken now; their contents are read when the pack is read. Symbolic links (to
+    files or folders) are not packed: their names are in the pack's ``links_left_out``. Names
+    the exchange would refuse (``portable_names``) raise ``UnportableNames``, listing them all,
+    first.
     """
     members = []
     names: list[str] = []
+    links: list[str] = []
     now = int(time.time())
     for name, data in (extra or {}).items():
         info = tarfile.TarInfo(name)
@@ -226,6 +230,9 @@ def pack_directory(
         ignored = ignore(dirpath, dirnames + filenames) if ignore else set()
         dirnames[:] = sorted(d for d in dirnames if d not in ignored)
         rel_dir = PurePosixPath(Path(dirpath).relative_to(source))
+        links.extend(  # os.walk does not go into linked folders
+            str(rel_dir / d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
+        )
         for name in sorted(filenames):
             if name in ignored:
                 continue
@@ -235,6 +242,8 @@ def pack_directory(
             except FileNotFoundError:
                 continue
             if not stat.S_ISREG(status.st_mode):  # links, devices, sockets
+                if stat.S_ISLNK(status.st_mode):
+                    links.append(str(rel_dir / name))
                 continue
             if include is not None and not include(Path(file)):
                 continue
@@ -250,6 +259,7 @@ def pack_directory(
     if problems:
         raise UnportableNames(problems)
     pack = TarPack(members)
+    pack.links_left_out = sorted(links)
     return pack, pack.size
 
 

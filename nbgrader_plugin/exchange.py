@@ -230,7 +230,7 @@ class Exchange(ABCExchange):
         """``pack_directory(source, **options)``; names the exchange would refuse fail here,
         all listed, before anything is sent (``again``: what the user then runs again)."""
         try:
-            return pack_directory(source, **options)
+            pack, size = pack_directory(source, **options)
         except UnportableNames as exc:
             self.fail(
                 f"{self.action} failed: {len(exc.problems)} file or folder name(s) in {source} "
@@ -238,6 +238,20 @@ class Exchange(ABCExchange):
                 f"Windows, macOS and Linux):\n{exc}\nRename them, or move them out of the "
                 f"folder, then {again}. Nothing was sent."
             )
+        if pack.links_left_out:
+            shown = ", ".join(pack.links_left_out[:10])
+            more = len(pack.links_left_out) - 10
+            self.log.warning(
+                "%d symbolic link(s) in %s are not sent (only the files in the folder are): "
+                "%s%s. If one of them belongs in it, replace the link with a copy of its file "
+                "or folder, then %s.",
+                len(pack.links_left_out),
+                source,
+                shown,
+                f" and {more} more" if more > 0 else "",
+                again,
+            )
+        return pack, size
 
     # -- local paths --------------------------------------------------------------------------
     def local_assignment_path(self, course_id: str, assignment_id: str) -> Path:

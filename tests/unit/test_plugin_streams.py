@@ -70,6 +70,7 @@ def test_a_packed_folder_is_the_tar_tarfile_writes(folder, monkeypatch, read_siz
     data = b"".join(parts)
     assert data == reference_tar(folder, extra, 1_700_000_000) == again
     assert size == len(data)
+    assert pack.links_left_out == ["link"]  # not packed, and named for the user
 
 
 @pytest.mark.parametrize("buffer_size", [1, 513, 64 * 1024, 1024 * 1024])
