@@ -6,6 +6,7 @@ a read-only mount. Network failures never reach here: the client turns them into
 from __future__ import annotations
 
 import errno
+import os
 
 
 def free_space(cache: str | None) -> str:
@@ -39,6 +40,12 @@ def describe(exc: OSError, cache: str | None = None) -> str:
             f"permission was refused for{where or ' a local file'} ({reason}). Check that you "
             "own that file or folder, or run the command in a folder you own, then try again."
         )
+    blocker = _file_in_the_way(exc) if exc.errno in _IN_THE_WAY else None
+    if blocker:
+        return (
+            f"{blocker} is a file where a folder is needed ({reason}). Move or rename that "
+            "file, then try again."
+        )
     if exc.errno == errno.EROFS:
         return (
             f"{where.strip() or 'the folder'} is on a read-only file system ({reason}). Run the "
@@ -46,3 +53,23 @@ def describe(exc: OSError, cache: str | None = None) -> str:
         )
     what = where.strip() or "a local file"
     return f"{what} could not be used ({reason}). Check it, then try again."
+
+
+# What a file where a folder should be gives: mkdir over it, a path through it, a rename onto it.
+_IN_THE_WAY = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY})
+
+
+def _file_in_the_way(exc: OSError) -> str | None:
+    """The file (not a folder) at the failed path or at one of its parents: for a rename, the
+    path it went to (``filename2``: the source is the plugin's own temporary folder)."""
+    target = exc.filename2 or exc.filename
+    if not isinstance(target, str) or not target:
+        return None
+    path = os.path.abspath(target)
+    while True:
+        if os.path.lexists(path):
+            return path if not os.path.isdir(path) else None
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent

@@ -4,6 +4,8 @@
   assignment): ``nbgrader list`` and the Assignments tab do not call it fetched, and
   ``fetch_assignment`` and ``submit`` name that file and what to do, instead of failing on a
   temporary folder's name or saying the assignment is missing.
+- A file where ``collect`` puts a student's folder: the file is named, not the temporary folder
+  the submission was unpacked into.
 - Symbolic links in the folder (a data set linked in): they are not sent, and ``submit`` says
   which, instead of leaving them out in silence."""
 
@@ -13,7 +15,7 @@ import io
 import tarfile
 import uuid
 
-from tests.end_to_end.helpers import Role, no_traceback
+from tests.end_to_end.helpers import Role, instructor_course, no_traceback
 from tests.support import NOTEBOOK, release_as_teacher
 
 
@@ -77,3 +79,28 @@ def test_links_in_a_submitted_folder_are_named_as_not_sent(live_server, tmp_path
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
         sent = sorted(tar.getnames())
     assert sent == ["answers.txt", "ps1.ipynb", "submission_secret.txt"]
+
+
+def test_a_file_where_collect_puts_a_students_folder_is_named(live_server, tmp_path):
+    course = f"cway{uuid.uuid4().hex[:6]}"
+    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    ann = Role("ann", tmp_path, live_server.url)
+    ann.login(live_server.url, live_server.issue_token("ann", course))
+    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    ann.nbgrader("submit", "ps1", "--course", course)
+    teacher, root = instructor_course(live_server, tmp_path, course)
+    in_the_way = root / "submitted" / "ann" / "ps1"
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_text("not a folder\n")
+
+    done = teacher.nbgrader("collect", "ps1", cwd=root, expect=1)
+
+    no_traceback(done)
+    assert done.lines(
+        f"Collecting failed: {in_the_way} is a file where a folder is needed (Not a directory). "
+        "Move or rename that file, then try again."
+    )
+    assert sorted(p.name for p in in_the_way.parent.iterdir()) == ["ps1"]  # nothing left over
+    in_the_way.unlink()
+    teacher.nbgrader("collect", "ps1", cwd=root)
+    assert (in_the_way / "ps1.ipynb").read_bytes() == NOTEBOOK

@@ -47,3 +47,26 @@ def test_a_full_disk_names_the_students_cache_only_when_given():
     assert describe(full).endswith(
         "Delete files you no longer need, or ask your administrator for more space, then try again."
     )
+
+
+def test_a_file_where_a_folder_is_needed_is_named(tmp_path):
+    """mkdir over a file, a path through a file, a rename onto a file: the file is named, not
+    the plugin's own temporary folder that was being moved."""
+    student = tmp_path / "submitted" / "ann"
+    student.parent.mkdir()
+    student.write_text("x")
+    made = OSError(errno.EEXIST, os.strerror(errno.EEXIST), str(student))
+    through = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(student / "ps1" / "a"))
+    staging = tmp_path / ".collect-abc123"
+    staging.mkdir()
+    onto = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(staging), None, str(student))
+    for exc in (made, through, onto):
+        said = describe(exc)
+        assert said.startswith(f"{student} is a file where a folder is needed (")
+        assert said.endswith("Move or rename that file, then try again.")
+        assert ".collect-" not in said
+
+
+def test_a_folder_that_exists_is_not_called_a_file(tmp_path):
+    exc = OSError(errno.EEXIST, os.strerror(errno.EEXIST), str(tmp_path))
+    assert describe(exc) == f"{tmp_path} could not be used (File exists). Check it, then try again."
