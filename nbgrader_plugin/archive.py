@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -226,10 +227,14 @@ def pack_directory(
         info.mtime = now
         info.mode = 0o644
         members.append(_Member(_header(info), len(data), None, data))
+    folders: list[tuple[str, os.stat_result]] = []  # every folder walked, for the empty ones
     for dirpath, dirnames, filenames in os.walk(source):
         ignored = ignore(dirpath, dirnames + filenames) if ignore else set()
         dirnames[:] = sorted(d for d in dirnames if d not in ignored)
         rel_dir = PurePosixPath(Path(dirpath).relative_to(source))
+        if rel_dir != PurePosixPath("."):
+            with contextlib.suppress(FileNotFoundError):
+                folders.append((str(rel_dir), os.lstat(dirpath)))
         links.extend(  # os.walk does not go into linked folders
             str(rel_dir / d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
         )
@@ -255,6 +260,22 @@ def pack_directory(
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             members.append(_Member(_header(info), status.st_size, file, None))
+    # An empty folder is sent as one (nbgrader's default exchange copies it too: a release's
+    # empty ``output/`` is where the notebook writes); a folder with files comes with them.
+    holding = {str(parent) for name in names for parent in PurePosixPath(name).parents}
+    empty = []
+    for name, status in reversed(folders):  # a folder's subfolders come before it
+        if name not in holding:
+            holding.update(str(parent) for parent in PurePosixPath(name).parents)
+            empty.append((name, status))
+    for name, status in sorted(empty):
+        names.append(name)
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = stat.S_IMODE(status.st_mode)
+        info.mtime = status.st_mtime
+        info.uname = info.gname = ""
+        members.append(_Member(_header(info), 0, None, None))
     problems = unportable_names(names)
     if problems:
         raise UnportableNames(problems)

@@ -5,14 +5,10 @@
   ``fetch_assignment`` and ``submit`` name that file and what to do, instead of failing on a
   temporary folder's name or saying the assignment is missing.
 - A file where ``collect`` puts a student's folder: the file is named, not the temporary folder
-  the submission was unpacked into.
-- Symbolic links in the folder (a data set linked in): they are not sent, and ``submit`` says
-  which, instead of leaving them out in silence."""
+  the submission was unpacked into."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 import uuid
 
 from tests.end_to_end.helpers import Role, instructor_course, no_traceback
@@ -47,38 +43,6 @@ def test_a_file_named_like_the_assignment_is_not_a_fetched_copy(live_server, tmp
     ann.nbgrader("fetch_assignment", "ps1", "--course", course)
     assert (ann.work / "ps1" / "ps1.ipynb").read_bytes() == NOTEBOOK
     assert ann.nbgrader("list", "--course", course).lines("already downloaded")
-
-
-def test_links_in_a_submitted_folder_are_named_as_not_sent(live_server, tmp_path):
-    course = f"links{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
-    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
-    shared = tmp_path / "shared"
-    (shared / "images").mkdir(parents=True)
-    (shared / "data.csv").write_text("x\n1\n")
-    folder = ann.work / "ps1"
-    (folder / "data.csv").symlink_to(shared / "data.csv")
-    (folder / "images").symlink_to(shared / "images")
-    (folder / "answers.txt").write_text("42\n")
-
-    done = ann.nbgrader("submit", "ps1", "--course", course)
-
-    [said] = done.lines("symbolic link(s) in")
-    assert "2 symbolic link(s) in" in said and "are not sent" in said
-    assert "data.csv, images. If one of them belongs in it, replace the link with a copy" in said
-    assert said.endswith("then submit again.")
-    teacher = live_server.issue_token("teacher", course, "Instructor")
-    [submission] = live_server.api("GET", f"courses/{course}/submissions", teacher).json()[
-        "submissions"
-    ]
-    archive = live_server.api(
-        "GET", f"courses/{course}/submissions/{submission['id']}/archive", teacher
-    )
-    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
-        sent = sorted(tar.getnames())
-    assert sent == ["answers.txt", "ps1.ipynb", "submission_secret.txt"]
 
 
 def test_a_file_where_collect_puts_a_students_folder_is_named(live_server, tmp_path):

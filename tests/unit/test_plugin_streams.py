@@ -10,6 +10,7 @@ import tarfile
 import time
 
 import pytest
+from nbgrader.utils import ignore_patterns
 
 from nbgrader_plugin import archive
 from nbgrader_plugin.archive import (
@@ -23,6 +24,7 @@ from nbgrader_plugin.archive import (
     json_list_member,
     pack_directory,
 )
+from nbgrader_plugin.portable_names import UnportableNames
 from tests.support import make_tar, recorded_writes
 
 
@@ -271,3 +273,22 @@ def test_download_retry_delays_default_and_none():
     config = Config()
     config.Exchange.download_retry_delays = []
     assert ExchangeCollect(config=config).download_retry_delays == []
+
+
+def test_empty_folders_are_packed_once_each_and_named_like_files(tmp_path):
+    source = tmp_path / "src"
+    (source / "output").mkdir(parents=True)
+    (source / "deep" / "er").mkdir(parents=True)  # only the innermost: it makes its parents
+    (source / "full").mkdir()
+    (source / "full" / "x.txt").write_text("x")
+    (source / ".ipynb_checkpoints").mkdir()  # ignored: not sent at all
+    ignore = ignore_patterns(exclude=[".ipynb_checkpoints"])
+    pack, size = pack_directory(source, ignore=ignore)
+    with pack, tarfile.open(fileobj=io.BytesIO(pack.read(10 * size))) as tar:
+        members = [(m.name, m.isdir(), m.size) for m in tar]
+    assert members == [("full/x.txt", False, 1), ("deep/er", True, 0), ("output", True, 0)]
+
+    (source / "output").rmdir()
+    (source / "con").mkdir()  # a reserved name on Windows, even for an empty folder
+    with pytest.raises(UnportableNames, match="con"):
+        pack_directory(source, ignore=ignore)
