@@ -202,6 +202,13 @@ class TarPack:
         return done
 
 
+def _sane_mtime(mtime: float) -> float:
+    """A file's modification time as the exchange keeps it: a date before 1970 (some unzip
+    tools give one) becomes 1970, one after 9999 becomes 9999. The service refuses an archive
+    with such a date, after its upload; nbgrader's default exchange copied it as it was."""
+    return min(max(mtime, 0), MAX_MTIME)
+
+
 def pack_directory(
     source: Path,
     ignore: Callable[[str, list[str]], set[str]] | None = None,
@@ -256,7 +263,7 @@ def pack_directory(
             info = tarfile.TarInfo(names[-1])
             info.mode = status.st_mode  # as TarFile.gettarinfo (the header keeps 0o7777)
             info.size = status.st_size
-            info.mtime = status.st_mtime
+            info.mtime = _sane_mtime(status.st_mtime)
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             members.append(_Member(_header(info), status.st_size, file, None))
@@ -273,7 +280,7 @@ def pack_directory(
         info = tarfile.TarInfo(name)
         info.type = tarfile.DIRTYPE
         info.mode = stat.S_IMODE(status.st_mode)
-        info.mtime = status.st_mtime
+        info.mtime = _sane_mtime(status.st_mtime)
         info.uname = info.gname = ""
         members.append(_Member(_header(info), 0, None, None))
     problems = unportable_names(names)
@@ -813,7 +820,7 @@ def extract_stream(
             if target.parent not in folders:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folders.add(target.parent)
-            write_file(target, archive.data(info.size), min(max(info.mtime, 0), MAX_MTIME))
+            write_file(target, archive.data(info.size), _sane_mtime(info.mtime))
         except OSError as exc:
             if exc.errno not in _NAME_ERRORS:
                 raise

@@ -4,11 +4,14 @@
   (where the notebook writes) arrives with ``fetch_assignment``, and a student's empty folder
   arrives with ``collect``.
 - Symbolic links (a data set linked in) are not sent, and ``submit`` says which, instead of
-  leaving them out in silence."""
+  leaving them out in silence.
+- A file dated before 1970 (some unzip tools give such dates) is sent dated 1970: the service
+  refuses impossible dates, and refused the whole submission after its upload."""
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import uuid
 
@@ -75,3 +78,22 @@ def test_links_in_a_submitted_folder_are_named_as_not_sent(live_server, tmp_path
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
         sent = sorted(tar.getnames())
     assert sent == ["answers.txt", "ps1.ipynb", "submission_secret.txt"]
+
+
+def test_a_file_dated_before_1970_is_submitted_dated_1970(live_server, tmp_path):
+    course = f"dates{uuid.uuid4().hex[:6]}"
+    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    ann = Role("ann", tmp_path, live_server.url)
+    ann.login(live_server.url, live_server.issue_token("ann", course))
+    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    unzipped = ann.work / "ps1" / "from-a-zip.csv"
+    unzipped.write_text("x\n1\n")
+    os.utime(unzipped, (-86400, -86400))  # 1969-12-31
+
+    ann.nbgrader("submit", "ps1", "--course", course)
+
+    teacher, root = instructor_course(live_server, tmp_path, course)
+    teacher.nbgrader("collect", "ps1", cwd=root)
+    collected = root / "submitted" / "ann" / "ps1" / "from-a-zip.csv"
+    assert collected.read_text() == "x\n1\n"
+    assert collected.stat().st_mtime == 0
