@@ -279,3 +279,18 @@ def instructor_course(server, base: Path, course: str, url: str | None = None) -
         f'c.CourseDirectory.root = "{root}"\n'
     )
     return teacher, root
+
+
+def student_with_release(
+    server, base: Path, course: str, *, name: str = "ann", fetch: bool = True
+) -> Role:
+    """``course`` with ``ps1`` released (one notebook, ``ps1.ipynb``) and the student ``name``
+    logged in, having fetched it into ``work/ps1`` unless ``fetch`` is false."""
+    from tests.support import NOTEBOOK, release_as_teacher
+
+    release_as_teacher(server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
+    student = Role(name, base, server.url)
+    student.login(server.url, server.issue_token(name, course))
+    if fetch:
+        student.nbgrader("fetch_assignment", "ps1", "--course", course)
+    return student

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.end_to_end.helpers import Role, instructor_course, no_traceback
-from tests.support import NOTEBOOK, release_as_teacher
+from tests.end_to_end.helpers import instructor_course, no_traceback, student_with_release
+from tests.support import NOTEBOOK
 
 
 def test_a_file_named_like_the_assignment_is_not_a_fetched_copy(live_server, tmp_path):
     course = f"inway{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
+    ann = student_with_release(live_server, tmp_path, course, fetch=False)
     in_the_way = ann.work / "ps1"
     in_the_way.write_text("notes, not a folder\n")
 
@@ -47,10 +45,7 @@ def test_a_file_named_like_the_assignment_is_not_a_fetched_copy(live_server, tmp
 
 def test_a_file_where_collect_puts_a_students_folder_is_named(live_server, tmp_path):
     course = f"cway{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
-    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    ann = student_with_release(live_server, tmp_path, course)
     ann.nbgrader("submit", "ps1", "--course", course)
     teacher, root = instructor_course(live_server, tmp_path, course)
     in_the_way = root / "submitted" / "ann" / "ps1"

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.end_to_end.helpers import Role, instructor_course, no_traceback
-from tests.support import NOTEBOOK, release_as_teacher
+from tests.end_to_end.helpers import instructor_course, no_traceback, student_with_release
+from tests.support import NOTEBOOK
 
 
 def test_a_submission_with_names_the_exchange_refuses_lists_them_all_first(live_server, tmp_path):
     course = f"names{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
-    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    ann = student_with_release(live_server, tmp_path, course)
     folder = ann.work / "ps1"
     (folder / "aux.py").write_text("x = 1\n")
     (folder / "data:1.csv").write_text("1\n")

@@ -15,8 +15,8 @@ import os
 import tarfile
 import uuid
 
-from tests.end_to_end.helpers import Role, instructor_course
-from tests.support import NOTEBOOK, release_as_teacher
+from tests.end_to_end.helpers import Role, instructor_course, student_with_release
+from tests.support import NOTEBOOK
 
 
 def test_empty_folders_are_released_fetched_submitted_and_collected(live_server, tmp_path):
@@ -50,10 +50,7 @@ def test_empty_folders_are_released_fetched_submitted_and_collected(live_server,
 
 def test_links_in_a_submitted_folder_are_named_as_not_sent(live_server, tmp_path):
     course = f"links{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
-    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    ann = student_with_release(live_server, tmp_path, course)
     shared = tmp_path / "shared"
     (shared / "images").mkdir(parents=True)
     (shared / "data.csv").write_text("x\n1\n")
@@ -82,10 +79,7 @@ def test_links_in_a_submitted_folder_are_named_as_not_sent(live_server, tmp_path
 
 def test_a_file_dated_before_1970_is_submitted_dated_1970(live_server, tmp_path):
     course = f"dates{uuid.uuid4().hex[:6]}"
-    release_as_teacher(live_server, course, "ps1", {"ps1.ipynb": NOTEBOOK})
-    ann = Role("ann", tmp_path, live_server.url)
-    ann.login(live_server.url, live_server.issue_token("ann", course))
-    ann.nbgrader("fetch_assignment", "ps1", "--course", course)
+    ann = student_with_release(live_server, tmp_path, course)
     unzipped = ann.work / "ps1" / "from-a-zip.csv"
     unzipped.write_text("x\n1\n")
     os.utime(unzipped, (-86400, -86400))  # 1969-12-31
