@@ -40,12 +40,11 @@ def describe(exc: OSError, cache: str | None = None) -> str:
             f"permission was refused for{where or ' a local file'} ({reason}). Check that you "
             "own that file or folder, or run the command in a folder you own, then try again."
         )
-    blocker = _file_in_the_way(exc) if exc.errno in _IN_THE_WAY else None
+    blocker = _in_the_way(exc) if exc.errno in _IN_THE_WAY else None
     if blocker:
-        return (
-            f"{blocker} is a file where a folder is needed ({reason}). Move or rename that "
-            "file, then try again."
-        )
+        path, kind = blocker
+        needed = "" if exc.errno == errno.EEXIST else " where a folder is needed"
+        return f"{path} is {kind}{needed} ({reason}). Move or rename it, then try again."
     if exc.errno == errno.EROFS:
         return (
             f"{where.strip() or 'the folder'} is on a read-only file system ({reason}). Run the "
@@ -59,17 +58,21 @@ def describe(exc: OSError, cache: str | None = None) -> str:
 _IN_THE_WAY = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY})
 
 
-def _file_in_the_way(exc: OSError) -> str | None:
-    """The file (not a folder) at the failed path or at one of its parents: for a rename, the
-    path it went to (``filename2``: the source is the plugin's own temporary folder)."""
+def _in_the_way(exc: OSError) -> tuple[str, str] | None:
+    """What is in the way, and what it is ("a file", "a symbolic link"): at the failed path
+    (for a rename, the path it went to, ``filename2``: the source is the plugin's own temporary
+    folder), or a parent that is not a folder. None when nothing there is in the way."""
     target = exc.filename2 or exc.filename
     if not isinstance(target, str) or not target:
         return None
     path = os.path.abspath(target)
-    while True:
-        if os.path.lexists(path):
-            return path if not os.path.isdir(path) else None
+    if os.path.islink(path):  # even one to a folder: a rename does not go through it
+        return path, "a symbolic link"
+    while not os.path.lexists(path):
         parent = os.path.dirname(path)
         if parent == path:
             return None
         path = parent
+    if os.path.isdir(path):
+        return None
+    return path, "a symbolic link" if os.path.islink(path) else "a file"

@@ -62,10 +62,11 @@ def fold(name: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
-def unportable_names(files: Iterable[str]) -> list[str]:
-    """``"name: why"`` for each of ``files`` (relative POSIX paths of files) the exchange would
-    refuse: a bad file or folder name (each folder once), or two files that are one on Windows
-    and macOS (names differing only in upper/lower case or Unicode form)."""
+def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) -> list[str]:
+    """``"name: why"`` for each of ``files`` (relative POSIX paths of files) and
+    ``empty_folders`` the exchange would refuse: a bad file or folder name (each folder once),
+    two files that are one on Windows and macOS (names differing only in upper/lower case or
+    Unicode form), or a file with a folder's name. Folders that are one merge: no problem."""
     problems: dict[str, str] = {}
     seen: dict[str, str] = {}  # folded file path -> the first name
     folders: dict[str, str] = {}  # folded folder path -> the first name
@@ -89,6 +90,17 @@ def unportable_names(files: Iterable[str]) -> list[str]:
                     "(names that differ only in upper/lower case or accents' form are one file)",
                 )
             seen.setdefault(key, name)
+    for name in empty_folders:
+        parts = name.split("/")
+        for depth, part in enumerate(parts):
+            why = component_problem(part)
+            if why is not None:
+                shown = _shown("/".join(parts[: depth + 1]))
+                problems.setdefault(shown, f"{shown}: {why}")
+                break
+        else:
+            for depth in range(1, len(parts) + 1):
+                folders.setdefault(fold("/".join(parts[:depth])), "/".join(parts[:depth]))
     for key, name in seen.items():  # a file where another name needs a folder
         if key in folders and key not in problems:
             problems[key] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import uuid
@@ -29,16 +30,15 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
 
     def init_src(self) -> None:
         course_id = self.require_course()
-        self.src_path = self.local_assignment_path(
-            course_id, self.coursedir.assignment_id
-        ).resolve()
-        self.coursedir.assignment_id = self.src_path.name
-        if self.src_path.exists() and not self.src_path.is_dir():
+        local = self.local_assignment_path(course_id, self.coursedir.assignment_id)
+        if local.exists() and not local.is_dir():  # (a link to a file: the link is named)
             self.fail(
-                f"{self.src_path} is a file, not the assignment's folder. Rename or move that "
-                f"file, fetch the assignment with `nbgrader fetch_assignment "
+                f"{os.path.abspath(local)} is a file, not the assignment's folder. Rename or "
+                "move that file, fetch the assignment with `nbgrader fetch_assignment "
                 f"{self.coursedir.assignment_id}`, then submit from its folder."
             )
+        self.src_path = local.resolve()
+        self.coursedir.assignment_id = self.src_path.name
         if not self.src_path.is_dir():
             self.fail(
                 f"Assignment not found at: {self.src_path}. Fetch it first with "

@@ -57,7 +57,7 @@ def test_a_file_where_collect_puts_a_students_folder_is_named(live_server, tmp_p
     no_traceback(done)
     assert done.lines(
         f"Collecting failed: {in_the_way} is a file where a folder is needed (Not a directory). "
-        "Move or rename that file, then try again."
+        "Move or rename it, then try again."
     )
     assert sorted(p.name for p in in_the_way.parent.iterdir()) == ["ps1"]  # nothing left over
     in_the_way.unlink()

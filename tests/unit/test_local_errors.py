@@ -60,11 +60,31 @@ def test_a_file_where_a_folder_is_needed_is_named(tmp_path):
     staging = tmp_path / ".collect-abc123"
     staging.mkdir()
     onto = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(staging), None, str(student))
-    for exc in (made, through, onto):
+    assert (
+        describe(made) == f"{student} is a file (File exists). Move or rename it, then try again."
+    )
+    for exc in (through, onto):
         said = describe(exc)
-        assert said.startswith(f"{student} is a file where a folder is needed (")
-        assert said.endswith("Move or rename that file, then try again.")
+        assert said.startswith(f"{student} is a file where a folder is needed (Not a directory)")
+        assert said.endswith("Move or rename it, then try again.")
         assert ".collect-" not in said
+
+
+def test_a_symbolic_link_in_the_way_is_called_one(tmp_path):
+    """A dangling link, or a link to a folder that a rename would replace, not go through."""
+    staging = tmp_path / ".fetch-abc123"
+    staging.mkdir()
+    dangling = tmp_path / "ps1"
+    dangling.symlink_to(tmp_path / "gone")
+    (tmp_path / "elsewhere").mkdir()
+    to_folder = tmp_path / "ps2"
+    to_folder.symlink_to(tmp_path / "elsewhere")
+    for link in (dangling, to_folder):
+        onto = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(staging), None, str(link))
+        assert describe(onto) == (
+            f"{link} is a symbolic link where a folder is needed (Not a directory). Move or "
+            "rename it, then try again."
+        )
 
 
 def test_a_folder_that_exists_is_not_called_a_file(tmp_path):

@@ -292,3 +292,13 @@ def test_empty_folders_are_packed_once_each_and_named_like_files(tmp_path):
     (source / "con").mkdir()  # a reserved name on Windows, even for an empty folder
     with pytest.raises(UnportableNames, match="con"):
         pack_directory(source, ignore=ignore)
+
+
+def test_a_file_that_grows_while_it_is_sent_fails_the_pack(folder):
+    """Jupyter's autosave between listing and sending: the longer file would go out cut short."""
+    pack, _size = pack_directory(folder)
+    with (folder / "sub" / "data.bin").open("ab") as grown:
+        grown.write(b"more")
+    with pack, pytest.raises(PackError, match="data.bin grew while it was being sent"):
+        while pack.read(1024 * 1024):
+            pass

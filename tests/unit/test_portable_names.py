@@ -91,3 +91,14 @@ def test_a_long_list_is_cut_with_a_count():
     assert len(problems) == 1  # con1.txt … are fine: only CON itself (and COM1 …) are reserved
     many = UnportableNames([f"x{n}: bad" for n in range(25)])
     assert str(many).count("\n  - ") == 20 and str(many).endswith("  - and 5 more")
+
+
+def test_empty_folders_are_checked_as_folders():
+    """Two folders that are one on Windows and macOS merge (the service accepts them); an empty
+    folder with a file's name does not; a reserved name is refused in a folder too."""
+    assert unportable_names(["figures/plot.png"], ["Figures"]) == []
+    assert unportable_names([], ["Out", "out"]) == []
+    [clash] = unportable_names(["out"], ["Out"])
+    assert clash.startswith("out: a file with the name of a folder (Out)")
+    [reserved] = unportable_names(["a.ipynb"], ["con"])
+    assert reserved.startswith("con: 'con' is a reserved name on Windows")
