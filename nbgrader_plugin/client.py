@@ -147,6 +147,7 @@ class _UploadBody:
         self._handle = handle
         self._size = size
         self._progress = progress
+        self._readinto = getattr(handle, "readinto", None)
         self._buffer: bytearray | None = None
         self.sent = 0
 
@@ -154,14 +155,13 @@ class _UploadBody:
         return self._size
 
     def read(self, size: int = -1) -> bytes | bytearray | memoryview:
-        readinto = getattr(self._handle, "readinto", None)
         data: bytes | bytearray | memoryview
-        if readinto is None:
+        if self._readinto is None:
             data = self._handle.read(max(size, UPLOAD_CHUNK))
         else:
             if self._buffer is None:
                 self._buffer = _SEND_BUFFERS.take()
-            data = memoryview(self._buffer)[: readinto(self._buffer) or 0]
+            data = memoryview(self._buffer)[: self._readinto(self._buffer) or 0]
         if data and self._progress:
             self._progress(len(data))
         self.sent += len(data)

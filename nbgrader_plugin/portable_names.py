@@ -72,12 +72,9 @@ def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) ->
     folders: dict[str, str] = {}  # folded folder path -> the first name
     for name in files:
         parts = name.split("/")
-        for depth, part in enumerate(parts):
-            why = component_problem(part)
-            if why is not None:
-                shown = _shown("/".join(parts[: depth + 1]))
-                problems.setdefault(shown, f"{shown}: {why}")
-                break
+        bad = _bad_component(parts)
+        if bad is not None:
+            problems.setdefault(*bad)
         else:
             key = fold(name)
             for depth in range(1, len(parts)):
@@ -92,12 +89,9 @@ def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) ->
             seen.setdefault(key, name)
     for name in empty_folders:
         parts = name.split("/")
-        for depth, part in enumerate(parts):
-            why = component_problem(part)
-            if why is not None:
-                shown = _shown("/".join(parts[: depth + 1]))
-                problems.setdefault(shown, f"{shown}: {why}")
-                break
+        bad = _bad_component(parts)
+        if bad is not None:
+            problems.setdefault(*bad)
         else:
             for depth in range(1, len(parts) + 1):
                 folders.setdefault(fold("/".join(parts[:depth])), "/".join(parts[:depth]))
@@ -108,6 +102,17 @@ def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) ->
                 "Windows and macOS"
             )
     return list(problems.values())
+
+
+def _bad_component(parts: list[str]) -> tuple[str, str] | None:
+    """The first of a path's ``parts`` that cannot be kept: the path up to it as shown (the key
+    that lists each bad folder once) and ``"shown: why"``; None when every part can be kept."""
+    for depth, part in enumerate(parts):
+        why = component_problem(part)
+        if why is not None:
+            shown = _shown("/".join(parts[: depth + 1]))
+            return shown, f"{shown}: {why}"
+    return None
 
 
 def _shown(name: str) -> str:
