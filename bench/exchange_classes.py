@@ -46,7 +46,8 @@ class Side:
     name: str
     module: Any
     settings: dict[str, Any]
-    server: Server | None = None  # the service, for the plugin's side
+    server: Server | None = None  # the service, for the plugin's side (it mints the tokens)
+    blob_folder: Path | None = None  # the floor app's side: its submissions are these files
 
     @property
     def is_floor(self) -> bool:
@@ -99,7 +100,7 @@ class Side:
         root.mkdir(parents=True, exist_ok=True)
         if self.server is not None:
             token = self.server.token(username, course, role)
-            entry = TokenEntry.from_access_token(token, self.server.url)
+            entry = TokenEntry.from_access_token(token, self.settings["service_url"])
             TokenStore(root / ".tokens.json").save(entry)
         return root
 
@@ -112,6 +113,13 @@ def floor_side(root: Path) -> Side:
 def service_side(server: Server) -> Side:
     settings = {"service_url": server.url, "progress_threshold": 1 << 62}
     return Side("lti-exchange", nbgrader_plugin, settings, server)
+
+
+def floor_app_side(server: Server, url: str, blobs: Path) -> Side:
+    """The plugin's classes against ``bench/floor_app.py`` at ``url`` (tokens from ``server``,
+    which the floor app does not check; its submissions are the blobs under ``blobs``)."""
+    settings = {"service_url": url, "progress_threshold": 1 << 62}
+    return Side("plugin + floor app", nbgrader_plugin, settings, server, blobs)
 
 
 def write_release(instructor: Path, assignment: str, data: Path | bytes) -> None:
@@ -220,6 +228,8 @@ def run_burst(run: BurstRun, work: Path, clients: str = "threads") -> None:
 def count_submissions(side: Side, course: str, instructor: Path, assignment: str) -> int:
     """Submissions the exchange holds for ``assignment`` (the inbound directory, or the
     instructor's API listing)."""
+    if side.blob_folder is not None:
+        return sum(len(files) for _, _, files in os.walk(side.blob_folder))
     if side.server is None:
         inbound = Path(side.settings["root"], course, "inbound")
         return sum(f"+{assignment}+" in entry.name for entry in inbound.iterdir())

@@ -60,8 +60,11 @@ def _always(request: Request) -> Callable[[int], Request]:
 PASSED_ON = ("LTI_EXCHANGE_PIN_WORKERS", "LTI_EXCHANGE_THREADS")
 
 
-def floor_server(work: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
-    """gunicorn with the service's front door on ``floor_app``; the process and its port."""
+def floor_server(
+    work: Path, workers: int = 1, notebooks: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, int]:
+    """gunicorn with the service's front door on ``floor_app``; the process and its port
+    (``notebooks``: the release's, for the floor app's API answers)."""
     port = free_port()
     config = work / "floor.conf.py"
     threads = os.environ.get("LTI_EXCHANGE_THREADS") or str(DEFAULT_THREADS)  # as the service
@@ -74,7 +77,12 @@ def floor_server(work: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
         "loglevel = 'warning'\n"
     )
     (work / "blob.bin").write_bytes(os.urandom(MiB))
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{HERE}", "FLOOR_DIR": str(work)}
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "PYTHONPATH": f"{ROOT}:{HERE}",
+        "FLOOR_DIR": str(work),
+        "FLOOR_NOTEBOOKS": ",".join(notebooks),
+    }
     env.update({name: os.environ[name] for name in PASSED_ON if os.environ.get(name)})
     log = open(work / "floor.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(

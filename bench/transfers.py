@@ -49,6 +49,8 @@ from common import (
     Server,
     access_log_count,
     baseline_rss,
+    child_pids,
+    cpu_split,
     cpu_used,
     external_s3,
     moto_s3,
@@ -67,6 +69,7 @@ from exchange_classes import (
     BigRun,
     BurstRun,
     count_submissions,
+    floor_app_side,
     floor_side,
     populate_floor,
     prepare_burst,
@@ -79,6 +82,7 @@ from exchange_classes import (
 )
 from machine import file_create_cpu, page_cache_rates, steal_seconds
 from server_profile import merged_stats, print_top
+from stack_floor import floor_server
 
 BACKENDS = ("sqlite", "postgresql", "s3")
 EXCHANGE_FACTORY = {
@@ -269,8 +273,10 @@ def bench_burst(
     run_id: str,
     collect: bool,
     clients: str = "threads",
+    floor_app: bool = True,
 ) -> dict[str, float]:
-    """The deadline burst (and collect) with both exchanges, one after the other."""
+    """The deadline burst (and collect) with both exchanges, one after the other; with
+    ``floor_app``, then the plugin against ``bench/floor_app.py`` (the server's floor)."""
     course = f"burst-{run_id}"
     floor = prepare_burst(floor_side(work / "floor-x"), work / "floor", course, students, release)
     steal_before = steal_seconds()
@@ -354,6 +360,8 @@ def bench_burst(
             f"{database * 1000 / (2 * students):.1f} ms ({database:.2f} s over the burst, "
             "every PostgreSQL process on the machine; sharing the same CPUs)",
         )
+    if floor_app:
+        bench_floor_app_burst(server, work, course, students, release, clients, report, per_mb)
     numbers = {"burst wall": ours.wall, "burst submit p99": percentile(ours.submit, 99)}
     if collect:
         numbers["collect"] = bench_collect(floor, ours, students, report, table)
@@ -361,6 +369,52 @@ def bench_burst(
     shutil.rmtree(work / "floor-x")
     shutil.rmtree(work / "ours")
     return numbers
+
+
+def bench_floor_app_burst(
+    server: Server,
+    work: Path,
+    course: str,
+    students: int,
+    release: bytes,
+    clients: str,
+    report: Report,
+    service_per_mb: float,
+) -> None:
+    """The same burst, with the plugin, against ``bench/floor_app.py`` behind the service's
+    front door and as many workers: what any exchange's server must spend (HTTP, ``sendfile``,
+    a durable blob with its SHA-256) under this burst's load, next to the service's CPU."""
+    folder = work / "floor-app"
+    folder.mkdir()
+    process, port = floor_server(folder, len(server.worker_pids()), ("burst",))
+    try:
+        blobs = folder / "store" / "blobs" / "submissions"
+        side = floor_app_side(server, f"http://127.0.0.1:{port}", blobs)
+        run = prepare_burst(side, work / "floor-app-users", course, students, release)
+        pids = child_pids(process.pid)
+        before = {pid: cpu_split(pid) for pid in pids}
+        steal_before = steal_seconds()
+        run_burst(run, work / "floor-app-users", clients)
+        steal = steal_seconds() - steal_before
+        user, system = cpu_used(before, {pid: cpu_split(pid) for pid in pids})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    floor_per_mb = (user + system) / (2 * students)
+    report.add(
+        "burst: the plugin against the floor app (no token, SQL or archive check)",
+        f"wall {run.wall:.3f} s, submit p99 {percentile(run.submit, 99):.3f} s, fetch p99 "
+        f"{percentile(run.fetch, 99):.3f} s, stored {run.stored}/{students}, client CPU "
+        f"{run.client_cpu:.2f} s, steal {steal:.2f} s",
+    )
+    report.add(
+        "burst: server CPU per 1 MB request, floor app / service",
+        f"{floor_per_mb * 1000:.1f} ms (user {user:.2f} s, system {system:.2f} s) / "
+        f"{service_per_mb * 1000:.1f} ms: the service's own work "
+        f"{(service_per_mb - floor_per_mb) * 1000:+.1f} ms",
+    )
+    shutil.rmtree(folder)
+    shutil.rmtree(work / "floor-app-users")
 
 
 def bench_collect(
@@ -774,6 +828,7 @@ def run_backend(
                             run_id,
                             "collect" in wanted,
                             args.clients,
+                            not args.no_floor_app,
                         )
                     )
             if "lists" in wanted:
@@ -897,6 +952,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("threads", "processes"),
         default="threads",
         help="the burst's 16 students: threads of this process (default) or forked processes",
+    )
+    parser.add_argument(
+        "--no-floor-app",
+        action="store_true",
+        help="skip the burst against bench/floor_app.py (the server's floor under the burst)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled burst")
     parser.add_argument(
