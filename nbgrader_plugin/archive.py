@@ -91,6 +91,8 @@ class TarPack:
     def __init__(self, members: list[_Member]) -> None:
         self._members = members
         self.links_left_out: list[str] = []  # symbolic links in the folder, not packed
+        self.member_count = len(members)  # as the exchange counts them (files, empty folders)
+        self.unpacked_size = sum(m.size for m in members)  # the files' bytes
         body = sum(len(m.header) + m.size + _padding(m.size) for m in members)
         end = body + 2 * tarfile.BLOCKSIZE
         self._trailer = bytes(2 * tarfile.BLOCKSIZE + (-end % tarfile.RECORDSIZE))

@@ -33,6 +33,8 @@ UPLOAD_CHUNK = 1024 * 1024
 KEPT_SEND_BUFFERS = 4  # UPLOAD_CHUNK-sized buffers kept for the next uploads of this process
 REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+ARCHIVE_MEMBERS_HEADER = "X-Archive-Members"  # what an upload declares of its archive
+ARCHIVE_UNPACKED_HEADER = "X-Archive-Unpacked-Bytes"
 # An upload with an idempotency key is sent again after these waits (seconds) when its answer
 # is lost or says "try again": about half a minute in all, the time a database failover takes.
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -405,8 +407,14 @@ class ExchangeClient:
         *,
         idempotency_key: str | None = None,
         on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
+        members: int | None = None,
+        unpacked: int | None = None,
     ) -> Any:
         """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer.
+
+        ``members`` and ``unpacked`` (the archive's member count and the sum of its files'
+        sizes) are declared to the service, which refuses at once an archive over its limits
+        instead of after receiving it.
 
         ``handle`` may produce its bytes as it is read (``TarPack``: packing and sending
         overlap); if it fails half-way (``PackError``) the request is cut off and the server
@@ -419,6 +427,10 @@ class ExchangeClient:
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         if idempotency_key is not None:
             headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key
+        if members is not None:
+            headers[ARCHIVE_MEMBERS_HEADER] = str(members)
+        if unpacked is not None:
+            headers[ARCHIVE_UNPACKED_HEADER] = str(unpacked)
         body = _UploadBody(handle, size, progress)
 
         def once() -> Any:

@@ -68,6 +68,8 @@ class ExchangeReleaseAssignment(Exchange, ABCExchangeReleaseAssignment):
                     handle,
                     size,
                     progress,
+                    members=handle.member_count,
+                    unpacked=handle.unpacked_size,
                 )
         self.log.info(
             "Released as: %s %s (version %s, notebooks: %s)",

@@ -47,7 +47,7 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
             )
             return
         with tempfile.TemporaryFile() as handle:
-            count = self._pack(handle)
+            count, members, unpacked = self._pack(handle)
             size = handle.tell()
             handle.seek(0)
             with self.failures():
@@ -57,6 +57,8 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
                     path("courses", course_id, "assignments", assignment_id, "feedback"),
                     handle,
                     size,
+                    members=members,
+                    unpacked=unpacked,
                 )
         for item in answer["released"]:
             self.log.info(
@@ -70,8 +72,10 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
             "Released %d feedback file(s) for %d student(s)", count, len(answer["released"])
         )
 
-    def _pack(self, handle) -> int:
-        count = 0
+    def _pack(self, handle) -> tuple[int, int, int]:
+        """Each student's feedback folder into ``handle`` as a tar: the feedback files written,
+        the archive's members and the sum of their sizes."""
+        count = members = unpacked = 0
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
             for student_id, folder in self.folders.items():
                 timestamp = folder / "timestamp.txt"
@@ -87,7 +91,10 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
                 info = tarfile.TarInfo(f"{student_id}/timestamp.txt")
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
+                members, unpacked = members + 1, unpacked + info.size
                 for html in html_files:
-                    archive.add(str(html), arcname=f"{student_id}/{html.name}", recursive=False)
-                    count += 1
-        return count
+                    added = archive.gettarinfo(str(html), arcname=f"{student_id}/{html.name}")
+                    with open(html, "rb") as source:
+                        archive.addfile(added, source)
+                    count, members, unpacked = count + 1, members + 1, unpacked + added.size
+        return count, members, unpacked

@@ -107,6 +107,8 @@ class ExchangeSubmit(Exchange, ABCExchangeSubmit):
                         # one key for every attempt: the service stores the submission once
                         idempotency_key=uuid.uuid4().hex,
                         on_retry=self._say_retrying,
+                        members=handle.member_count,
+                        unpacked=handle.unpacked_size,
                     )
                 except ExchangeClientError as exc:
                     if exc.code in NOT_SUBMITTABLE:

@@ -15,6 +15,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream, wrap_file
 
 from lti_exchange.app_objects import AppObjects
 from lti_exchange.archives.reader import readinto_of
+from lti_exchange.archives.upload import refuse_declared
 from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
@@ -29,6 +30,10 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _IDEMPOTENCY_KEY_ENVIRON = "HTTP_" + IDEMPOTENCY_KEY_HEADER.upper().replace("-", "_")
+# What an uploader may declare of its archive, so that one over the limits is refused at once.
+ARCHIVE_MEMBERS_HEADER = "X-Archive-Members"
+ARCHIVE_UNPACKED_HEADER = "X-Archive-Unpacked-Bytes"
+_DECLARED_DIGITS = 15  # no folder holds 10**15 files or bytes to send
 BLOB_BUFFER = 1024 * 1024  # bytes per read where the server has no sendfile
 
 
@@ -63,11 +68,34 @@ def upload_stream(environ: dict[str, Any], objects: AppObjects) -> BinaryIO:
             "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
             details={"limit": limit},
         )
+    refuse_declared(
+        objects.limits,
+        declared_count(environ, ARCHIVE_MEMBERS_HEADER, "files and folders"),
+        declared_count(environ, ARCHIVE_UNPACKED_HEADER, "bytes"),
+    )
     objects.storage.ensure_room(content_length or 0)  # 507 before reading a byte
     if content_length is not None:
         return _DeclaredLengthStream(environ["wsgi.input"], content_length)  # type: ignore[return-value]  # read like a file
     # As Flask's request.stream: archive uploads have no max_content_length (body_limits).
     return _ChunkedStream(get_input_stream(environ, max_content_length=None))  # type: ignore[return-value]
+
+
+def declared_count(environ: dict[str, Any], header: str, what: str) -> int | None:
+    """The whole number the request declares in ``header``, if it sent one; anything else
+    (signs, spaces, exponents, more than 15 digits) is refused (400) before the body is read."""
+    value = environ.get("HTTP_" + header.upper().replace("-", "_"))
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= _DECLARED_DIGITS):
+        raise InvalidRequest(
+            f"The {header} header must be the archive's number of {what}, in digits (at most "
+            f"{_DECLARED_DIGITS}). Nothing was stored; send it again with the right number, "
+            "or without the header.",
+            code="invalid_archive_header",
+            details={"header": header},
+            closes_connection=True,
+        )
+    return int(value)
 
 
 class _ChunkedStream(io.RawIOBase):

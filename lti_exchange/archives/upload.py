@@ -35,6 +35,7 @@ __all__ = [
     "ArchiveManifest",
     "ArchiveMember",
     "normalise_member_name",
+    "refuse_declared",
     "scan_archive",
     "store_archive",
 ]
@@ -56,6 +57,32 @@ class ArchiveLimits:
         object.__setattr__(self, "max_members", min(self.max_members, MAX_MEMBERS_CEILING))
         unpacked = min(self.max_unpacked_bytes, MAX_UNPACKED_CEILING)
         object.__setattr__(self, "max_unpacked_bytes", unpacked)
+
+
+def refuse_declared(limits: ArchiveLimits, members: int | None, unpacked: int | None) -> None:
+    """Refuse (413) an upload whose sender declared more members or unpacked bytes than
+    ``limits`` allow, before a byte of it is read. A declaration is only a hint: what arrives
+    is checked as it streams, whatever was declared."""
+    if members is not None and members > limits.max_members:
+        raise PayloadTooLarge(
+            f"The folder holds {members} files and folders; the exchange takes at most "
+            f"{limits.max_members} in one upload. Remove generated files (caches, checkpoints, "
+            "data sets, virtual environments) from the folder, or ask the exchange's operator "
+            "to raise LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS. Nothing was stored.",
+            code="archive_too_many_members",
+            details={"limit": limits.max_members, "declared": members},
+            closes_connection=True,  # the body is not read
+        )
+    if unpacked is not None and unpacked > limits.max_unpacked_bytes:
+        raise PayloadTooLarge(
+            f"The folder's files add up to {unpacked} bytes; the exchange takes at most "
+            f"{limits.max_unpacked_bytes} in one upload. Remove large files (data sets, "
+            "outputs) from the folder, or ask the exchange's operator to raise "
+            "LTI_EXCHANGE_MAX_UNPACKED_BYTES. Nothing was stored.",
+            code="archive_too_large",
+            details={"limit": limits.max_unpacked_bytes, "declared": unpacked},
+            closes_connection=True,
+        )
 
 
 @dataclass

@@ -347,7 +347,7 @@ class RawAnswer:
         return json.loads(self.content)
 
 
-def submission_head(live_server, setup, length: int) -> bytes:
+def submission_head(live_server, setup, length: int, **extra: str) -> bytes:
     return request_head(
         live_server,
         "POST",
@@ -356,6 +356,7 @@ def submission_head(live_server, setup, length: int) -> bytes:
             "Authorization": f"Bearer {setup.student}",
             "Content-Type": "application/x-tar",
             "Content-Length": str(length),
+            **extra,
         },
     )
 
@@ -368,6 +369,53 @@ def test_declared_content_length_over_the_limit_is_refused_before_reading(live_s
         answer = RawAnswer(sock)
     assert_error(answer, 413, "payload_too_large", str(MAX_UPLOAD))
     assert setup.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("header", "declared", "code", "limit"),
+    [
+        ("X-Archive-Members", 501, "archive_too_many_members", 500),
+        ("X-Archive-Unpacked-Bytes", 64 * MiB + 1, "archive_too_large", 64 * MiB),
+    ],
+)
+def test_a_declared_archive_over_the_limits_is_refused_before_reading(
+    live_server, setup, header, declared, code, limit
+):
+    """Only the headers are sent: the sender's own count of members or bytes over the limit is
+    answered at once (413, and the connection closed: its body is never read)."""
+    before = setup.snapshot()
+    with socket.create_connection(server_address(live_server), timeout=30) as sock:
+        head = submission_head(live_server, setup, 10 * MiB, **{header: str(declared)})
+        sock.sendall(head)
+        answer = RawAnswer(sock)
+    error = assert_error(answer, 413, code, str(declared), str(limit))
+    assert error["details"] == {"limit": limit, "declared": declared}
+    assert answer.headers.get("Connection") == "close"
+    assert setup.snapshot() == before
+
+
+@pytest.mark.parametrize("value", ["", "abc", "-1", "+5", "1e3", "1.0", "7 7", "1234567890123456"])
+@pytest.mark.parametrize("header", ["X-Archive-Members", "X-Archive-Unpacked-Bytes"])
+def test_a_declaration_that_is_not_a_number_is_refused(setup, header, value):
+    before = setup.snapshot()
+    answer = setup.post_archive("submit", make_tar({"p1.ipynb": NOTEBOOK}), headers={header: value})
+    error = assert_error(answer, 400, "invalid_archive_header", header)
+    assert error["details"] == {"header": header}
+    assert setup.snapshot() == before
+
+
+def test_a_declaration_is_only_a_hint(setup):
+    """Declaring less than is sent buys nothing: the archive is still counted as it streams;
+    a true declaration within the limits is stored as without one."""
+    before = setup.snapshot()
+    declared = {"X-Archive-Members": "1", "X-Archive-Unpacked-Bytes": "1"}
+    answer = setup.post_archive("submit", many_members(501), headers=declared)
+    assert_error(answer, 413, "archive_too_many_members", "500")
+    assert setup.snapshot() == before
+    body = make_tar({"p1.ipynb": NOTEBOOK})
+    true = {"X-Archive-Members": "1", "X-Archive-Unpacked-Bytes": str(len(NOTEBOOK))}
+    assert setup.post_archive("submit", body, headers=true).status_code == 201
+    assert setup.post_archive("release", body, headers=true).status_code == 201
 
 
 def cut_off_tar(shape: str) -> bytes:

@@ -302,3 +302,16 @@ def test_a_file_that_grows_while_it_is_sent_fails_the_pack(folder):
     with pack, pytest.raises(PackError, match="data.bin grew while it was being sent"):
         while pack.read(1024 * 1024):
             pass
+
+
+def test_a_pack_counts_its_members_and_bytes_as_the_exchange_does(folder):
+    """What an upload declares (``X-Archive-Members``, ``X-Archive-Unpacked-Bytes``) is what
+    the tar holds: one member per file and empty folder, the files' bytes."""
+    (folder / "empty" / "inner").mkdir(parents=True)
+    pack, _size = pack_directory(folder, extra={"submission_secret.txt": b"s3cret"})
+    with pack:
+        data = pack.read(10 * pack.size)
+    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+        members = tar.getmembers()
+    assert pack.member_count == len(members) == 6  # 4 files, the secret, empty/inner
+    assert pack.unpacked_size == sum(m.size for m in members)
