@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -81,13 +82,13 @@ def _username(environ: dict[str, Any]) -> str:
         return str(
             json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["username"]
         )
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         return "unknown"
 
 
 def _release(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     key, sha256 = _store(environ, "releases")
-    partial = RELEASE_POINTER + ".partial"
+    partial = f"{RELEASE_POINTER}.{uuid.uuid4().hex}.partial"  # one per release, any thread
     with open(partial, "w") as pointer:
         json.dump({"key": key, "sha256": sha256}, pointer)
     os.replace(partial, RELEASE_POINTER)

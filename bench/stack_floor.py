@@ -84,15 +84,15 @@ def floor_server(
         "FLOOR_NOTEBOOKS": ",".join(notebooks),
     }
     env.update({name: os.environ[name] for name in PASSED_ON if os.environ.get(name)})
-    log = open(work / "floor.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", str(config), "floor_app:app"],
-        env=env,
-        cwd=HERE,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=on_server_cpus(),  # noqa: PLW1509 - before any thread starts there
-    )
+    with open(work / "floor.log", "wb") as log:  # the server keeps its own copy
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(config), "floor_app:app"],
+            env=env,
+            cwd=HERE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=on_server_cpus(),  # noqa: PLW1509 - before any thread starts there
+        )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

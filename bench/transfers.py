@@ -384,22 +384,24 @@ def bench_floor_app_burst(
     """The same burst, with the plugin, against ``bench/floor_app.py`` behind the service's
     front door and as many workers: what any exchange's server must spend (HTTP, ``sendfile``,
     a durable blob with its SHA-256) under this burst's load, next to the service's CPU."""
-    folder = work / "floor-app"
+    folder, users = work / "floor-app", work / "floor-app-users"
     folder.mkdir()
     process, port = floor_server(folder, len(server.worker_pids()), ("burst",))
     try:
         blobs = folder / "store" / "blobs" / "submissions"
         side = floor_app_side(server, f"http://127.0.0.1:{port}", blobs)
-        run = prepare_burst(side, work / "floor-app-users", course, students, release)
-        pids = child_pids(process.pid)
-        before = {pid: cpu_split(pid) for pid in pids}
+        run = prepare_burst(side, users, course, students, release)
+        before = {pid: cpu_split(pid) for pid in child_pids(process.pid)}
         steal_before = steal_seconds()
-        run_burst(run, work / "floor-app-users", clients)
+        run_burst(run, users, clients)
         steal = steal_seconds() - steal_before
-        user, system = cpu_used(before, {pid: cpu_split(pid) for pid in pids})
+        after = {pid: cpu_split(pid) for pid in child_pids(process.pid)}  # a worker restarted
+        user, system = cpu_used(before, after)
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(users, ignore_errors=True)
     floor_per_mb = (user + system) / (2 * students)
     report.add(
         "burst: the plugin against the floor app (no token, SQL or archive check)",
@@ -413,8 +415,6 @@ def bench_floor_app_burst(
         f"{service_per_mb * 1000:.1f} ms: the service's own work "
         f"{(service_per_mb - floor_per_mb) * 1000:+.1f} ms",
     )
-    shutil.rmtree(folder)
-    shutil.rmtree(work / "floor-app-users")
 
 
 def bench_collect(

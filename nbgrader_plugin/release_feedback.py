@@ -94,6 +94,12 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
                 members, unpacked = members + 1, unpacked + info.size
                 for html in html_files:
                     added = archive.gettarinfo(str(html), arcname=f"{student_id}/{html.name}")
+                    if added is None or not added.isreg():  # the exchange takes files only
+                        self.fail(
+                            f"{html} is not a file (a folder, a link or a special file), so it "
+                            "cannot be sent as feedback. Move it out of that folder, or run "
+                            "`nbgrader generate_feedback` again, then release feedback again."
+                        )
                     with open(html, "rb") as source:
                         archive.addfile(added, source)
                     count, members, unpacked = count + 1, members + 1, unpacked + added.size

@@ -34,6 +34,13 @@ _IDEMPOTENCY_KEY_ENVIRON = "HTTP_" + IDEMPOTENCY_KEY_HEADER.upper().replace("-",
 ARCHIVE_MEMBERS_HEADER = "X-Archive-Members"
 ARCHIVE_UNPACKED_HEADER = "X-Archive-Unpacked-Bytes"
 _DECLARED_DIGITS = 15  # no folder holds 10**15 files or bytes to send
+_DECLARED = {  # header: (its WSGI environ key, what it counts)
+    header: ("HTTP_" + header.upper().replace("-", "_"), what)
+    for header, what in (
+        (ARCHIVE_MEMBERS_HEADER, "files and folders"),
+        (ARCHIVE_UNPACKED_HEADER, "bytes"),
+    )
+}
 BLOB_BUFFER = 1024 * 1024  # bytes per read where the server has no sendfile
 
 
@@ -43,14 +50,18 @@ def context() -> ServiceContext:
     return ServiceContext(session=get_session(), storage=objects.storage, limits=objects.limits)
 
 
-def archive_body() -> BinaryIO:
-    """The request body as a stream, after checking it is declared as a tar archive."""
-    return upload_stream(request.environ, app_objects())
+def archive_body(*, feedback: bool = False) -> BinaryIO:
+    """The request body as a stream, after checking it is declared as a tar archive
+    (``feedback``: many students' feedback, for the advice of a refusal)."""
+    return upload_stream(request.environ, app_objects(), feedback=feedback)
 
 
-def upload_stream(environ: dict[str, Any], objects: AppObjects) -> BinaryIO:
+def upload_stream(
+    environ: dict[str, Any], objects: AppObjects, *, feedback: bool = False
+) -> BinaryIO:
     """``archive_body`` from the WSGI environ (``web.hot_routes`` has no Flask request): the
-    declared type and length checked (415, 413), room in the store (507), then the body."""
+    declared type and length checked (415, 413), what the sender declared of the archive (400,
+    413), room in the store (507), then the body."""
     mimetype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()
     content_length = get_content_length(environ)
     if mimetype not in ARCHIVE_TYPES:
@@ -70,8 +81,9 @@ def upload_stream(environ: dict[str, Any], objects: AppObjects) -> BinaryIO:
         )
     refuse_declared(
         objects.limits,
-        declared_count(environ, ARCHIVE_MEMBERS_HEADER, "files and folders"),
-        declared_count(environ, ARCHIVE_UNPACKED_HEADER, "bytes"),
+        declared_count(environ, ARCHIVE_MEMBERS_HEADER),
+        declared_count(environ, ARCHIVE_UNPACKED_HEADER),
+        feedback=feedback,
     )
     objects.storage.ensure_room(content_length or 0)  # 507 before reading a byte
     if content_length is not None:
@@ -80,10 +92,12 @@ def upload_stream(environ: dict[str, Any], objects: AppObjects) -> BinaryIO:
     return _ChunkedStream(get_input_stream(environ, max_content_length=None))  # type: ignore[return-value]
 
 
-def declared_count(environ: dict[str, Any], header: str, what: str) -> int | None:
-    """The whole number the request declares in ``header``, if it sent one; anything else
-    (signs, spaces, exponents, more than 15 digits) is refused (400) before the body is read."""
-    value = environ.get("HTTP_" + header.upper().replace("-", "_"))
+def declared_count(environ: dict[str, Any], header: str) -> int | None:
+    """The whole number the request declares in ``header`` (``ARCHIVE_MEMBERS_HEADER`` or
+    ``ARCHIVE_UNPACKED_HEADER``), if it sent one; anything else (signs, spaces, exponents, more
+    than 15 digits) is refused (400) before the body is read."""
+    key, what = _DECLARED[header]
+    value = environ.get(key)
     if value is None:
         return None
     if not (value.isascii() and value.isdigit() and len(value) <= _DECLARED_DIGITS):

@@ -21,7 +21,8 @@ from lti_exchange.web.body_limits import archive_upload
 @archive_upload
 def release_feedback(course_id: str, assignment_id: str):
     caller = caller_for(course_id, STAFF)
-    released = FeedbackService(context()).release(caller, assignment_id, archive_body())
+    body = archive_body(feedback=True)
+    released = FeedbackService(context()).release(caller, assignment_id, body)
     return jsonify(assignment_id=assignment_id, released=released), 201
 
 

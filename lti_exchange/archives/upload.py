@@ -59,26 +59,39 @@ class ArchiveLimits:
         object.__setattr__(self, "max_unpacked_bytes", unpacked)
 
 
-def refuse_declared(limits: ArchiveLimits, members: int | None, unpacked: int | None) -> None:
+# What to remove, by what was sent: a student's or instructor's folder, or many students' feedback.
+_FOLDER_REMEDY = (
+    "Remove generated files (caches, checkpoints, data sets, virtual environments) from the folder",
+    "Remove large files (data sets, outputs) from the folder",
+)
+_FEEDBACK_REMEDY = (
+    "Release feedback for fewer students at a time (nbgrader release_feedback --student)",
+) * 2
+
+
+def refuse_declared(
+    limits: ArchiveLimits, members: int | None, unpacked: int | None, *, feedback: bool = False
+) -> None:
     """Refuse (413) an upload whose sender declared more members or unpacked bytes than
-    ``limits`` allow, before a byte of it is read. A declaration is only a hint: what arrives
-    is checked as it streams, whatever was declared."""
+    ``limits`` allow, before a byte of it is read; ``feedback``: many students' feedback, not a
+    folder. A declaration is only a hint: what arrives is checked as it streams, whatever was
+    declared."""
+    what = "The feedback" if feedback else "The folder"
+    fewer_members, fewer_bytes = _FEEDBACK_REMEDY if feedback else _FOLDER_REMEDY
     if members is not None and members > limits.max_members:
         raise PayloadTooLarge(
-            f"The folder holds {members} files and folders; the exchange takes at most "
-            f"{limits.max_members} in one upload. Remove generated files (caches, checkpoints, "
-            "data sets, virtual environments) from the folder, or ask the exchange's operator "
-            "to raise LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS. Nothing was stored.",
+            f"{what} holds {members} files and folders; the exchange takes at most "
+            f"{limits.max_members} in one upload. {fewer_members}, or ask the exchange's "
+            "operator to raise LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS. Nothing was stored.",
             code="archive_too_many_members",
             details={"limit": limits.max_members, "declared": members},
             closes_connection=True,  # the body is not read
         )
     if unpacked is not None and unpacked > limits.max_unpacked_bytes:
         raise PayloadTooLarge(
-            f"The folder's files add up to {unpacked} bytes; the exchange takes at most "
-            f"{limits.max_unpacked_bytes} in one upload. Remove large files (data sets, "
-            "outputs) from the folder, or ask the exchange's operator to raise "
-            "LTI_EXCHANGE_MAX_UNPACKED_BYTES. Nothing was stored.",
+            f"{what}'s files add up to {unpacked} bytes; the exchange takes at most "
+            f"{limits.max_unpacked_bytes} in one upload. {fewer_bytes}, or ask the exchange's "
+            "operator to raise LTI_EXCHANGE_MAX_UNPACKED_BYTES. Nothing was stored.",
             code="archive_too_large",
             details={"limit": limits.max_unpacked_bytes, "declared": unpacked},
             closes_connection=True,

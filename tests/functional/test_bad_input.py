@@ -151,13 +151,16 @@ class Course:
         headers = {**TAR, **(headers or {})}
         if headers.get("Content-Type") == "":
             del headers["Content-Type"]
-        if target == "release":
-            path = f"courses/{self.code}/assignments/{name or 'ps2'}/releases"
-            token = self.teacher
-        else:
-            path = f"courses/{self.code}/assignments/{name or 'ps1'}/submissions"
-            token = self.student
+        path, token = self.upload_target(target, name)
         return self.server.api("POST", path, token, data=body, headers=headers)
+
+    def upload_target(self, target: str, name: str | None = None) -> tuple[str, str]:
+        """The API path and the token of an upload: a release, a submission or feedback."""
+        if target == "release":
+            return f"courses/{self.code}/assignments/{name or 'ps2'}/releases", self.teacher
+        if target == "feedback":
+            return f"courses/{self.code}/assignments/{name or 'ps1'}/feedback", self.teacher
+        return f"courses/{self.code}/assignments/{name or 'ps1'}/submissions", self.student
 
     def assignments(self) -> list[tuple[str, bool, int | None]]:
         answer = self.server.api("GET", f"courses/{self.code}/assignments", self.teacher)
@@ -347,7 +350,7 @@ class RawAnswer:
         return json.loads(self.content)
 
 
-def submission_head(live_server, setup, length: int, **extra: str) -> bytes:
+def submission_head(live_server, setup, length: int) -> bytes:
     return request_head(
         live_server,
         "POST",
@@ -356,7 +359,6 @@ def submission_head(live_server, setup, length: int, **extra: str) -> bytes:
             "Authorization": f"Bearer {setup.student}",
             "Content-Type": "application/x-tar",
             "Content-Length": str(length),
-            **extra,
         },
     )
 
@@ -371,6 +373,7 @@ def test_declared_content_length_over_the_limit_is_refused_before_reading(live_s
     assert setup.snapshot() == before
 
 
+@pytest.mark.parametrize("target", ["submit", "release", "feedback"])
 @pytest.mark.parametrize(
     ("header", "declared", "code", "limit"),
     [
@@ -379,28 +382,44 @@ def test_declared_content_length_over_the_limit_is_refused_before_reading(live_s
     ],
 )
 def test_a_declared_archive_over_the_limits_is_refused_before_reading(
-    live_server, setup, header, declared, code, limit
+    live_server, setup, target, header, declared, code, limit
 ):
     """Only the headers are sent: the sender's own count of members or bytes over the limit is
     answered at once (413, and the connection closed: its body is never read)."""
     before = setup.snapshot()
+    path, token = setup.upload_target(target)
+    head = request_head(
+        live_server,
+        "POST",
+        path,
+        {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/x-tar",
+            "Content-Length": str(10 * MiB),
+            header: str(declared),
+        },
+    )
     with socket.create_connection(server_address(live_server), timeout=30) as sock:
-        head = submission_head(live_server, setup, 10 * MiB, **{header: str(declared)})
         sock.sendall(head)
         answer = RawAnswer(sock)
     error = assert_error(answer, 413, code, str(declared), str(limit))
     assert error["details"] == {"limit": limit, "declared": declared}
+    advice = "Release feedback for fewer students" if target == "feedback" else "from the folder"
+    assert advice in error["message"]
     assert answer.headers.get("Connection") == "close"
     assert setup.snapshot() == before
 
 
+@pytest.mark.parametrize("target", ["submit", "release", "feedback"])
 @pytest.mark.parametrize("value", ["", "abc", "-1", "+5", "1e3", "1.0", "7 7", "1234567890123456"])
 @pytest.mark.parametrize("header", ["X-Archive-Members", "X-Archive-Unpacked-Bytes"])
-def test_a_declaration_that_is_not_a_number_is_refused(setup, header, value):
+def test_a_declaration_that_is_not_a_number_is_refused(setup, target, header, value):
     before = setup.snapshot()
-    answer = setup.post_archive("submit", make_tar({"p1.ipynb": NOTEBOOK}), headers={header: value})
+    body = make_tar({"p1.ipynb": NOTEBOOK})
+    answer = setup.post_archive(target, body, headers={header: value})
     error = assert_error(answer, 400, "invalid_archive_header", header)
     assert error["details"] == {"header": header}
+    assert answer.headers.get("Connection") == "close"
     assert setup.snapshot() == before
 
 

@@ -12,6 +12,8 @@ import time
 import pytest
 from nbgrader.utils import ignore_patterns
 
+from lti_exchange.archives.upload import ArchiveLimits, scan_archive
+from lti_exchange.errors import PayloadTooLarge
 from nbgrader_plugin import archive
 from nbgrader_plugin.archive import (
     HashingReader,
@@ -304,14 +306,29 @@ def test_a_file_that_grows_while_it_is_sent_fails_the_pack(folder):
             pass
 
 
+def server_accepts(data: bytes, members: int, unpacked: int) -> bool:
+    """Whether the exchange's own archive check takes ``data`` with these limits exactly."""
+    limits = ArchiveLimits(
+        max_upload_bytes=len(data), max_unpacked_bytes=unpacked, max_members=members
+    )
+    try:
+        scan_archive(io.BytesIO(data), limits)
+    except PayloadTooLarge:
+        return False
+    return True
+
+
 def test_a_pack_counts_its_members_and_bytes_as_the_exchange_does(folder):
     """What an upload declares (``X-Archive-Members``, ``X-Archive-Unpacked-Bytes``) is what
-    the tar holds: one member per file and empty folder, the files' bytes."""
+    the exchange counts: one member per file and empty folder (a long or non-ASCII name's PAX
+    header is not one), the files' bytes. The exchange's own check takes the pack with exactly
+    those limits and refuses it with one less."""
     (folder / "empty" / "inner").mkdir(parents=True)
     pack, _size = pack_directory(folder, extra={"submission_secret.txt": b"s3cret"})
     with pack:
-        data = pack.read(10 * pack.size)
-    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
-        members = tar.getmembers()
-    assert pack.member_count == len(members) == 6  # 4 files, the secret, empty/inner
-    assert pack.unpacked_size == sum(m.size for m in members)
+        data = bytes(pack.read(10 * pack.size))
+    assert pack.member_count == 6  # 4 files (one with a long non-ASCII name), the secret, a folder
+    members, unpacked = pack.member_count, pack.unpacked_size
+    assert server_accepts(data, members, unpacked)
+    assert not server_accepts(data, members - 1, unpacked)
+    assert not server_accepts(data, members, unpacked - 1)
