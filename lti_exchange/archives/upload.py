@@ -78,24 +78,32 @@ def refuse_declared(
     declared."""
     what = "The feedback" if feedback else "The folder"
     fewer_members, fewer_bytes = _FEEDBACK_REMEDY if feedback else _FOLDER_REMEDY
-    if members is not None and members > limits.max_members:
-        raise PayloadTooLarge(
-            f"{what} holds {members} files and folders; the exchange takes at most "
-            f"{limits.max_members} in one upload. {fewer_members}, or ask the exchange's "
-            "operator to raise LTI_EXCHANGE_MAX_ARCHIVE_MEMBERS. Nothing was stored.",
-            code="archive_too_many_members",
-            details={"limit": limits.max_members, "declared": members},
-            closes_connection=True,  # the body is not read
-        )
-    if unpacked is not None and unpacked > limits.max_unpacked_bytes:
-        raise PayloadTooLarge(
-            f"{what}'s files add up to {unpacked} bytes; the exchange takes at most "
-            f"{limits.max_unpacked_bytes} in one upload. {fewer_bytes}, or ask the exchange's "
-            "operator to raise LTI_EXCHANGE_MAX_UNPACKED_BYTES. Nothing was stored.",
-            code="archive_too_large",
-            details={"limit": limits.max_unpacked_bytes, "declared": unpacked},
-            closes_connection=True,
-        )
+    for declared, limit, code, setting, held, fewer in (
+        (
+            members,
+            limits.max_members,
+            "archive_too_many_members",
+            "MAX_ARCHIVE_MEMBERS",
+            f"{what} holds {members} files and folders",
+            fewer_members,
+        ),
+        (
+            unpacked,
+            limits.max_unpacked_bytes,
+            "archive_too_large",
+            "MAX_UNPACKED_BYTES",
+            f"{what}'s files add up to {unpacked} bytes",
+            fewer_bytes,
+        ),
+    ):
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(
+                f"{held}; the exchange takes at most {limit} in one upload. {fewer}, or ask the "
+                f"exchange's operator to raise LTI_EXCHANGE_{setting}. Nothing was stored.",
+                code=code,
+                details={"limit": limit, "declared": declared},
+                closes_connection=True,  # the body is not read
+            )
 
 
 @dataclass
