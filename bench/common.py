@@ -512,6 +512,28 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
+def context_switches(pid: int) -> tuple[float, float]:
+    """Voluntary and involuntary context switches of every thread of ``pid`` so far, from /proc
+    (a thread waiting for the GIL, a lock or I/O switches voluntarily; one preempted, not);
+    0 if gone. Same shape as ``cpu_split``, so ``cpu_used`` subtracts two readings."""
+    voluntary = involuntary = 0
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0, 0.0
+    for thread in threads:
+        try:
+            status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
+        except OSError:  # the thread ended
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                involuntary += int(line.split()[1])
+    return float(voluntary), float(involuntary)
+
+
 def workers_cpu(server: Server) -> dict[int, tuple[float, float]]:
     """User and system CPU seconds of each gunicorn worker, by pid."""
     return {pid: cpu_split(pid) for pid in server.worker_pids()}

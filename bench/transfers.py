@@ -50,6 +50,7 @@ from common import (
     access_log_count,
     baseline_rss,
     child_pids,
+    context_switches,
     cpu_split,
     cpu_used,
     external_s3,
@@ -289,10 +290,12 @@ def bench_burst(
     on_postgres = server.env["LTI_EXCHANGE_DATABASE_URL"].startswith("postgresql")
     database_before = postgres_cpu() if on_postgres else {}
     cpu_before, log_before = workers_cpu(server), access_log_count(server)
+    switches_before = {pid: context_switches(pid) for pid in server.worker_pids()}
     steal_before = steal_seconds()
     run_burst(ours, work / "ours", clients)
     ours_steal = steal_seconds() - steal_before
     cpu_user, cpu_system = cpu_used(cpu_before, workers_cpu(server))
+    switches = cpu_used(switches_before, {p: context_switches(p) for p in server.worker_pids()})
     database = sum(cpu_used(database_before, postgres_cpu())) if on_postgres else None
     cpu = cpu_user + cpu_system
     requests_seen = access_log_count(server) - log_before
@@ -362,7 +365,8 @@ def bench_burst(
             "every PostgreSQL process on the machine; sharing the same CPUs)",
         )
     if floor_app:
-        bench_floor_app_burst(server, work, course, students, release, clients, report, per_mb)
+        service = (per_mb, switches[0] / (2 * students), switches[1] / (2 * students))
+        bench_floor_app_burst(server, work, course, students, release, clients, report, service)
     numbers = {"burst wall": ours.wall, "burst submit p99": percentile(ours.submit, 99)}
     if collect:
         numbers["collect"] = bench_collect(floor, ours, students, report, table)
@@ -380,11 +384,13 @@ def bench_floor_app_burst(
     release: bytes,
     clients: str,
     report: Report,
-    service_per_mb: float,
+    service: tuple[float, float, float],
 ) -> None:
     """The same burst, with the plugin, against ``bench/floor_app.py`` behind the service's
     front door and as many workers: what any exchange's server must spend (HTTP, ``sendfile``,
-    a durable blob with its SHA-256) under this burst's load, next to the service's CPU."""
+    a durable blob with its SHA-256) under this burst's load, next to the service's CPU and
+    context switches per request (``service``)."""
+    service_per_mb, service_voluntary, service_involuntary = service
     folder, users = work / "floor-app", work / "floor-app-users"
     folder.mkdir()
     process, port = floor_server(folder, len(server.worker_pids()), ("burst",))
@@ -392,12 +398,17 @@ def bench_floor_app_burst(
         blobs = folder / "store" / "blobs" / "submissions"
         side = floor_app_side(server, f"http://127.0.0.1:{port}", blobs)
         run = prepare_burst(side, users, course, students, release)
-        before = {pid: cpu_split(pid) for pid in child_pids(process.pid)}
+        pids = child_pids(process.pid)
+        before = {pid: cpu_split(pid) for pid in pids}
+        switches_before = {pid: context_switches(pid) for pid in pids}
         steal_before = steal_seconds()
         run_burst(run, users, clients)
         steal = steal_seconds() - steal_before
-        after = {pid: cpu_split(pid) for pid in child_pids(process.pid)}  # a worker restarted
-        user, system = cpu_used(before, after)
+        pids = child_pids(process.pid)  # again: a worker may have been replaced
+        user, system = cpu_used(before, {pid: cpu_split(pid) for pid in pids})
+        voluntary, involuntary = cpu_used(
+            switches_before, {pid: context_switches(pid) for pid in pids}
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -415,6 +426,13 @@ def bench_floor_app_burst(
         f"{floor_per_mb * 1000:.1f} ms (user {user:.2f} s, system {system:.2f} s) / "
         f"{service_per_mb * 1000:.1f} ms: the service's own work "
         f"{(service_per_mb - floor_per_mb) * 1000:+.1f} ms",
+    )
+    requests = 2 * students
+    report.add(
+        "burst: workers' context switches per request, floor app / service",
+        f"voluntary {voluntary / requests:.0f} / {service_voluntary:.0f}, involuntary "
+        f"{involuntary / requests:.1f} / {service_involuntary:.1f} (every thread; waits for "
+        "the GIL, locks and I/O are voluntary)",
     )
 
 
