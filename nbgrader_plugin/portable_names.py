@@ -70,15 +70,23 @@ def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) ->
     problems: dict[str, str] = {}
     seen: dict[str, str] = {}  # folded file path -> the first name
     folders: dict[str, str] = {}  # folded folder path -> the first name
-    for name in files:
+
+    def kept(name: str, *, is_folder: bool) -> bool:
+        """Whether every part of ``name`` can be kept (else its problem is listed); if so, the
+        folders it makes are registered: its parents, and itself when it is a folder."""
         parts = name.split("/")
         bad = _bad_component(parts)
         if bad is not None:
             problems.setdefault(*bad)
-        else:
+            return False
+        for depth in range(1, len(parts) + is_folder):
+            folder = "/".join(parts[:depth])
+            folders.setdefault(fold(folder), folder)
+        return True
+
+    for name in files:
+        if kept(name, is_folder=False):
             key = fold(name)
-            for depth in range(1, len(parts)):
-                folders.setdefault(fold("/".join(parts[:depth])), "/".join(parts[:depth]))
             if key in seen or key in folders:
                 other = seen.get(key) or folders[key]
                 problems.setdefault(
@@ -88,13 +96,7 @@ def unportable_names(files: Iterable[str], empty_folders: Iterable[str] = ()) ->
                 )
             seen.setdefault(key, name)
     for name in empty_folders:
-        parts = name.split("/")
-        bad = _bad_component(parts)
-        if bad is not None:
-            problems.setdefault(*bad)
-        else:
-            for depth in range(1, len(parts) + 1):
-                folders.setdefault(fold("/".join(parts[:depth])), "/".join(parts[:depth]))
+        kept(name, is_folder=True)
     for key, name in seen.items():  # a file where another name needs a folder
         if key in folders and key not in problems:
             problems[key] = (
