@@ -4,6 +4,7 @@ settings, engine, session factory, blob store, key rings and the token service (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,8 +31,9 @@ class AppObjects:
     tool_keys: KeyRing
     tokens: TokenService
 
-    @property
+    @cached_property
     def limits(self) -> ArchiveLimits:
+        """The archive bounds of the (frozen) settings, made once: a submit reads them twice."""
         return ArchiveLimits(
             max_upload_bytes=self.settings.max_upload_bytes,
             max_unpacked_bytes=self.settings.max_unpacked_bytes,
