@@ -27,6 +27,7 @@ from nbgrader_plugin.transport import (
     is_transient,
     route_for,
 )
+from nbgrader_plugin.upload_limits import Upload, UploadLimits, refusal
 
 RELAUNCH = "Launch the assignment from your LMS again (or run `lti-exchange login`)."
 UPLOAD_CHUNK = 1024 * 1024
@@ -213,6 +214,7 @@ class ExchangeClient:
         self.timeout = timeout
         self._prefix = urlsplit(self.service_url).path + "/api/v1/"
         self._connection: Connection | None = None
+        self._limits: tuple[UploadLimits | None] | None = None  # once asked (upload_limits)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -409,12 +411,15 @@ class ExchangeClient:
         on_retry: Callable[[ExchangeClientError, float, int, int], object] | None = None,
         members: int | None = None,
         unpacked: int | None = None,
+        feedback: bool = False,
     ) -> Any:
         """Send ``size`` bytes of ``handle`` as a streamed tar body; return the JSON answer.
 
         ``members`` and ``unpacked`` (the archive's member count and the sum of its files'
         sizes) are declared to the service, which refuses at once an archive over its limits
-        instead of after receiving it.
+        instead of after receiving it; a large upload is first checked against the service's
+        limits and refused here, before anything is sent (``upload_limits``; ``feedback``:
+        many students' feedback, for the advice).
 
         ``handle`` may produce its bytes as it is read (``TarPack``: packing and sending
         overlap); if it fails half-way (``PackError``) the request is cut off and the server
@@ -423,6 +428,7 @@ class ExchangeClient:
         ``retry_delays`` in turn (``on_retry(error, delay, next_attempt, attempts)`` is told
         first): the service stores it once whichever attempt arrived.
         """
+        self._refuse_over_limits(Upload(size, members, unpacked, feedback))
         start = handle.tell()
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         if idempotency_key is not None:
@@ -444,6 +450,28 @@ class ExchangeClient:
             return self._retrying(delays, once, on_retry)
         finally:
             body.close()
+
+    def _refuse_over_limits(self, upload: Upload) -> None:
+        """Refuse ``upload`` (413, nothing sent) when it is large and over the service's limits."""
+        if not upload.worth_checking():
+            return
+        limits = self.upload_limits()
+        found = refusal(upload, limits) if limits is not None else None
+        if found is not None:
+            raise ExchangeClientError(found.message, status=413, code=found.code)
+
+    def upload_limits(self) -> UploadLimits | None:
+        """The service's upload limits, asked once per client; None from a service too old to
+        say (then its own refusal of an upload over them is the check)."""
+        if self._limits is None:
+            try:
+                answer = self.get_json("limits")
+            except ExchangeClientError as exc:
+                if exc.status != 404:
+                    raise
+                answer = None
+            self._limits = (UploadLimits.from_answer(answer),)
+        return self._limits[0]
 
     def _upload_once(
         self,

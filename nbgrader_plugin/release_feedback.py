@@ -59,6 +59,7 @@ class ExchangeReleaseFeedback(Exchange, ABCExchangeReleaseFeedback):
                     size,
                     members=members,
                     unpacked=unpacked,
+                    feedback=True,
                 )
         for item in answer["released"]:
             self.log.info(

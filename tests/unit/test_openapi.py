@@ -475,6 +475,9 @@ def test_responses_of_a_session_match_the_spec(app, spec):
     s.call("GET", "/api/v1/me", expect=401)
     s.call("GET", "/api/v1/me", "not-a-jwt", expect=401)
     s.call("GET", "/api/v1/me", alice, expect=200)
+    s.call("GET", "/api/v1/limits", expect=401)
+    limits = s.call("GET", "/api/v1/limits", alice, expect=200).get_json()
+    assert limits["max_upload_bytes"] == UPLOAD_LIMIT
     s.call("GET", course + "/members", teacher, expect=200, **c)
     s.call("GET", course + "/members", alice, expect=403, **c)
     s.call("GET", course + "/members", teacher, expect=404, courseId="nowhere")
