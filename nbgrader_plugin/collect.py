@@ -10,7 +10,6 @@ from pathlib import Path, PurePosixPath
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.abc import ExchangeCollect as ABCExchangeCollect
-from nbgrader.utils import parse_utc
 
 from nbgrader_plugin.archive import (
     UNSENT_MEMBER,
@@ -26,6 +25,7 @@ from nbgrader_plugin.client import ResponseBody, path
 from nbgrader_plugin.due_dates import fetch_due_dates, write_due_date, write_extensions
 from nbgrader_plugin.exchange import Exchange
 from nbgrader_plugin.gradebook import record_students
+from nbgrader_plugin.timestamps import utc_time
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DAMAGED = (
@@ -68,12 +68,13 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
             by_student[submission["student_id"]].append(submission)
         self.src_records = []
         for student_id, records in by_student.items():
-            records.sort(key=lambda r: parse_utc(r["timestamp"]), reverse=True)
-            chosen = records[0]
+            times = [utc_time(r["timestamp"]) for r in records]
+            newest_first = sorted(range(len(records)), key=times.__getitem__, reverse=True)
+            chosen = records[newest_first[0]]
             duedate = self.due_dates.for_student(student_id, assignment_due)
             if duedate is not None and self.before_duedate:
-                on_time = [r for r in records if parse_utc(r["timestamp"]) <= duedate]
-                chosen = on_time[0] if on_time else records[0]
+                on_time = [records[i] for i in newest_first if times[i] <= duedate]
+                chosen = on_time[0] if on_time else chosen
             self.src_records.append(chosen)
         self.src_records.sort(key=lambda r: r["student_id"])
 
@@ -97,7 +98,7 @@ class ExchangeCollect(Exchange, ABCExchangeCollect):
         if not dest.is_dir():
             return "collect"
         existing = self.coursedir.get_existing_timestamp(str(dest))
-        new = parse_utc(record["timestamp"])
+        new = utc_time(record["timestamp"])
         if self.update and (existing is None or new > existing):
             return "update"
         if self.before_duedate and existing != new:
