@@ -183,6 +183,15 @@ class Role:
             launch["refresh_token"],
         )
 
+    def quickstart(self, course: str) -> Path:
+        """``nbgrader quickstart course`` in this user's work folder, its config naming that
+        folder as the course root; returns the folder."""
+        self.nbgrader("quickstart", course)
+        root = self.work / course
+        with open(root / "nbgrader_config.py", "a") as fh:
+            fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+        return root
+
     def ui_listing(self, course_id: str, cwd: Path | None = None) -> dict:
         """What the Assignments UI gets: nbgrader's own handler logic, run as this user."""
         if self.in_process:

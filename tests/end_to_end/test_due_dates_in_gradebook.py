@@ -14,8 +14,9 @@ DUE = "2020-01-01T00:00:00Z"
 EXTENDED = "2100-01-01T00:00:00Z"
 
 
-def test_collect_writes_due_date_and_extension_into_the_gradebook(live_server, tmp_path):
-    course = f"due{uuid.uuid4().hex[:6]}"
+def three_roles(live_server, tmp_path, course: str) -> tuple[Role, Role, Role, str]:
+    """The instructor ``teacher`` and the students ``alice`` and ``bob``, logged in to
+    ``course``, and the instructor's access token."""
     url = live_server.url
     teacher = Role("teacher", tmp_path, url)
     alice, bob = Role("alice", tmp_path, url), Role("bob", tmp_path, url)
@@ -23,11 +24,13 @@ def test_collect_writes_due_date_and_extension_into_the_gradebook(live_server, t
     teacher.login(url, staff)
     for student in (alice, bob):
         student.login(url, live_server.issue_token(student.name, course, "Learner"))
+    return teacher, alice, bob, staff
 
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+
+def test_collect_writes_due_date_and_extension_into_the_gradebook(live_server, tmp_path):
+    course = f"due{uuid.uuid4().hex[:6]}"
+    teacher, alice, bob, staff = three_roles(live_server, tmp_path, course)
+    root = teacher.quickstart(course)
     teacher.nbgrader("db", "assignment", "add", "ps1", cwd=root)  # no due date in nbgrader
     teacher.nbgrader("generate_assignment", "ps1", cwd=root)
     teacher.nbgrader("release_assignment", "ps1", cwd=root)
@@ -67,17 +70,8 @@ def test_collect_before_the_due_date_takes_each_students_last_submission_on_time
     live_server, tmp_path
 ):
     course = f"ontime{uuid.uuid4().hex[:6]}"
-    url = live_server.url
-    teacher = Role("teacher", tmp_path, url)
-    alice, bob = Role("alice", tmp_path, url), Role("bob", tmp_path, url)
-    staff = live_server.issue_token("teacher", course, "Instructor")
-    teacher.login(url, staff)
-    for student in (alice, bob):
-        student.login(url, live_server.issue_token(student.name, course, "Learner"))
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    teacher, alice, bob, staff = three_roles(live_server, tmp_path, course)
+    root = teacher.quickstart(course)
     teacher.nbgrader("generate_assignment", "ps1", cwd=root)
     teacher.nbgrader("release_assignment", "ps1", cwd=root)
     base = f"courses/{course}/assignments/ps1"

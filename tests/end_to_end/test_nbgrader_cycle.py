@@ -50,10 +50,7 @@ def test_full_cycle(live_server, tmp_path):
         student.login(url, token)
 
     # --- instructor: create, generate and release ------------------------------------------
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = teacher.quickstart(course)
     teacher.nbgrader(
         "db", "assignment", "add", "ps1", "--duedate=2099-01-01 00:00:00 UTC", cwd=root
     )
@@ -207,10 +204,7 @@ def test_full_cycle(live_server, tmp_path):
     teacher2 = Role("teacher2", tmp_path, url)
     teacher2.login(url, live_server.issue_token("teacher2", course2, "Instructor"))
     alice.login(url, live_server.issue_token("alice", course2, "Learner"))
-    teacher2.nbgrader("quickstart", course2)
-    root2 = teacher2.work / course2
-    with open(root2 / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root2}"\n')
+    root2 = teacher2.quickstart(course2)
     (root2 / "source" / "ps1").rename(root2 / "source" / "hw1")
     teacher2.nbgrader("generate_assignment", "hw1", cwd=root2)
     teacher2.nbgrader("release_assignment", "hw1", cwd=root2)
@@ -254,10 +248,7 @@ def test_learner_cannot_release(live_server, tmp_path):
     mallory = Role("mallory", tmp_path, live_server.url)
     token = live_server.issue_token("mallory", course, "Learner")
     mallory.run(str(BIN / "lti-exchange"), "login", "--url", live_server.url, "--token", token)
-    mallory.nbgrader("quickstart", course)
-    root = mallory.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = mallory.quickstart(course)
     mallory.nbgrader("generate_assignment", "ps1", cwd=root)
     refused = mallory.run(str(BIN / "nbgrader"), "release_assignment", "ps1", cwd=root, expect=1)
     assert "needs the role Instructor or TeachingAssistant" in refused.output

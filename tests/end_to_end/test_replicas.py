@@ -199,10 +199,7 @@ def test_the_nbgrader_cycle_spread_over_both_replicas(replicas, tmp_path):
     alice.login(b.url, a.issue_token("alice", course, "Learner"))  # minted by A, used on B
     carol.login(a.url, b.issue_token("carol", course, "Learner"))  # minted by B, used on A
 
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = teacher.quickstart(course)
     teacher.nbgrader(
         "db", "assignment", "add", "ps1", "--duedate=2099-01-01 00:00:00 UTC", cwd=root
     )

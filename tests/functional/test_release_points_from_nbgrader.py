@@ -16,10 +16,7 @@ def test_release_sends_the_gradebooks_points(live_server, tmp_path):
     teacher = Role("teacher", tmp_path, live_server.url)
     staff = live_server.issue_token("teacher", course, "Instructor")
     teacher.login(live_server.url, staff)
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = teacher.quickstart(course)
     db_url = f"sqlite:///{root / 'gradebook.db'}"
     assert assignment_points(db_url, course, "ps1") is None  # no gradebook yet: none created
     assert not (root / "gradebook.db").exists()

@@ -40,10 +40,7 @@ def test_gradebook_scores_reach_the_lms(live_server, platform, tmp_path):
         role.login_pair(live_server.url, body)
         students.append((user, body, role))
 
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = teacher.quickstart(course)
     teacher.nbgrader("generate_assignment", "ps1", cwd=root)
     teacher.nbgrader("release_assignment", "ps1", cwd=root)
     for _user, _body, role in students:
@@ -101,10 +98,7 @@ def test_a_deep_linked_assignment_fills_the_column_the_lms_created(live_server, 
     course = teacher_launch["course_id"]
     teacher = Role("teacher", tmp_path, live_server.url)
     teacher.login_pair(live_server.url, teacher_launch)
-    teacher.nbgrader("quickstart", course)
-    root = teacher.work / course
-    with open(root / "nbgrader_config.py", "a") as fh:
-        fh.write(f'\nc.CourseDirectory.root = "{root}"\n')
+    root = teacher.quickstart(course)
     teacher.nbgrader("generate_assignment", "ps1", cwd=root)
     teacher.nbgrader("release_assignment", "ps1", cwd=root)
 
