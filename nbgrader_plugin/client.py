@@ -214,7 +214,8 @@ class ExchangeClient:
         self.timeout = timeout
         self._prefix = urlsplit(self.service_url).path + "/api/v1/"
         self._connection: Connection | None = None
-        self._limits: tuple[UploadLimits | None] | None = None  # once asked (upload_limits)
+        self._limits: UploadLimits | None = None  # the service's, once asked (upload_limits)
+        self._limits_asked = False
 
     def close(self) -> None:
         if self._connection is not None:
@@ -461,17 +462,25 @@ class ExchangeClient:
             raise ExchangeClientError(found.message, status=413, code=found.code)
 
     def upload_limits(self) -> UploadLimits | None:
-        """The service's upload limits, asked once per client; None from a service too old to
-        say (then its own refusal of an upload over them is the check)."""
-        if self._limits is None:
-            try:
-                answer = self.get_json("limits")
-            except ExchangeClientError as exc:
-                if exc.status != 404:
-                    raise
-                answer = None
-            self._limits = (UploadLimits.from_answer(answer),)
-        return self._limits[0]
+        """The service's upload limits, asked once per client. None when they cannot be had:
+        from a service too old to say (remembered), or when the question gets no usable answer
+        now (asked again next time); the upload then goes ahead, with its own retries, and the
+        service's own refusal of one over the limits is the check."""
+        if self._limits_asked:
+            return self._limits
+        try:
+            with self.request("GET", "limits") as response:
+                answer = self._json(response, answered_id(response, ""))
+        except ExchangeClientError as exc:
+            if exc.status == 404 and exc.code in (None, "not_found"):  # no such route
+                self._limits_asked = True
+                return None
+            if retryable(exc) or exc.code == "not_json":
+                return None
+            raise  # the upload would be refused the same way (the session, the enrolment)
+        self._limits = UploadLimits.from_answer(answer)
+        self._limits_asked = True
+        return self._limits
 
     def _upload_once(
         self,

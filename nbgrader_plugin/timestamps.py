@@ -11,9 +11,8 @@ _UTC_SUFFIX = " UTC"
 
 def utc_time(text: str) -> datetime:
     """``text`` as nbgrader's ``parse_utc`` reads it. The exchange's own format
-    (``2026-11-25 20:51:10.248006 UTC``) is read without dateutil, which takes about a third of
-    a millisecond per timestamp (a collect reads one per student); anything else goes to
-    ``parse_utc``."""
+    (``2026-11-25 20:51:10.248006 UTC``) is read without dateutil (0.7 µs against 66 µs; a
+    collect reads one per submission listed); anything else goes to ``parse_utc``."""
     if text.endswith(_UTC_SUFFIX):
         try:
             moment = datetime.fromisoformat(text[: -len(_UTC_SUFFIX)])

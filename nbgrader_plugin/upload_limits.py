@@ -3,15 +3,16 @@
 The exchange refuses an upload over its limits (413) from the request's headers, before reading
 the body, and closes the connection. The plugin is then still sending: on Linux it reads the
 answer after the broken pipe, but elsewhere a reset connection may discard it, and a proxy that
-buffers request bodies (nginx, the Kubernetes ingress) reads the whole body before the exchange
-sees the headers. So a large upload first asks the exchange for its limits
-(``GET /api/v1/limits``) and is refused here, with the same advice, before anything is sent.
+buffers request bodies (nginx's default; the shipped nginx and Kubernetes ingress configurations
+turn it off for uploads) reads the whole body before the exchange sees the headers. So a large
+upload first asks the exchange for its limits (``GET /api/v1/limits``) and, when it is over one,
+is refused here, with the same advice, before anything is sent.
 Small uploads are not asked about: one more request each would cost more than it saves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 # An upload larger than this, or holding more files and folders, asks for the limits first.
@@ -33,7 +34,7 @@ class UploadLimits:
         numbers (then the exchange's own refusal is the check)."""
         if not isinstance(answer, dict):
             return None
-        values = [answer.get(name) for name in cls.__dataclass_fields__]
+        values = [answer.get(field.name) for field in fields(cls)]
         numbers = [value for value in values if type(value) is int and value > 0]
         return cls(*numbers) if len(numbers) == len(values) else None
 

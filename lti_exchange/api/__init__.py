@@ -31,5 +31,13 @@ def _reject_empty_segments() -> None:
         )
 
 
-from lti_exchange.api import assignments, dashboard, feedback, grades, me, refresh, submissions  # noqa: E402,F401,I001
-from lti_exchange.api import limits  # noqa: E402,F401
+from lti_exchange.api import (  # noqa: E402,F401,I001
+    assignments,
+    dashboard,
+    feedback,
+    grades,
+    limits,
+    me,
+    refresh,
+    submissions,
+)

@@ -16,7 +16,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream, wrap_file
 from lti_exchange.app_objects import AppObjects
 from lti_exchange.archives.reader import readinto_of
 from lti_exchange.archives.upload import refuse_declared
-from lti_exchange.errors import ApiError, InvalidRequest, PayloadTooLarge
+from lti_exchange.errors import ApiError, InvalidRequest
 from lti_exchange.models import COURSE_ROLES, STAFF_ROLES
 from lti_exchange.services.context import ServiceContext
 from lti_exchange.web.body_limits import incomplete_body as _incomplete_body
@@ -71,18 +71,11 @@ def upload_stream(
             code="unsupported_media_type",
             status=415,
         )
-    limit = objects.settings.max_upload_bytes
-    if content_length is not None and content_length > limit:
-        raise PayloadTooLarge(
-            f"The upload ({content_length} bytes) is larger than the limit of {limit} "
-            "bytes. Remove large files from the folder, or ask your operator to raise "
-            "LTI_EXCHANGE_MAX_UPLOAD_BYTES.",
-            details={"limit": limit},
-        )
     refuse_declared(
         objects.limits,
         declared_count(environ, ARCHIVE_MEMBERS_HEADER),
         declared_count(environ, ARCHIVE_UNPACKED_HEADER),
+        size=content_length,
         feedback=feedback,
     )
     objects.storage.ensure_room(content_length or 0)  # 507 before reading a byte

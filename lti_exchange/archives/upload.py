@@ -70,21 +70,36 @@ _FEEDBACK_REMEDY = (
 
 
 def refuse_declared(
-    limits: ArchiveLimits, members: int | None, unpacked: int | None, *, feedback: bool = False
+    limits: ArchiveLimits,
+    members: int | None,
+    unpacked: int | None,
+    *,
+    size: int | None = None,
+    feedback: bool = False,
 ) -> None:
-    """Refuse (413) an upload whose sender declared more members or unpacked bytes than
-    ``limits`` allow, before a byte of it is read; ``feedback``: many students' feedback, not a
-    folder. A declaration is only a hint: what arrives is checked as it streams, whatever was
-    declared."""
+    """Refuse (413) an upload whose ``Content-Length`` (``size``) is over the upload limit, or
+    whose sender declared more members or unpacked bytes than ``limits`` allow, before a byte
+    of it is read; ``feedback``: many students' feedback, not a folder. A declaration is only a
+    hint: what arrives is checked as it streams, whatever was declared."""
     what = "The feedback" if feedback else "The folder"
     fewer_members, fewer_bytes = _FEEDBACK_REMEDY if feedback else _FOLDER_REMEDY
-    for declared, limit, code, setting, held, fewer in (
+    for declared, limit, code, setting, held, most, fewer in (
+        (
+            size,
+            limits.max_upload_bytes,
+            "payload_too_large",
+            "MAX_UPLOAD_BYTES",
+            f"{what} makes an upload of {size} bytes",
+            f"{limits.max_upload_bytes} bytes",
+            fewer_bytes,
+        ),
         (
             members,
             limits.max_members,
             "archive_too_many_members",
             "MAX_ARCHIVE_MEMBERS",
             f"{what} holds {members} files and folders",
+            f"{limits.max_members}",
             fewer_members,
         ),
         (
@@ -93,15 +108,19 @@ def refuse_declared(
             "archive_too_large",
             "MAX_UNPACKED_BYTES",
             f"{what}'s files add up to {unpacked} bytes",
+            f"{limits.max_unpacked_bytes} bytes",
             fewer_bytes,
         ),
     ):
         if declared is not None and declared > limit:
+            details = {"limit": limit}
+            if code != "payload_too_large":  # a declaration, not the body's length
+                details["declared"] = declared
             raise PayloadTooLarge(
-                f"{held}; the exchange takes at most {limit} in one upload. {fewer}, or ask the "
+                f"{held}; the exchange takes at most {most} in one upload. {fewer}, or ask the "
                 f"exchange's operator to raise LTI_EXCHANGE_{setting}. Nothing was stored.",
                 code=code,
-                details={"limit": limit, "declared": declared},
+                details=details,
                 closes_connection=True,  # the body is not read
             )
 

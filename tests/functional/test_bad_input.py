@@ -363,13 +363,32 @@ def submission_head(live_server, setup, length: int) -> bytes:
     )
 
 
-def test_declared_content_length_over_the_limit_is_refused_before_reading(live_server, setup):
-    """Only the headers are sent: the server must answer 413 without waiting for the body."""
+@pytest.mark.parametrize("target", ["submit", "release", "feedback"])
+def test_declared_content_length_over_the_limit_is_refused_before_reading(
+    live_server, setup, target
+):
+    """Only the headers are sent: the server must answer 413 without waiting for the body,
+    with the advice for what was sent, and close the connection (the body is never read)."""
     before = setup.snapshot()
+    path, token = setup.upload_target(target)
+    head = request_head(
+        live_server,
+        "POST",
+        path,
+        {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/x-tar",
+            "Content-Length": str(MAX_UPLOAD + 1),
+        },
+    )
     with socket.create_connection(server_address(live_server), timeout=30) as sock:
-        sock.sendall(submission_head(live_server, setup, MAX_UPLOAD + 1))
+        sock.sendall(head)
         answer = RawAnswer(sock)
-    assert_error(answer, 413, "payload_too_large", str(MAX_UPLOAD))
+    error = assert_error(answer, 413, "payload_too_large", str(MAX_UPLOAD + 1), str(MAX_UPLOAD))
+    assert error["details"] == {"limit": MAX_UPLOAD}
+    advice = "Release feedback for fewer students" if target == "feedback" else "from the folder"
+    assert advice in error["message"] and "LTI_EXCHANGE_MAX_UPLOAD_BYTES" in error["message"]
+    assert answer.headers.get("Connection") == "close"
     assert setup.snapshot() == before
 
 

@@ -121,8 +121,17 @@ def test_an_answer_without_three_whole_numbers_leaves_the_check_to_the_upload(or
     assert asked(origin) == ["GET /api/v1/limits", "POST /api/v1/courses/c1/x"]
 
 
-def test_a_service_too_old_to_say_is_sent_the_upload(origin):
-    origin.scripts["/api/v1/limits"] = ["404"]
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (404, {"error": {"status": 404, "code": "not_found", "message": "No such route."}}),
+        (404, None),  # a proxy's bare 404
+    ],
+)
+def test_a_service_too_old_to_say_is_sent_the_upload_and_not_asked_again(origin, answer):
+    status, body = answer
+    content = json.dumps(body).encode() if body else b"<html>Not Found</html>"
+    origin.routes["/api/v1/limits"] = (status, {"Content-Type": "text/html"}, content)
     with client_for(origin.url) as client:
         upload(client, members=10**6)
         upload(client, members=10**6)
@@ -133,11 +142,41 @@ def test_a_service_too_old_to_say_is_sent_the_upload(origin):
     ]
 
 
-def test_a_refusal_of_the_question_is_the_users_answer(origin):
-    origin.scripts["/api/v1/limits"] = ["403"]
+@pytest.mark.parametrize("script", [["503"], ["502"], ["drop"]])
+def test_a_question_without_an_answer_now_leaves_the_check_to_the_upload(origin, script):
+    """The upload has its own retries: a courtesy question does not fail it, and is asked again
+    by the next upload."""
+    origin.scripts["/api/v1/limits"] = list(script)
+    answer_limits(origin, LIMITS)
+    with client_for(origin.url) as client:
+        upload(client, **UNDER)
+        upload(client, **UNDER)
+    assert asked(origin) == [
+        "GET /api/v1/limits",
+        "POST /api/v1/courses/c1/x",
+        "GET /api/v1/limits",
+        "POST /api/v1/courses/c1/x",
+    ]
+
+
+def test_an_answer_that_is_not_json_leaves_the_check_to_the_upload(origin):
+    origin.routes["/api/v1/limits"] = (200, {"Content-Type": "text/html"}, b"<html>portal</html>")
+    with client_for(origin.url) as client:
+        upload(client, **UNDER)
+    assert asked(origin) == ["GET /api/v1/limits", "POST /api/v1/courses/c1/x"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(403, "not_enrolled"), (404, "course_not_found"), (401, "revoked")]
+)
+def test_a_refusal_of_the_question_is_the_users_answer(origin, status, code):
+    """What refuses the question (the enrolment, the course, the session) would refuse the
+    upload after it was sent: the user hears it now."""
+    error = {"error": {"status": status, "code": code, "message": "Refused."}}
+    answer_limits(origin, error, status)
     with client_for(origin.url) as client, pytest.raises(ExchangeClientError) as refused:
         upload(client, **UNDER)
-    assert refused.value.status == 403
+    assert (refused.value.status, refused.value.code) == (status, code)
     assert asked(origin) == ["GET /api/v1/limits"]
 
 
