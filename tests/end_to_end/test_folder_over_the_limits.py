@@ -99,3 +99,21 @@ def test_a_release_over_the_upload_limit_is_refused_before_it_is_sent(live_serve
     listed = live_server.api("GET", f"courses/{course}/assignments", token)
     assert listed.json()["assignments"] == []
     assert not log_lines(live_server, f"/courses/{course}/assignments/ps1/releases", wait=1)
+
+
+def test_feedback_over_the_upload_limit_is_refused_before_it_is_sent(live_server, tmp_path):
+    course = f"prefb{uuid.uuid4().hex[:6]}"
+    teacher, root = instructor_course(live_server, tmp_path, course)
+    feedback = root / "feedback" / "ann" / "ps1"
+    feedback.mkdir(parents=True)
+    (feedback / "timestamp.txt").write_text("2026-12-06 10:00:00.000000 UTC")
+    with (feedback / "ps1.html").open("wb") as page:
+        page.truncate(60 * 1000 * 1000)  # over the test service's 48 MiB
+
+    done = teacher.nbgrader("release_feedback", "ps1", cwd=root, expect=1)
+
+    no_traceback(done)
+    [said] = done.lines("The feedback makes an upload of 60.0 MB")
+    assert "Release feedback for fewer students at a time" in said
+    assert "Nothing was sent." in said
+    assert not log_lines(live_server, f"/courses/{course}/assignments/ps1/feedback", wait=1)
