@@ -158,6 +158,7 @@ class BurstRun:
     digests: dict[str, str] = field(default_factory=dict)
     stored: int = 0
     collect: float = 0.0
+    collect_cpu: tuple[float, float] = (0.0, 0.0)  # this process's user and system CPU in it
     collected: int = 0
 
 
@@ -242,9 +243,12 @@ def count_submissions(side: Side, course: str, instructor: Path, assignment: str
 
 def run_collect(run: BurstRun) -> None:
     """Collect the burst with the side's ``ExchangeCollect``; check every student's bytes."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     run.side.run("ExchangeCollect", run.instructor, run.course, "burst", check_owner=False)
     run.collect = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    run.collect_cpu = (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
     collected = 0
     for name, digest in run.digests.items():
         file = run.instructor / "submitted" / name / "burst" / "data.bin"
