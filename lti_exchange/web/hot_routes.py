@@ -47,6 +47,7 @@ from lti_exchange.lti.headers import DEFAULT_HEADERS
 from lti_exchange.services.assignments import AssignmentService, release_to_fetch
 from lti_exchange.services.submissions import submit_target
 from lti_exchange.web.bearer import caller_of
+from lti_exchange.web.current import get_session
 from lti_exchange.web.metrics import note_request
 from lti_exchange.web.request_id import HEADER as REQUEST_ID_HEADER
 
@@ -66,6 +67,9 @@ class HotRoutes:
         self.app = flask_app.wsgi_app  # the next layer: Flask's own WSGI entry
         self.objects = objects
         self.expose_query_count = objects.settings.expose_query_count
+        # PostgreSQL: a fetch's one read and one insert each in their own implicit transaction,
+        # 2 round trips to the server instead of 4 (psycopg sends BEGIN and COMMIT on their own)
+        self.fetch_in_autocommit = objects.engine.dialect.name == "postgresql"
         self.routes: dict[str, tuple[re.Pattern[str], Callable[..., Answer], str]] = {
             "GET": (FETCH, self._fetch, _rule(flask_app, "api.download_assignment")),
             "POST": (SUBMIT, self._submit, _rule(flask_app, "api.submit")),
@@ -114,7 +118,10 @@ class HotRoutes:
             return response(environ, start_response)
 
     def _fetch(self, environ: dict[str, Any], course: str, name: str) -> Answer:
-        """``api.assignments.download_assignment`` for a GET."""
+        """``api.assignments.download_assignment`` for a GET. Its only write is the "fetched"
+        event, one statement: on PostgreSQL it runs in autocommit (``fetch_in_autocommit``)."""
+        if self.fetch_in_autocommit:
+            get_session().connection(execution_options=_AUTOCOMMIT)
         caller = caller_of(
             environ.get("HTTP_AUTHORIZATION", ""), course, ANY_ROLE, release_to_fetch(name)
         )
@@ -143,6 +150,7 @@ class HotRoutes:
         return "201 CREATED", headers, [payload]
 
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 _REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 

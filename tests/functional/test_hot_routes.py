@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from werkzeug.test import EnvironBuilder
 
 from lti_exchange import create_app
@@ -255,3 +256,38 @@ def test_a_fetch_that_declares_a_body_is_flasks_to_bound(live_server, two_ways, 
     answer = two_ways._call("GET", archive(ps1), token=token, body=b"x", length=2_000_000)
     assert two_ways.flask_calls == before + 1
     assert answer.status.startswith("413") and answer.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_fetch_on_postgresql_writes_its_event_in_autocommit(live_server, two_ways, ps1):
+    """On PostgreSQL a fetch's read and its one insert (the "fetched" event) each run in their
+    own implicit transaction: two round trips, not BEGIN, SELECT, INSERT, COMMIT. A submission
+    after it, on the same pooled connection, runs in a transaction again."""
+    engine = two_ways.app.extensions["lti_exchange"].engine
+    seen: list[tuple[str, str]] = []
+
+    def record(conn, _cursor, statement, *_args) -> None:
+        level = conn.get_execution_options().get("isolation_level", "")
+        if engine.dialect.name == "postgresql":  # and what psycopg itself will do
+            assert conn.connection.driver_connection.autocommit == (level == "AUTOCOMMIT")
+        seen.append((statement.split()[0].upper(), level))
+
+    token = live_server.issue_token("ada", ps1)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert two_ways.hot("GET", archive(ps1), token=token).status == "200 OK"
+        fetched, seen[:] = list(seen), []
+        tar = make_tar({"ps1.ipynb": NOTEBOOK})
+        answer = two_ways.hot(
+            "POST",
+            submissions(ps1),
+            token=token,
+            body=tar,
+            headers={"Content-Type": "application/x-tar"},
+        )
+        assert answer.status.startswith("201"), answer.body
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [kind for kind, _ in fetched] == ["SELECT", "INSERT"]
+    autocommit = engine.dialect.name == "postgresql"
+    assert all((level == "AUTOCOMMIT") == autocommit for _, level in fetched), fetched
+    assert seen and all(level != "AUTOCOMMIT" for _, level in seen), seen
