@@ -80,40 +80,48 @@ def test_a_release_with_too_many_files_is_refused_at_once(live_server, tmp_path)
     assert listed.json()["assignments"] == []
 
 
-def test_a_release_over_the_upload_limit_is_refused_before_it_is_sent(live_server, tmp_path):
-    course = f"prerel{uuid.uuid4().hex[:6]}"
+@pytest.mark.parametrize(
+    ("command", "folder", "small_file", "large_file", "what", "advice", "route"),
+    [
+        (
+            "release_assignment",
+            "release/ps1",
+            ("ps1.ipynb", NOTEBOOK),
+            "data.bin",
+            "The folder",
+            "Remove large files (data sets, outputs) from the folder",
+            "releases",
+        ),
+        (
+            "release_feedback",
+            "feedback/ann/ps1",
+            ("timestamp.txt", b"2026-12-06 10:00:00.000000 UTC"),
+            "ps1.html",
+            "The feedback",
+            "Release feedback for fewer students at a time",
+            "feedback",
+        ),
+    ],
+)
+def test_an_upload_over_the_upload_limit_is_refused_before_it_is_sent(
+    live_server, tmp_path, command, folder, small_file, large_file, what, advice, route
+):
+    course = f"prebig{uuid.uuid4().hex[:6]}"
     teacher, root = instructor_course(live_server, tmp_path, course)
-    release = root / "release" / "ps1"
-    release.mkdir(parents=True)
-    (release / "ps1.ipynb").write_bytes(NOTEBOOK)
-    with (release / "data.bin").open("wb") as data:
-        data.truncate(60 * 1000 * 1000)  # over the test service's 48 MiB
+    source = root / folder
+    source.mkdir(parents=True)
+    name, data = small_file
+    (source / name).write_bytes(data)
+    with (source / large_file).open("wb") as large:
+        large.truncate(60 * 1000 * 1000)  # over the test service's 48 MiB
 
-    done = teacher.nbgrader("release_assignment", "ps1", cwd=root, expect=1)
+    done = teacher.nbgrader(command, "ps1", cwd=root, expect=1)
 
     no_traceback(done)
-    [said] = done.lines("The folder makes an upload of 60.0 MB")
+    [said] = done.lines(f"{what} makes an upload of 60.0 MB")
     assert "the exchange takes at most 50.3 MB (50331648 bytes) in one upload" in said
-    assert "Remove large files (data sets, outputs)" in said and "Nothing was sent." in said
+    assert advice in said and "Nothing was sent." in said
     token = live_server.issue_token("teacher", course, "Instructor")
     listed = live_server.api("GET", f"courses/{course}/assignments", token)
     assert listed.json()["assignments"] == []
-    assert not log_lines(live_server, f"/courses/{course}/assignments/ps1/releases", wait=1)
-
-
-def test_feedback_over_the_upload_limit_is_refused_before_it_is_sent(live_server, tmp_path):
-    course = f"prefb{uuid.uuid4().hex[:6]}"
-    teacher, root = instructor_course(live_server, tmp_path, course)
-    feedback = root / "feedback" / "ann" / "ps1"
-    feedback.mkdir(parents=True)
-    (feedback / "timestamp.txt").write_text("2026-12-06 10:00:00.000000 UTC")
-    with (feedback / "ps1.html").open("wb") as page:
-        page.truncate(60 * 1000 * 1000)  # over the test service's 48 MiB
-
-    done = teacher.nbgrader("release_feedback", "ps1", cwd=root, expect=1)
-
-    no_traceback(done)
-    [said] = done.lines("The feedback makes an upload of 60.0 MB")
-    assert "Release feedback for fewer students at a time" in said
-    assert "Nothing was sent." in said
-    assert not log_lines(live_server, f"/courses/{course}/assignments/ps1/feedback", wait=1)
+    assert not log_lines(live_server, f"/courses/{course}/assignments/ps1/{route}", wait=1)
